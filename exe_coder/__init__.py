@@ -1,0 +1,1 @@
+"""exe-coder: natural language to signed macOS arm64 executables."""
