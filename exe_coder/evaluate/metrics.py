@@ -1,0 +1,232 @@
+"""The headline numbers of ``evaluation.md``, computed from a list of ``Prediction`` records.
+
+Everything here is a pure function of the predictions (and, for the training losses, of the
+run's ``metrics.jsonl``), so the same files always give the same report. An Outcome's
+properties (valid Mach-O, ran, printed the answer) are derived from its taxonomy label, the one
+field a prediction carries about the verifier's verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from exe_coder.decode.prediction import Prediction
+from exe_coder.errors import UserError
+from exe_coder.runtime.outcome import Outcome, OutcomeKind
+
+# The reward contract (RL): weights on the Outcome's properties, minus beta * kl_to_sft.
+REWARD_WEIGHTS = {"is_valid_macho": 1.0, "exec_ok": 1.0, "stdout_correct": 2.0, "timeout_or_crash": -1.0}
+LATENCY_STAGES = ("generate", "reconstruct", "verify")
+
+
+class Metrics(BaseModel):
+    """The per-split (or per-slice) metrics. Rates are in [0, 1]; ``None`` where undefined."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int
+    parse_success_rate: float | None
+    patch_exact_match_rate: float | None
+    operand_mae: float | None  # over parsed predictions only; None when nothing parsed
+    macho_valid_rate: float | None
+    exec_success_rate: float | None
+    answer_accuracy: float | None
+    exact_byte_match_rate: float | None
+    avg_reward: float | None
+
+
+class LatencyStats(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    median_ms: float | None
+    p95_ms: float | None
+
+
+class TrainingLosses(BaseModel):
+    """Read from the run's ``metrics.jsonl``; ``None`` where the log has no such value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train_loss: float | None = None  # the last logged training loss
+    val_loss: float | None = None  # the last logged validation loss
+    best_val_loss: float | None = None
+    train_loss_start: float | None = None  # the first logged training loss
+    train_loss_end: float | None = None  # the last logged training loss
+    steps: int | None = None  # the last logged step
+    # the curves feed the plot; the JSON report keeps only the numbers above
+    curve: list[tuple[int, float]] = Field(default=[], exclude=True)  # (step, train_loss)
+    val_curve: list[tuple[int, float]] = Field(default=[], exclude=True)  # (step, val_loss)
+
+
+def outcome_from_label(label: str) -> Outcome:
+    """The Outcome a taxonomy label stands for (``invalid_macho:<rule>`` keeps its rule)."""
+    kind, _, rule = label.partition(":")
+    try:
+        outcome_kind = OutcomeKind(kind)
+    except ValueError:
+        raise ValueError(f"unknown outcome label {label!r}") from None
+    if rule and outcome_kind is not OutcomeKind.INVALID_MACHO:
+        raise ValueError(f"outcome label {label!r}: only invalid_macho carries a rule")
+    return Outcome(kind=outcome_kind, rule=rule or None)
+
+
+def answer_correct(p: Prediction) -> bool:
+    """stdout equals ``f"{a+b}\\n"`` for the prompt's gold operands (not the predicted ones)."""
+    return outcome_from_label(p.outcome).stdout_correct and p.stdout == p.example.expected_stdout
+
+
+def patch_exact(p: Prediction) -> bool:
+    return p.parsed and p.a == p.example.a and p.b == p.example.b
+
+
+def reward(p: Prediction, beta: float = 0.0, kl_to_sft: float = 0.0) -> float:
+    """The RL reward contract for one prediction. SFT predictions have ``kl_to_sft = 0``."""
+    o = outcome_from_label(p.outcome)
+    # stdout_correct is the gold answer check, the same one answer_accuracy uses
+    flags = {
+        "is_valid_macho": o.is_valid_macho,
+        "exec_ok": o.exec_ok,
+        "stdout_correct": answer_correct(p),
+        "timeout_or_crash": o.timeout_or_crash,
+    }
+    return sum(w * flags[k] for k, w in REWARD_WEIGHTS.items()) - beta * kl_to_sft
+
+
+def _rate(flags: Sequence[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
+
+
+def compute_metrics(
+    predictions: Sequence[Prediction], *, beta: float = 0.0, kl_to_sft: Sequence[float] | None = None
+) -> Metrics:
+    """Every per-prediction metric of ``evaluation.md`` over ``predictions`` (may be empty)."""
+    if kl_to_sft is not None and len(kl_to_sft) != len(predictions):
+        raise ValueError("kl_to_sft needs one value per prediction")
+    outcomes = [outcome_from_label(p.outcome) for p in predictions]
+    parsed = [p for p in predictions if p.parsed and p.a is not None and p.b is not None]
+    mae = None
+    if parsed:  # mean over both operands of every parsed prediction
+        total = sum(abs(p.a - p.example.a) + abs(p.b - p.example.b) for p in parsed)  # type: ignore[operator]
+        mae = total / (2 * len(parsed))
+    kls = kl_to_sft if kl_to_sft is not None else [0.0] * len(predictions)
+    rewards = [reward(p, beta, kl) for p, kl in zip(predictions, kls)]
+    return Metrics(
+        n=len(predictions),
+        parse_success_rate=_rate([p.parsed for p in predictions]),
+        patch_exact_match_rate=_rate([patch_exact(p) for p in predictions]),
+        operand_mae=mae,
+        macho_valid_rate=_rate([o.is_valid_macho for o in outcomes]),
+        exec_success_rate=_rate([o.exec_ok for o in outcomes]),
+        answer_accuracy=_rate([answer_correct(p) for p in predictions]),
+        exact_byte_match_rate=_rate([p.exact_byte_match for p in predictions]),
+        avg_reward=sum(rewards) / len(rewards) if rewards else None,
+    )
+
+
+def error_taxonomy(predictions: Sequence[Prediction]) -> dict[str, int]:
+    """Counts per Outcome label, most frequent first (ties by label, for a stable order)."""
+    counts = Counter(p.outcome for p in predictions)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else None
+
+
+def latency_stats(predictions: Sequence[Prediction]) -> dict[str, LatencyStats]:
+    """Median and p95 per stage, per prompt; ``total`` is the sum of the three stages."""
+    per_stage = {
+        "generate": [p.latency.generate_ms for p in predictions],
+        "reconstruct": [p.latency.reconstruct_ms for p in predictions],
+        "verify": [p.latency.verify_ms for p in predictions],
+    }
+    per_stage["total"] = [sum(vals) for vals in zip(*per_stage.values())]
+    return {
+        stage: LatencyStats(median_ms=_percentile(vals, 50), p95_ms=_percentile(vals, 95))
+        for stage, vals in per_stage.items()
+    }
+
+
+def read_predictions(path: str | Path, *, split: str | None = None) -> list[Prediction]:
+    """Load a predictions JSONL file; a bad line (or one of another split) is a ``UserError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("predictions file not found", path)
+    predictions = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                p = Prediction.model_validate_json(line)
+                outcome_from_label(p.outcome)
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(x) for x in first["loc"]) or "record"
+                raise UserError(f"not a prediction record: {where}: {first['msg']}", path, lineno) from None
+            except ValueError as err:
+                raise UserError(str(err), path, lineno) from None
+            if split is not None and p.example.split != split:
+                raise UserError(f"prediction for a {p.example.split} example, expected split {split}", path, lineno)
+            predictions.append(p)
+    return predictions
+
+
+# Keys read from a training log line (JSON object): "step"; "train_loss" (or "loss") on
+# training lines; "val_loss" on evaluation lines. Lines without them are ignored, so the
+# train loop may log anything else beside them (lr, tokens/s, exact match, memory).
+TRAIN_LOSS_KEYS = ("train_loss", "loss")
+VAL_LOSS_KEY = "val_loss"
+
+
+def _finite(x: object) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x) if math.isfinite(x) else None
+
+
+def read_training_log(path: str | Path) -> TrainingLosses:
+    """Training and validation losses from a ``metrics.jsonl`` (a file, or the run's dir)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        raise UserError("training log metrics.jsonl not found", path)
+    curve: list[tuple[int, float]] = []
+    val_curve: list[tuple[int, float]] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"not a JSON line: {err.msg}", path, lineno, err.colno) from None
+            if not isinstance(rec, dict):
+                raise UserError("a training log line must be a JSON object", path, lineno)
+            step = rec.get("step")
+            step = int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else lineno
+            train = next((v for k in TRAIN_LOSS_KEYS if (v := _finite(rec.get(k))) is not None), None)
+            if train is not None:
+                curve.append((step, train))
+            val = _finite(rec.get(VAL_LOSS_KEY))
+            if val is not None:
+                val_curve.append((step, val))
+    steps = max([s for s, _ in curve] + [s for s, _ in val_curve], default=None)
+    return TrainingLosses(
+        train_loss=curve[-1][1] if curve else None,
+        val_loss=val_curve[-1][1] if val_curve else None,
+        best_val_loss=min(v for _, v in val_curve) if val_curve else None,
+        train_loss_start=curve[0][1] if curve else None,
+        train_loss_end=curve[-1][1] if curve else None,
+        steps=steps,
+        curve=curve,
+        val_curve=val_curve,
+    )

@@ -1,0 +1,66 @@
+"""Hand-made Example and Prediction records for the evaluation tests."""
+
+from __future__ import annotations
+
+import hashlib
+
+from exe_coder.dataset.records import Example, patch_text, sign_pattern
+from exe_coder.decode.prediction import Latency, Prediction
+
+
+def example(
+    a: int = 17,
+    b: int = -4,
+    *,
+    i: int = 0,
+    split: str = "val",
+    template_id: str = "t_what_is",
+    magnitude_pair: str = "core/core",
+    prompt: str | None = None,
+) -> Example:
+    return Example(
+        id=f"{split}-{i:05d}",
+        split=split,
+        prompt=prompt if prompt is not None else f"What is {a} plus {b}?",
+        template_id=template_id,
+        a=a,
+        b=b,
+        expected_stdout=f"{a + b}\n",
+        target=patch_text(a, b),
+        sign_pattern=sign_pattern(a, b),
+        magnitude_pair=magnitude_pair,
+        binary_path=None,
+        binary_sha256=hashlib.sha256(f"{a},{b}".encode()).hexdigest(),
+    )
+
+
+def oracle(ex: Example, *, mode: str = "oracle", ms: float = 1.0) -> Prediction:
+    """What a perfect model produces: the gold patch, the golden bytes, the right stdout."""
+    return Prediction(
+        example=ex, mode=mode, text=ex.target, parsed=True, a=ex.a, b=ex.b,
+        binary_sha256=ex.binary_sha256, exact_byte_match=True, outcome="ok",
+        stdout=ex.expected_stdout, exit_code=0,
+        latency=Latency(generate_ms=ms, reconstruct_ms=ms / 10, verify_ms=ms / 2),
+    )
+
+
+def wrong_patch(ex: Example, a: int, b: int, *, mode: str = "oracle") -> Prediction:
+    """A parsed patch with other operands: a valid binary that prints the wrong sum (or,
+    when a+b happens to equal the gold sum, the right one: 'ok' as the verifier would say)."""
+    right = a + b == ex.a + ex.b
+    return Prediction(
+        example=ex, mode=mode, text=patch_text(a, b), parsed=True, a=a, b=b,
+        binary_sha256="0" * 64, exact_byte_match=(a, b) == (ex.a, ex.b),
+        outcome="ok" if right else "wrong_output", stdout=f"{a + b}\n", exit_code=0,
+    )
+
+
+def unparsed(ex: Example, *, mode: str = "oracle", text: str = "A=1;B") -> Prediction:
+    return Prediction(example=ex, mode=mode, text=text, parsed=False, outcome="parse_error")
+
+
+def failed(ex: Example, label: str, *, mode: str = "oracle") -> Prediction:
+    """A parsed, correct patch whose binary the verifier rejected with ``label``."""
+    return Prediction(
+        example=ex, mode=mode, text=ex.target, parsed=True, a=ex.a, b=ex.b, outcome=label,
+    )

@@ -1,0 +1,255 @@
+"""Metrics from hand-made predictions: each definition of evaluation.md, and its edge cases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _evaluate_factories import example, failed, oracle, unparsed, wrong_patch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exe_coder.errors import UserError
+from exe_coder.evaluate.metrics import (
+    compute_metrics,
+    error_taxonomy,
+    latency_stats,
+    outcome_from_label,
+    read_predictions,
+    read_training_log,
+    reward,
+)
+from exe_coder.runtime.outcome import OutcomeKind
+
+RATES = (
+    "parse_success_rate",
+    "patch_exact_match_rate",
+    "macho_valid_rate",
+    "exec_success_rate",
+    "answer_accuracy",
+    "exact_byte_match_rate",
+)
+
+
+def _examples(n: int) -> list:
+    return [example(a=i * 7 - 20, b=13 - i * 3, i=i) for i in range(n)]
+
+
+def test_oracle_scores_one_everywhere():
+    m = compute_metrics([oracle(e) for e in _examples(10)])
+    assert m.n == 10
+    for name in RATES:
+        assert getattr(m, name) == 1.0, name
+    assert m.operand_mae == 0.0
+    assert m.avg_reward == 4.0  # 1 valid + 1 exec + 2 correct
+
+
+def test_empty_list_has_undefined_metrics():
+    m = compute_metrics([])
+    assert m.n == 0
+    assert all(getattr(m, name) is None for name in (*RATES, "operand_mae", "avg_reward"))
+
+
+def test_nothing_parsed():
+    m = compute_metrics([unparsed(e) for e in _examples(4)])
+    assert m.parse_success_rate == 0.0
+    assert m.operand_mae is None  # defined over parsed predictions only
+    assert m.answer_accuracy == 0.0 and m.exec_success_rate == 0.0 and m.macho_valid_rate == 0.0
+    assert m.avg_reward == 0.0
+
+
+def test_wrong_patch_is_counted_wrong():
+    ex = example(a=17, b=-4)
+    m = compute_metrics([wrong_patch(ex, 17, -5)])
+    assert m.parse_success_rate == 1.0
+    assert m.patch_exact_match_rate == 0.0
+    assert m.answer_accuracy == 0.0
+    assert m.exec_success_rate == 1.0 and m.macho_valid_rate == 1.0  # it ran; it printed 12
+    assert m.exact_byte_match_rate == 0.0
+    assert m.operand_mae == 0.5  # (|17-17| + |-5 - -4|) / 2
+    assert m.avg_reward == 2.0
+
+
+def test_swapped_operands_answer_right_patch_wrong():
+    ex = example(a=17, b=-4)
+    m = compute_metrics([wrong_patch(ex, -4, 17)])
+    assert m.answer_accuracy == 1.0
+    assert m.patch_exact_match_rate == 0.0
+    assert m.operand_mae == 21.0
+
+
+def test_ok_label_with_other_stdout_is_not_an_answer():
+    """answer_accuracy checks the gold sum, so a verifier run against a wrong expectation
+    (here: the stdout recorded is not the gold answer) does not count."""
+    p = oracle(example(a=1, b=2)).model_copy(update={"stdout": "4\n"})
+    assert compute_metrics([p]).answer_accuracy == 0.0
+
+
+def test_mixed_list_rates_and_mae():
+    exs = _examples(4)
+    preds = [oracle(exs[0]), wrong_patch(exs[1], exs[1].a + 3, exs[1].b + 1), unparsed(exs[2]),
+             failed(exs[3], "invalid_macho:code_signature_hash")]
+    m = compute_metrics(preds)
+    assert m.parse_success_rate == 0.75
+    assert m.patch_exact_match_rate == 0.5
+    assert m.operand_mae == pytest.approx((0 + 4 + 0) / 6)
+    assert m.macho_valid_rate == 0.5
+    assert m.exec_success_rate == 0.5
+    assert m.answer_accuracy == 0.25
+    assert m.exact_byte_match_rate == 0.25
+    assert m.avg_reward == pytest.approx((4 + 2 + 0 + 0) / 4)
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("ok", 4.0),
+        ("wrong_output", 2.0),
+        ("nonzero_exit", 1.0),
+        ("crash", 0.0),  # valid Mach-O (+1) that crashed (-1)
+        ("timeout", 0.0),
+        ("bad_syscall", 0.0),
+        ("bad_signature", 0.0),
+        ("invalid_macho:lc_main", 0.0),
+        ("parse_error", 0.0),
+    ],
+)
+def test_reward_contract_per_outcome(label, expected):
+    ex = example(a=3, b=4)
+    p = oracle(ex) if label == "ok" else failed(ex, label)
+    assert reward(p) == expected
+
+
+def test_reward_kl_term():
+    p = oracle(example())
+    assert reward(p, beta=0.5, kl_to_sft=2.0) == 3.0
+    m = compute_metrics([p, p], beta=0.5, kl_to_sft=[2.0, 0.0])
+    assert m.avg_reward == 3.5
+    with pytest.raises(ValueError):
+        compute_metrics([p], kl_to_sft=[1.0, 2.0])
+
+
+def test_outcome_from_label_round_trips_and_rejects_unknowns():
+    for kind in OutcomeKind:
+        assert outcome_from_label(kind.value).label == kind.value
+    o = outcome_from_label("invalid_macho:segment_overlap")
+    assert o.kind is OutcomeKind.INVALID_MACHO and o.rule == "segment_overlap"
+    assert o.label == "invalid_macho:segment_overlap"
+    for bad in ("fine", "", "crash:sigsegv"):
+        with pytest.raises(ValueError):
+            outcome_from_label(bad)
+
+
+def test_error_taxonomy_counts_most_frequent_first():
+    exs = _examples(6)
+    preds = [oracle(exs[0]), unparsed(exs[1]), unparsed(exs[2]), failed(exs[3], "crash"),
+             failed(exs[4], "bad_signature"), oracle(exs[5])]
+    assert list(error_taxonomy(preds).items()) == [
+        ("ok", 2), ("parse_error", 2), ("bad_signature", 1), ("crash", 1)
+    ]
+    assert error_taxonomy([]) == {}
+
+
+def test_latency_median_and_p95():
+    preds = [oracle(e, ms=float(i + 1)) for i, e in enumerate(_examples(21))]  # 1..21 ms
+    lat = latency_stats(preds)
+    assert lat["generate"].median_ms == 11.0
+    assert lat["generate"].p95_ms == pytest.approx(20.0)
+    assert lat["verify"].median_ms == 5.5
+    assert lat["total"].median_ms == pytest.approx(11.0 * 1.6)
+    assert latency_stats([])["generate"].median_ms is None
+
+
+label_st = st.sampled_from(["ok", "wrong_output", "crash", "timeout", "bad_syscall", "nonzero_exit",
+                            "bad_signature", "invalid_macho:lc_main", "parse_error"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-50, 50), st.integers(-50, 50), st.booleans(), label_st), max_size=30))
+def test_rates_are_fractions_of_counts(rows):
+    preds = []
+    for i, (da, db, is_parsed, label) in enumerate(rows):
+        ex = example(a=i, b=-i, i=i)
+        if not is_parsed or label == "parse_error":
+            preds.append(unparsed(ex))
+        elif label in ("ok", "wrong_output"):
+            preds.append(wrong_patch(ex, ex.a + da, ex.b + db))
+        else:
+            preds.append(failed(ex, label))
+    m = compute_metrics(preds)
+    n = len(preds)
+    assert m.n == n
+    if n == 0:
+        return
+    for name in RATES:
+        assert 0.0 <= getattr(m, name) <= 1.0
+    assert m.parse_success_rate == sum(p.parsed for p in preds) / n
+    assert m.answer_accuracy == sum(p.outcome == "ok" for p in preds) / n
+    assert m.answer_accuracy <= m.exec_success_rate <= m.macho_valid_rate
+    assert m.patch_exact_match_rate <= m.parse_success_rate
+    assert -1.0 <= m.avg_reward <= 4.0
+
+
+def _write_jsonl(path, preds):
+    path.write_text("".join(p.model_dump_json() + "\n" for p in preds))
+
+
+def test_read_predictions_round_trip_and_errors(tmp_path):
+    preds = [oracle(e) for e in _examples(3)]
+    f = tmp_path / "p.jsonl"
+    _write_jsonl(f, preds)
+    assert read_predictions(f, split="val") == preds
+
+    with pytest.raises(UserError, match="not found"):
+        read_predictions(tmp_path / "missing.jsonl")
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(preds[0].model_dump_json() + "\n" + '{"mode": "oracle"}\n')
+    with pytest.raises(UserError) as err:
+        read_predictions(bad)
+    assert str(err.value).startswith(f"{bad}:2: not a prediction record")
+    assert "\n" not in str(err.value)
+
+    odd = tmp_path / "odd.jsonl"
+    _write_jsonl(odd, [preds[0].model_copy(update={"outcome": "exploded"})])
+    with pytest.raises(UserError, match=r"odd.jsonl:1: unknown outcome label"):
+        read_predictions(odd)
+
+    with pytest.raises(UserError, match=r"p.jsonl:1: prediction for a val example, expected split test"):
+        read_predictions(f, split="test")
+
+
+def test_read_training_log(tmp_path):
+    lines = [
+        {"step": 10, "train_loss": 3.0, "lr": 1e-3},
+        {"step": 20, "loss": 2.0},  # the other key the loop may use
+        {"step": 20, "val_loss": 2.5, "val_exact_match": 0.1},
+        {"step": 30, "train_loss": float("nan")},  # not a number: skipped
+        {"step": 40, "train_loss": 1.0},
+        {"step": 40, "val_loss": 1.5},
+        {"event": "done"},
+    ]
+    f = tmp_path / "metrics.jsonl"
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    t = read_training_log(tmp_path)  # the run dir works as well as the file
+    assert t.train_loss_start == 3.0 and t.train_loss_end == 1.0 and t.train_loss == 1.0
+    assert t.val_loss == 1.5 and t.best_val_loss == 1.5
+    assert t.curve == [(10, 3.0), (20, 2.0), (40, 1.0)]
+    assert t.val_curve == [(20, 2.5), (40, 1.5)]
+    assert t.steps == 40
+    assert "curve" not in t.model_dump_json()  # curves feed the plot, not the JSON report
+
+
+def test_read_training_log_errors(tmp_path):
+    with pytest.raises(UserError, match="metrics.jsonl not found"):
+        read_training_log(tmp_path)
+    f = tmp_path / "metrics.jsonl"
+    f.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": \n')
+    with pytest.raises(UserError, match=r"metrics.jsonl:2:\d+: not a JSON line"):
+        read_training_log(f)
+    f.write_text("[1, 2]\n")
+    with pytest.raises(UserError, match="must be a JSON object"):
+        read_training_log(f)
+    f.write_text("")
+    t = read_training_log(f)
+    assert t.train_loss_start is None and t.val_loss is None and t.steps is None
