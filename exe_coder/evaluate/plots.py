@@ -49,8 +49,16 @@ def training_curves_png(training: TrainingLosses, title: str = "training") -> by
     return _png(fig)
 
 
-def slice_accuracy_png(slices: Slices, title: str = "answer accuracy by slice") -> bytes:
-    """One horizontal bar chart a slice axis; empty slices are drawn as 'n=0' without a bar."""
+def slice_accuracy_png(
+    slices: Slices,
+    title: str = "answer accuracy by slice",
+    *,
+    label: str = "model",
+    baseline: Slices | None = None,
+    baseline_label: str = "baseline",
+) -> bytes:
+    """One horizontal bar chart a slice axis (the baseline's bars beside the model's, grey);
+    empty slices are drawn as 'n=0' without a bar."""
     axes_names = list(slices)
     heights = [max(len(slices[a]), 1) for a in axes_names]
     fig, axes = plt.subplots(
@@ -61,7 +69,15 @@ def slice_accuracy_png(slices: Slices, title: str = "answer accuracy by slice") 
         names = list(slices[axis])
         accs = [slices[axis][v].answer_accuracy for v in names]
         ys = range(len(names))
-        ax.barh(list(ys), [a or 0.0 for a in accs], color="tab:blue", height=0.7)
+        if baseline is None:
+            ax.barh(list(ys), [a or 0.0 for a in accs], color="tab:blue", height=0.7)
+        else:
+            base = baseline.get(axis, {})
+            b_accs = [(base[v].answer_accuracy if v in base else None) or 0.0 for v in names]
+            ax.barh([y - 0.18 for y in ys], [a or 0.0 for a in accs], color="tab:blue", height=0.36, label=label)
+            ax.barh([y + 0.18 for y in ys], b_accs, color="tab:gray", height=0.36, label=baseline_label)
+            if axis == axes_names[0]:
+                ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
         for y, v, a in zip(ys, names, accs):
             n = slices[axis][v].n
             ax.text(1.01, y, f"n={n}" if a is None else f"{a:.2f} (n={n})", va="center", fontsize=7,

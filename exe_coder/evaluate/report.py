@@ -228,8 +228,13 @@ def write_report(report: EvalReport, out: str | Path, *, title: str | None = Non
     plots: dict[Path, bytes] = {}
     if report.training is not None:
         plots[Path(f"{stem}_training.png")] = training_curves_png(report.training, title=f"{stem.name}: training")
+    base = report.baseline
     plots[Path(f"{stem}_slices.png")] = slice_accuracy_png(
-        report.slices, title=f"{stem.name}: answer accuracy by slice ({report.mode})"
+        report.slices,
+        title=f"{stem.name}: answer accuracy by slice",
+        label=report.mode,
+        baseline=None if base is None else base.slices,
+        baseline_label="" if base is None else base.mode,
     )
     report = report.model_copy(update={"plots": [p.name for p in plots]})
     md = render_markdown(report, title=title or f"Evaluation: {stem.name}")
