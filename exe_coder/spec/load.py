@@ -1,0 +1,362 @@
+"""Declarations -> a validated ``Spec``: resolve includes, assemble, check every promise.
+
+Each semantic error is one ``UserError`` that names the problem and the line it comes from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from exe_coder.errors import UserError
+from exe_coder.paths import GRAMMAR_DIR, TEMPLATES_DIR
+from exe_coder.spec.model import (
+    PLACEHOLDER,
+    SPLITS,
+    DecodeSpec,
+    IntRange,
+    Magnitudes,
+    Numerals,
+    PromptSet,
+    PromptTemplate,
+    Spec,
+    SplitSpec,
+    Where,
+    cells,
+    operand_intervals,
+)
+from exe_coder.spec.parser import Decl, parse_file
+
+INT32 = IntRange(lo=-(2**31), hi=2**31 - 1)
+SINGLETONS = ("stage", "target", "program", "seed", "operands", "magnitudes", "signs", "numerals", "decode")
+REQUIRED = ("stage", "target", "program", "seed", "operands", "magnitudes", "signs", "decode")
+
+
+def _fail(message: str, where: Where | None) -> UserError:
+    if where is None:
+        return UserError(message)
+    return UserError(message, where.file, where.line, where.column)
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Parse ``path`` (and what it includes) into a validated ``Spec``; ``UserError`` if bad."""
+    path = Path(path)
+    decls = _expand_includes(parse_file(path), path, str(path), [path.resolve()])
+    spec = _assemble(decls, str(path))
+    _check(spec)
+    return spec
+
+
+def _expand_includes(decls: list[Decl], path: Path, label: str, stack: list[Path]) -> list[Decl]:
+    """Replace each ``include "x"`` by the prompt sets of x (relative to the including file)."""
+    out: list[Decl] = []
+    for d in decls:
+        if d.keyword != "include":
+            out.append(d)
+            continue
+        target = path.parent / d.value
+        target_label = os.path.normpath(os.path.join(os.path.dirname(label), d.value))
+        if not target.is_file():
+            raise _fail(f"included file {d.value!r} not found (looked for {target_label})", d.where)
+        resolved = target.resolve()
+        if resolved in stack:
+            raise _fail(f"include cycle: {d.value!r} includes itself", d.where)
+        included = parse_file(target, start="prompt_file", label=target_label)
+        out.extend(_expand_includes(included, target, target_label, [*stack, resolved]))
+    return out
+
+
+def _assemble(decls: list[Decl], label: str) -> Spec:
+    one: dict[str, Decl] = {}
+    sets: dict[str, Decl] = {}
+    splits: dict[str, Decl] = {}
+    for d in decls:
+        if d.keyword in SINGLETONS:
+            if d.keyword in one:
+                first = one[d.keyword].where
+                raise _fail(f"`{d.keyword}` declared twice (first at line {first.line} of {first.file})", d.where)
+            one[d.keyword] = d
+        elif d.keyword == "prompts":
+            name = d.value[0]
+            if name in sets:
+                raise _fail(f"prompt set {name!r} declared twice", d.where)
+            sets[name] = d
+        elif d.keyword == "split":
+            name = d.value[0]
+            if name in splits:
+                raise _fail(f"split {name!r} declared twice", d.where)
+            splits[name] = d
+    for key in REQUIRED:
+        if key not in one:
+            raise UserError(f"the spec declares no `{key}`", label)
+    for name in SPLITS:
+        if name not in splits:
+            raise UserError(f"the spec declares no `split {name}`", label)
+
+    def value(key: str):
+        return one[key].value
+
+    if value("target") != "macos-arm64":
+        raise _fail(f"unknown target {value('target')!r}; the only target is macos-arm64", one["target"].where)
+    if not (TEMPLATES_DIR / f"{value('program')}.s.j2").is_file():
+        known = sorted(p.name.removesuffix(".s.j2") for p in TEMPLATES_DIR.glob("*.s.j2"))
+        raise _fail(
+            f"unknown program template {value('program')!r}; templates/ has: {', '.join(known) or 'none'}",
+            one["program"].where,
+        )
+    ops = value("operands")
+    for s in value("signs"):
+        if "-" in s and ops.lo >= 0:
+            raise _fail(f"sign pattern {s} is impossible: operands {ops} are never negative", one["signs"].where)
+        if "+" in s and ops.hi < 0:
+            raise _fail(f"sign pattern {s} is impossible: operands {ops} are never >= 0", one["signs"].where)
+    return Spec(
+        stage=value("stage"),
+        target="macos-arm64",
+        program=value("program"),
+        seed=value("seed"),
+        operands=value("operands"),
+        magnitudes=_magnitudes(one["magnitudes"]),
+        signs=_signs(one["signs"]),
+        numerals=_numerals(one["numerals"]) if "numerals" in one else Numerals(),
+        prompt_sets=[PromptSet(name=d.value[0], templates=d.value[1], where=d.where) for d in sets.values()],
+        splits=[_split(splits[name]) for name in SPLITS],
+        decode=_decode(one["decode"]),
+        path=label,
+        where=Where(file=label, line=1, column=1),
+    )
+
+
+def _magnitudes(d: Decl) -> Magnitudes:
+    buckets: dict[str, list[IntRange]] = {}
+    for b in d.value:
+        if b.keyword in buckets:
+            raise _fail(f"magnitude bucket {b.keyword!r} declared twice", b.where)
+        buckets[b.keyword] = b.value
+    if "core" not in buckets:
+        raise _fail("magnitudes declare no `core` bucket", d.where)
+    return Magnitudes(core=buckets["core"], heldout=buckets.get("heldout", []), where=d.where)
+
+
+def _signs(d: Decl) -> list:
+    seen: list[str] = []
+    for s in d.value:
+        if s in seen:
+            raise _fail(f"sign pattern {s} listed twice", d.where)
+        seen.append(s)
+    return seen
+
+
+def _numerals(d: Decl) -> Numerals:
+    weights: dict[str, int] = {}
+    for w in d.value:
+        if w.keyword in weights:
+            raise _fail(f"numeral style {w.keyword!r} weighted twice", w.where)
+        weights[w.keyword] = w.value
+    if sum(weights.values()) <= 0:
+        raise _fail("numerals: at least one style needs a positive weight", d.where)
+    return Numerals(digits=weights.get("digits", 0), words=weights.get("words", 0), where=d.where)
+
+
+def _split(d: Decl) -> SplitSpec:
+    name, size, fields = d.value
+    got: dict[str, Decl] = {}
+    for f in fields:
+        if f.keyword in got:
+            raise _fail(f"split {name}: `{f.keyword}` given twice", f.where)
+        got[f.keyword] = f
+    for key in ("prompts", "pairs"):
+        if key not in got:
+            raise _fail(f"split {name} declares no `{key}`", d.where)
+    pairs = got["pairs"].value
+    for i, p in enumerate(pairs):
+        if p in pairs[:i]:
+            raise _fail(f"split {name}: magnitude pair {p} listed twice", got["pairs"].where)
+    if size <= 0:
+        raise _fail(f"split {name}: size must be positive", d.where)
+    return SplitSpec(name=name, size=size, prompt_sets=got["prompts"].value, pairs=pairs, where=d.where)
+
+
+def _decode(d: Decl) -> DecodeSpec:
+    got: dict[str, Decl] = {}
+    for f in d.value:
+        if f.keyword in got:
+            raise _fail(f"decode: `{f.keyword}` given twice", f.where)
+        got[f.keyword] = f
+    for key in ("grammar", "min", "max"):
+        if key not in got:
+            raise _fail(f"decode declares no `{key}`", d.where)
+    return DecodeSpec(grammar=got["grammar"].value, min=got["min"].value, max=got["max"].value, where=d.where)
+
+
+# --- semantic checks ------------------------------------------------------------------------
+
+
+def normalized_wording(text: str) -> str:
+    """A template's words: case, punctuation and spacing removed (placeholders kept)."""
+    return " ".join(re.sub(r"[^a-z0-9{}]+", " ", text.lower()).split())
+
+
+def _check(spec: Spec) -> None:
+    _check_operands(spec)
+    _check_magnitudes(spec)
+    _check_templates(spec)
+    _check_splits(spec)
+    _check_heldout_wording(spec)
+    _check_space(spec)
+    _check_decode(spec)
+
+
+def _check_operands(spec: Spec) -> None:
+    r = spec.operands
+    if r.lo > r.hi:
+        raise _fail(f"operand range {r} is empty", r.where)
+    if r.lo < INT32.lo or r.hi > INT32.hi:
+        raise _fail(f"operand range {r} leaves signed 32-bit {INT32}", r.where)
+
+
+def _check_magnitudes(spec: Spec) -> None:
+    ops = spec.operands
+    top = max(abs(ops.lo), abs(ops.hi))
+    bottom = 0 if ops.lo <= 0 <= ops.hi else min(abs(ops.lo), abs(ops.hi))
+    ranges = [(b, r) for b in ("core", "heldout") for r in spec.magnitudes.ranges(b)]
+    for bucket, r in ranges:
+        if r.lo > r.hi:
+            raise _fail(f"magnitude range {r} is empty", r.where)
+        if r.lo < 0:
+            raise _fail(f"magnitude range {r} is negative; magnitudes are |operand| >= 0", r.where)
+        if r.hi > top:
+            raise _fail(f"magnitude range {r} ({bucket}) is out of range: operands {ops} reach |x| <= {top}", r.where)
+    ordered = sorted(ranges, key=lambda br: br[1].lo)
+    for (b1, r1), (b2, r2) in zip(ordered, ordered[1:]):
+        if r2.lo <= r1.hi:
+            raise _fail(f"magnitude buckets overlap: {b2} {r2} and {b1} {r1}", r2.where)
+    covered = bottom
+    for _, r in ordered:
+        if r.hi < covered:
+            continue
+        if r.lo > covered:
+            raise _fail(f"magnitudes {covered}..{r.lo - 1} of operands {ops} are in no bucket", spec.magnitudes.where)
+        covered = r.hi + 1
+    if covered <= top:
+        raise _fail(f"magnitudes {covered}..{top} of operands {ops} are in no bucket", spec.magnitudes.where)
+
+
+def _check_templates(spec: Spec) -> None:
+    ids: dict[str, PromptTemplate] = {}
+    texts: dict[str, PromptTemplate] = {}
+    for pset in spec.prompt_sets:
+        if not pset.templates:
+            raise _fail(f"prompt set {pset.name!r} is empty", pset.where)
+        for t in pset.templates:
+            if t.id in ids:
+                first = ids[t.id].where
+                raise _fail(f"duplicate template id {t.id!r} (first at {first.file}:{first.line})", t.where)
+            ids[t.id] = t
+            names = PLACEHOLDER.findall(t.text)
+            for name in names:
+                if name not in ("a", "b"):
+                    raise _fail(f"template {t.id}: unknown placeholder {{{name}}}; use {{a}} and {{b}}", t.where)
+            for name in ("a", "b"):
+                if names.count(name) != 1:
+                    raise _fail(
+                        f"template {t.id} must contain {{{name}}} exactly once (found {names.count(name)})",
+                        t.where,
+                    )
+            if "{" in PLACEHOLDER.sub("", t.text) or "}" in PLACEHOLDER.sub("", t.text):
+                raise _fail(f"template {t.id}: stray brace outside {{a}} / {{b}}", t.where)
+            if t.text != t.text.strip() or not t.text:
+                raise _fail(f"template {t.id}: leading or trailing whitespace", t.where)
+            if t.text in texts:
+                raise _fail(f"template {t.id} repeats the text of template {texts[t.text].id}", t.where)
+            texts[t.text] = t
+
+
+def _check_splits(spec: Spec) -> None:
+    names = {p.name for p in spec.prompt_sets}
+    for split in spec.splits:
+        for set_name in split.prompt_sets:
+            if set_name not in names:
+                raise _fail(
+                    f"split {split.name}: unknown prompt set {set_name!r} (declared: {', '.join(sorted(names)) or 'none'})",
+                    split.where,
+                )
+        for pair in split.pairs:
+            if "heldout" in pair and not spec.magnitudes.heldout:
+                raise _fail(f"split {split.name}: pair {pair} needs a `heldout` magnitude bucket", split.where)
+    train_pairs = spec.split("train").pairs
+    if any("heldout" in p for p in train_pairs):
+        raise _fail("split train: held-out magnitudes may not be trained on (use pairs core/core)", spec.split("train").where)
+
+
+def _check_heldout_wording(spec: Spec) -> None:
+    """A held-out template must differ from every train template in wording, not only punctuation."""
+    train = {normalized_wording(t.text): t for t in spec.templates_for("train")}
+    train_ids = set(spec.train_template_ids)
+    for name in ("val", "test"):
+        for t in spec.templates_for(name):
+            if t.id in train_ids:
+                continue
+            twin = train.get(normalized_wording(t.text))
+            if twin is not None:
+                raise _fail(
+                    f"held-out template {t.id} differs from train template {twin.id} only in case or punctuation",
+                    t.where,
+                )
+
+
+def _check_space(spec: Spec) -> None:
+    """Every split's cells must have more distinct (template, a, b) than it asks for."""
+    count = {
+        (sign, bucket): sum(len(r) for r in operand_intervals(spec.operands, spec.magnitudes, sign, bucket))
+        for sign in "+-"
+        for bucket in ("core", "heldout")
+    }
+
+    def pairs_in(sign_pattern: str, pair: str) -> int:
+        ba, bb = pair.split("/")
+        return count[(sign_pattern[0], ba)] * count[(sign_pattern[1], bb)]
+
+    demand: dict[tuple[str, str], int] = defaultdict(int)
+    templates_used: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for split in spec.splits:
+        split_cells = cells(spec.signs, split.pairs)
+        per_cell = math.ceil(split.size / len(split_cells))
+        ids = {t.id for t in spec.templates_for(split.name)}
+        for cell in split_cells:
+            space = pairs_in(*cell) * len(ids)
+            if per_cell > space:
+                raise _fail(
+                    f"split {split.name} of size {split.size} asks for {per_cell} examples with signs {cell[0]} "
+                    f"and magnitudes {cell[1]}, but operands {spec.operands} and {len(ids)} templates allow "
+                    f"only {space} distinct prompts",
+                    split.where,
+                )
+            demand[cell] += per_cell
+            templates_used[cell] |= ids
+    for cell, asked in demand.items():
+        space = pairs_in(*cell) * len(templates_used[cell])
+        if asked > space:
+            raise _fail(
+                f"the splits together ask for {asked} examples with signs {cell[0]} and magnitudes {cell[1]}, "
+                f"but only {space} distinct prompts exist; shrink the splits or widen the operands",
+                spec.split("train").where,
+            )
+
+
+def _check_decode(spec: Spec) -> None:
+    d = spec.decode
+    if not (GRAMMAR_DIR / d.grammar).is_file():
+        raise _fail(f"decode grammar {d.grammar!r} not found under grammar/", d.where)
+    if d.min > d.max:
+        raise _fail(f"decode bounds min {d.min} > max {d.max}", d.where)
+    if d.min > spec.operands.lo or d.max < spec.operands.hi:
+        raise _fail(
+            f"decode bounds {d.min}..{d.max} do not cover operands {spec.operands}: gold targets would be undecodable",
+            d.where,
+        )
+    if d.min < INT32.lo or d.max > INT32.hi:
+        raise _fail(f"decode bounds {d.min}..{d.max} leave signed 32-bit", d.where)

@@ -1,0 +1,201 @@
+"""The validated form of a .spec file: what a dataset stage promises.
+
+Source positions (``where``) ride along for error messages but are excluded from dumps, so a
+spec's hash and snapshots depend on what it says, not on its layout or comments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from exe_coder.dataset.records import MagnitudePair, SignPattern, Split
+
+Bucket = Literal["core", "heldout"]
+SPLITS: tuple[Split, ...] = ("train", "val", "test")
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+class Where(BaseModel):
+    """A place in a source file, for messages: ``file:line:column``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str
+    line: int
+    column: int
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    where: Where | None = Field(default=None, exclude=True, repr=False)
+
+
+class IntRange(_Node):
+    """An inclusive range ``lo..hi``."""
+
+    lo: int
+    hi: int
+
+    def __contains__(self, x: int) -> bool:
+        return self.lo <= x <= self.hi
+
+    def __len__(self) -> int:
+        return max(0, self.hi - self.lo + 1)
+
+    def __str__(self) -> str:
+        return f"{self.lo}..{self.hi}"
+
+
+class Magnitudes(_Node):
+    """Buckets of |operand|: ``core`` is seen in training, ``heldout`` only where a split asks."""
+
+    core: list[IntRange]
+    heldout: list[IntRange] = []
+
+    def ranges(self, bucket: Bucket) -> list[IntRange]:
+        return self.core if bucket == "core" else self.heldout
+
+    def bucket_of(self, x: int) -> Bucket:
+        m = abs(x)
+        if any(m in r for r in self.core):
+            return "core"
+        if any(m in r for r in self.heldout):
+            return "heldout"
+        raise ValueError(f"|{x}| is in no magnitude bucket")
+
+
+class Numerals(_Node):
+    """Relative weights of how each operand is written in a prompt: digits or English words."""
+
+    digits: int = 1
+    words: int = 0
+
+
+class PromptTemplate(_Node):
+    """A prompt with ``{a}`` and ``{b}`` placeholders, known by a stable id."""
+
+    id: str
+    text: str
+
+    def render(self, a: str, b: str) -> str:
+        return self.text.replace("{a}", a).replace("{b}", b)
+
+
+class PromptSet(_Node):
+    name: str
+    templates: list[PromptTemplate]
+
+
+class SplitSpec(_Node):
+    """One split: its size, the prompt sets it draws from, the magnitude pairs it balances."""
+
+    name: Split
+    size: int
+    prompt_sets: list[str]
+    pairs: list[MagnitudePair]
+
+
+class DecodeSpec(_Node):
+    """The Track A decode grammar (a file under ``grammar/``) and its operand bounds."""
+
+    grammar: str
+    min: int
+    max: int
+
+
+class Spec(_Node):
+    stage: str
+    target: Literal["macos-arm64"]
+    program: str
+    seed: int
+    operands: IntRange
+    magnitudes: Magnitudes
+    signs: list[SignPattern]
+    numerals: Numerals = Numerals()
+    prompt_sets: list[PromptSet]
+    splits: list[SplitSpec]
+    decode: DecodeSpec
+    path: str = Field(default="", exclude=True)
+
+    def split(self, name: Split) -> SplitSpec:
+        for s in self.splits:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def prompt_set(self, name: str) -> PromptSet:
+        for p in self.prompt_sets:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def templates_for(self, split: Split) -> list[PromptTemplate]:
+        """The templates a split draws from, in declaration order, each once."""
+        seen: dict[str, PromptTemplate] = {}
+        for set_name in self.split(split).prompt_sets:
+            for t in self.prompt_set(set_name).templates:
+                seen.setdefault(t.id, t)
+        return list(seen.values())
+
+    @property
+    def train_template_ids(self) -> list[str]:
+        return [t.id for t in self.templates_for("train")]
+
+    @property
+    def heldout_template_ids(self) -> list[str]:
+        """Templates that val or test use and train never does."""
+        train = set(self.train_template_ids)
+        out: dict[str, None] = {}
+        for name in ("val", "test"):
+            for t in self.templates_for(name):
+                if t.id not in train:
+                    out.setdefault(t.id)
+        return list(out)
+
+    def canonical_json(self) -> str:
+        return self.model_dump_json()
+
+    def sha256(self) -> str:
+        """Hash of what the spec says (includes resolved; comments and layout ignored)."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def operand_intervals(operands: IntRange, magnitudes: Magnitudes, sign: str, bucket: Bucket) -> list[IntRange]:
+    """The operands of one sign ("+" counts zero) whose |x| lies in ``bucket``, as disjoint ranges."""
+    out: list[IntRange] = []
+    for r in magnitudes.ranges(bucket):
+        if sign == "+":
+            lo, hi = max(r.lo, 0, operands.lo), min(r.hi, operands.hi)
+        else:
+            lo, hi = max(-r.hi, operands.lo), min(-r.lo, operands.hi, -1)
+        if lo <= hi:
+            out.append(IntRange(lo=lo, hi=hi))
+    return sorted(out, key=lambda r: r.lo)
+
+
+def cells(signs: list[SignPattern], pairs: list[MagnitudePair]) -> list[tuple[SignPattern, MagnitudePair]]:
+    """A split's strata (sign pattern x magnitude pair), ordered to cover early.
+
+    Greedy: each next cell adds as many not-yet-covered signs and pairs as it can, so the
+    first max(len(signs), len(pairs)) cells hold every sign and every pair -- a tiny split
+    (a smoke run) still shows them all.
+    """
+    remaining = [(i, j) for i in range(len(signs)) for j in range(len(pairs))]
+    seen_s: set[int] = set()
+    seen_p: set[int] = set()
+    order: list[tuple[int, int]] = []
+    while remaining:
+        best = max(remaining, key=lambda ij: (ij[0] not in seen_s) + (ij[1] not in seen_p))
+        remaining.remove(best)
+        order.append(best)
+        seen_s.add(best[0])
+        seen_p.add(best[1])
+        if len(seen_s) == len(signs) and len(seen_p) == len(pairs):
+            seen_s.clear()
+            seen_p.clear()
+    return [(signs[i], pairs[j]) for i, j in order]

@@ -1,0 +1,218 @@
+"""Text -> declarations: ``grammar/spec.lark`` parsed by Lark, one transformer method a rule.
+
+The transformer only builds; it does not judge. Every declaration keeps its ``Where`` so that
+``exe_coder.spec.load`` can name the line of a semantic error. A syntax error becomes one
+``UserError`` with file:line:column and the terminals that were expected there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.lexer import PatternStr
+
+from exe_coder.errors import UserError
+from exe_coder.paths import GRAMMAR_DIR
+from exe_coder.spec.model import IntRange, PromptTemplate, Where
+
+GRAMMAR_PATH = GRAMMAR_DIR / "spec.lark"
+
+# How a few named terminals read in "expected ..." messages.
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "SIGNED_INT": "an integer",
+    "STRING": "a quoted string",
+    "BUCKET": '"core" or "heldout"',
+    "SIGN_PATTERN": "a sign pattern (++ +- -+ --)",
+    "MAGNITUDE_PAIR": "a magnitude pair (core/core core/heldout heldout/core heldout/heldout)",
+    "NUMERAL": '"digits" or "words"',
+    "SPLIT": '"train", "val" or "test"',
+    "$END": "end of file",
+}
+
+
+@dataclass(frozen=True)
+class Decl:
+    """One declaration: ``seed 1337`` is ``Decl("seed", 1337, where)``."""
+
+    keyword: str
+    value: Any
+    where: Where
+
+
+@lru_cache(maxsize=1)
+def spec_parser() -> Lark:
+    return Lark(
+        GRAMMAR_PATH.read_text(encoding="utf-8"),
+        start=["spec", "prompt_file"],
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=False,
+    )
+
+
+@v_args(meta=True)
+class SpecTransformer(Transformer):
+    """Mirrors grammar/spec.lark: each rule becomes a ``Decl`` (or a part of one)."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__()
+        self.file = file
+
+    def _where(self, meta: Any) -> Where:
+        return Where(file=self.file, line=getattr(meta, "line", 1), column=getattr(meta, "column", 1))
+
+    def _decl(self, keyword: str, value: Any, meta: Any) -> Decl:
+        return Decl(keyword, value, self._where(meta))
+
+    # start rules: the declarations in file order
+    def spec(self, meta, items):
+        return list(items)
+
+    def prompt_file(self, meta, items):
+        return list(items)
+
+    def stage(self, meta, c):
+        return self._decl("stage", str(c[0]), meta)
+
+    def target(self, meta, c):
+        return self._decl("target", str(c[0]), meta)
+
+    def program(self, meta, c):
+        return self._decl("program", str(c[0]), meta)
+
+    def seed(self, meta, c):
+        return self._decl("seed", int(c[0]), meta)
+
+    def operands(self, meta, c):
+        return self._decl("operands", c[0], meta)
+
+    def magnitudes(self, meta, buckets):
+        return self._decl("magnitudes", list(buckets), meta)
+
+    def bucket(self, meta, c):
+        return self._decl(str(c[0]), list(c[1:]), meta)
+
+    def signs(self, meta, c):
+        return self._decl("signs", [str(t) for t in c], meta)
+
+    def numerals(self, meta, weights):
+        return self._decl("numerals", list(weights), meta)
+
+    def numeral_weight(self, meta, c):
+        return self._decl(str(c[0]), int(c[1]), meta)
+
+    def include(self, meta, c):
+        return self._decl("include", _string(c[0]), meta)
+
+    def prompt_set(self, meta, c):
+        return self._decl("prompts", (str(c[0]), list(c[1:])), meta)
+
+    def template(self, meta, c):
+        return PromptTemplate(id=str(c[0]), text=_string(c[1]), where=self._where(meta))
+
+    def split(self, meta, c):
+        return self._decl("split", (str(c[0]), int(c[1]), list(c[2:])), meta)
+
+    def split_prompts(self, meta, c):
+        return self._decl("prompts", [str(t) for t in c], meta)
+
+    def split_pairs(self, meta, c):
+        return self._decl("pairs", [str(t) for t in c], meta)
+
+    def decode(self, meta, fields):
+        return self._decl("decode", list(fields), meta)
+
+    def decode_grammar(self, meta, c):
+        return self._decl("grammar", _string(c[0]), meta)
+
+    def decode_min(self, meta, c):
+        return self._decl("min", int(c[0]), meta)
+
+    def decode_max(self, meta, c):
+        return self._decl("max", int(c[0]), meta)
+
+    def range(self, meta, c):
+        return IntRange(lo=int(c[0]), hi=int(c[1]), where=self._where(meta))
+
+
+def _string(token: Token) -> str:
+    """A quoted string with JSON escapes (``\\"``, ``\\\\``, ``\\n``, ``\\u00e9``)."""
+    try:
+        return json.loads(str(token))
+    except json.JSONDecodeError as err:
+        raise UserError(f"bad escape in string {token}: {err.msg}", None, token.line, token.column) from None
+
+
+def _describe(parser: Lark, names: set[str] | frozenset[str]) -> str:
+    words: set[str] = set()
+    for name in names:
+        if name in _TERMINAL_WORDS:
+            words.add(_TERMINAL_WORDS[name])
+            continue
+        try:
+            pattern = parser.get_terminal(name).pattern
+        except KeyError:
+            words.add(name.lower())
+            continue
+        words.add(f'"{pattern.value}"' if isinstance(pattern, PatternStr) else name.lower())
+    return ", ".join(sorted(words))
+
+
+def parse_text(text: str, file: str, *, start: str = "spec") -> list[Decl]:
+    """Parse spec (or prompt file) text; ``file`` only labels positions in messages."""
+    parser = spec_parser()
+    try:
+        tree = parser.parse(text, start=start)
+    except UnexpectedInput as err:
+        raise _syntax_error(parser, err, text, file) from None
+    try:
+        return SpecTransformer(file).transform(tree)
+    except VisitError as err:
+        if isinstance(err.orig_exc, UserError):
+            e = err.orig_exc
+            raise UserError(e.message, file, e.line, e.column) from None
+        raise
+
+
+def _syntax_error(parser: Lark, err: UnexpectedInput, text: str, file: str) -> UserError:
+    if isinstance(err, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        return UserError(
+            f"unexpected end of file; expected {_describe(parser, set(err.expected))}",
+            file,
+            len(lines),
+            len(lines[-1]) + 1,
+        )
+    if isinstance(err, UnexpectedToken):
+        found = "end of file" if err.token.type == "$END" else repr(str(err.token))
+        return UserError(
+            f"unexpected {found}; expected {_describe(parser, err.accepts or err.expected)}",
+            file,
+            err.line if err.line != -1 else None,
+            err.column if err.column != -1 else None,
+        )
+    assert isinstance(err, UnexpectedCharacters)
+    return UserError(
+        f"unexpected character {err.char!r}; expected {_describe(parser, err.allowed)}",
+        file,
+        err.line,
+        err.column,
+    )
+
+
+def parse_file(path: Path, *, start: str = "spec", label: str | None = None) -> list[Decl]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError("file not found", label or path) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read file: {err}", label or path) from None
+    return parse_text(text, label or str(path), start=start)
