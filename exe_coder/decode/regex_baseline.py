@@ -12,9 +12,10 @@ import re
 
 from exe_coder.dataset.records import patch_text
 
-# An optional minus (ASCII hyphen-minus or U+2212) directly before a run of digits. A minus
-# glued to a preceding digit ("17-4") is a subtraction sign, not a sign of the number.
-_SIGNED_INT = re.compile(r"(?<![0-9])([-\u2212]?)([0-9]+)")
+# An optional minus (ASCII hyphen-minus or U+2212) directly before a run of digits. Digits
+# glued to a letter ("arm64") are part of a word, not a number; a minus glued to a preceding
+# digit ("17-4") is a subtraction sign, not the sign of the number.
+_SIGNED_INT = re.compile(r"(?<![0-9A-Za-z_])([-\u2212]?)([0-9]+)(?![0-9A-Za-z_])")
 
 MODE = "regex_baseline"
 
