@@ -1,0 +1,290 @@
+"""Run a validated arm64 Mach-O under unicorn, as the kernel and dyld would start it.
+
+The segments are mapped at their addresses with their initial protections (``__PAGEZERO``
+stays unmapped, so a null dereference faults), a stack holds ``argc/argv/envp/apple``, and
+``lr`` is a sentinel: a ``ret`` from main ends the program with ``x0`` as its status, which is
+what dyld's ``start`` does by calling ``exit(main(...))``. ``svc`` follows the macOS ABI
+(number in x16, arguments in x0..x5, carry clear on success, carry set and errno in x0 on
+failure). Only ``write`` to fd 1/2 and ``exit`` are served; every other call is refused.
+
+One unicorn engine per thread is reused (creating one costs ~0.6 ms, more than a whole run):
+each run unmaps the last program, flushes translated code and restores a saved CPU context.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+
+from unicorn import (
+    UC_ARCH_ARM64,
+    UC_HOOK_BLOCK,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_INVALID,
+    UC_MODE_ARM,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
+    Uc,
+    UcError,
+)
+from unicorn import arm64_const as a64
+
+from exe_coder.runtime.execution import Ending, Execution
+from exe_coder.runtime.macho import MachO
+
+DEFAULT_MAX_INSTRUCTIONS = 100_000
+DEFAULT_TIMEOUT_S = 2.0
+MAX_MAPPED_BYTES = 64 << 20  # larger images are refused rather than risk the host's memory
+MAX_OUTPUT_BYTES = 1 << 20  # further writes are refused with EFBIG
+MAP_ALIGN = 0x4000
+
+STACK_SIZE = 256 << 10  # plenty for straight-line programs; zeroed before every run
+STACK_TOP = 0x7FF0_0000_0000  # far above any image this project builds; checked for overlap
+STACK_BASE = STACK_TOP - STACK_SIZE
+RETURN_SENTINEL = 0xFFFF_FFFF_FFFF_F000  # lr at entry: reaching it means main returned
+# The stack as the kernel leaves it for main: argc=1, argv={"a.out", NULL}, envp={NULL}, apple={NULL}.
+INITIAL_SP = STACK_TOP - 64
+INITIAL_FRAME = b"".join(v.to_bytes(8, "little") for v in (1, INITIAL_SP + 40, 0, 0, 0)) + b"a.out\0"
+
+SYS_EXIT = 1
+SYS_WRITE = 4
+SYSCALL_NAMES = {0: "syscall", 1: "exit", 2: "fork", 3: "read", 4: "write", 5: "open", 6: "close", 20: "getpid", 59: "execve"}
+EBADF = 9
+EFAULT = 14
+EFBIG = 27
+ENOSYS = 78
+
+EXCP_SWI = 2  # qemu's exception number for svc; every other CPU exception is a crash
+EXCEPTION_NAMES = {1: "undefined instruction", 3: "prefetch abort", 4: "data abort", 7: "breakpoint", 11: "hvc", 13: "smc"}
+CARRY = 1 << 29  # PSTATE.C in NZCV
+
+PROT_BITS = {1: UC_PROT_READ, 2: UC_PROT_WRITE, 4: UC_PROT_EXEC}  # VM_PROT_* -> UC_PROT_*
+X_REGS = [getattr(a64, f"UC_ARM64_REG_X{i}") for i in range(29)]
+
+
+def _round_up(value: int, align: int) -> int:
+    return -(-value // align) * align
+
+
+class _Engine:
+    """A reusable unicorn instance plus the state of the run in progress."""
+
+    def __init__(self) -> None:
+        uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
+        uc.ctl_set_cpu_model(a64.UC_CPU_ARM64_MAX)  # the widest ISA: Apple cores implement ARMv8.5+
+        uc.reg_write(a64.UC_ARM64_REG_CPACR_EL1, 0x3 << 20)  # FP/SIMD enabled, as for any user process
+        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        uc.hook_add(UC_HOOK_BLOCK, self._on_block)
+        uc.hook_add(UC_HOOK_MEM_INVALID, self._on_bad_access)
+        # The stack lives in a host buffer so that zeroing it is one memset, not a 256 KiB copy.
+        self.stack = (ctypes.c_char * STACK_SIZE)()
+        uc.mem_map_ptr(STACK_BASE, STACK_SIZE, UC_PROT_READ | UC_PROT_WRITE, ctypes.addressof(self.stack))
+        uc.reg_write(a64.UC_ARM64_REG_SP, INITIAL_SP)
+        uc.reg_write(a64.UC_ARM64_REG_X0, 1)  # argc
+        uc.reg_write(a64.UC_ARM64_REG_X1, INITIAL_SP + 8)  # argv
+        uc.reg_write(a64.UC_ARM64_REG_X2, INITIAL_SP + 24)  # envp
+        uc.reg_write(a64.UC_ARM64_REG_X3, INITIAL_SP + 32)  # apple
+        uc.reg_write(a64.UC_ARM64_REG_LR, RETURN_SENTINEL)
+        self.start_context = uc.context_save()  # restored before every run: all other registers zero
+        self.uc = uc
+        self.layout: list[tuple[int, int, int]] = []  # (start, size, prot) currently mapped
+        self.watchdog = _Watchdog(uc)
+        self._reset_run()
+
+    def _reset_run(self) -> None:
+        self.readable: list[tuple[int, int]] = []  # [start, end) ranges a write() may read from
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.refused: list[str] = []
+        self.exit_code: int | None = None
+        self.fault: str | None = None
+        self.done_before_block = 0  # instructions in blocks that finished before the current one
+        self.block_start = 0
+        self.block_len = 0
+
+    # --- hooks (they never raise: an exception inside a unicorn callback is lost or fatal) ---
+
+    def _on_block(self, uc: Uc, address: int, size: int, _user: object) -> None:
+        self.done_before_block += self.block_len
+        self.block_start, self.block_len = address, size // 4
+
+    def _on_bad_access(self, uc: Uc, access: int, address: int, size: int, value: int, _user: object) -> bool:
+        kinds = {19: "read of", 20: "write to", 21: "fetch from", 22: "read of protected", 23: "write to protected", 24: "fetch from protected"}
+        self.fault = f"{kinds.get(access, 'access to')} 0x{address:x}"
+        return False  # not handled: the run stops with a memory error
+
+    def _on_interrupt(self, uc: Uc, intno: int, _user: object) -> None:
+        if intno != EXCP_SWI:
+            pc = uc.reg_read(a64.UC_ARM64_REG_PC)
+            self.fault = f"{EXCEPTION_NAMES.get(intno, f'exception {intno}')} at 0x{pc:x}"
+            uc.emu_stop()
+            return
+        number = uc.reg_read(a64.UC_ARM64_REG_X16)
+        if number == SYS_EXIT:
+            self.exit_code = uc.reg_read(a64.UC_ARM64_REG_X0) & 0xFF  # the wait status keeps the low 8 bits
+            uc.emu_stop()
+            return
+        if number == SYS_WRITE:
+            errno, result = self._write(uc)
+        else:
+            errno, result = ENOSYS, 0
+        nzcv = uc.reg_read(a64.UC_ARM64_REG_NZCV)
+        if errno:
+            name = SYSCALL_NAMES.get(number, f"syscall {number}")
+            self.refused.append(f"{name} (x16={number}) -> errno {errno}")
+            uc.reg_write(a64.UC_ARM64_REG_X0, errno)
+            uc.reg_write(a64.UC_ARM64_REG_NZCV, nzcv | CARRY)
+        else:
+            uc.reg_write(a64.UC_ARM64_REG_X0, result)
+            uc.reg_write(a64.UC_ARM64_REG_NZCV, nzcv & ~CARRY)
+
+    def _write(self, uc: Uc) -> tuple[int, int]:
+        fd, buf, length = (uc.reg_read(r) for r in (a64.UC_ARM64_REG_X0, a64.UC_ARM64_REG_X1, a64.UC_ARM64_REG_X2))
+        sink = {1: self.stdout, 2: self.stderr}.get(fd)
+        if sink is None:
+            return EBADF, 0
+        if length == 0:
+            return 0, 0
+        if not any(start <= buf and buf + length <= end for start, end in self.readable):
+            return EFAULT, 0
+        if len(self.stdout) + len(self.stderr) + length > MAX_OUTPUT_BYTES:
+            return EFBIG, 0
+        sink += uc.mem_read(buf, length)
+        return 0, length
+
+    # --- one run ---
+
+    def _map(self, regions: list[tuple[int, int, int, bytes]]) -> str | None:
+        """Map (or, when the layout is the previous run's, just rewrite) the program's memory."""
+        uc = self.uc
+        layout = [(start, size, prot) for start, size, prot, _ in regions]
+        if layout != self.layout:
+            for start, size, _ in self.layout:
+                uc.mem_unmap(start, size)
+            self.layout = []
+            for start, size, prot in layout:
+                try:
+                    uc.mem_map(start, size, prot)
+                except UcError as err:
+                    return f"cannot map 0x{start:x}+0x{size:x}: {err}"
+                self.layout.append((start, size, prot))
+        for start, size, _, content in regions:
+            # every byte rewritten (content, then zeros): nothing of the last program survives;
+            # unicorn drops translated code for the pages a mem_write touches
+            uc.mem_write(start, content.ljust(size, b"\0"))
+        return None
+
+    def run(self, f: MachO, max_instructions: int, timeout_s: float) -> Execution:
+        uc = self.uc
+        self._reset_run()
+        entry = f.entry_address()
+        if entry is None:
+            return Execution(Ending.CRASHED, detail="no entry point")
+        regions = []
+        for seg in f.segments:
+            if seg.initprot & 0x7 == 0 or seg.vmsize == 0:
+                continue  # __PAGEZERO and other no-access reservations stay unmapped: touching them faults
+            prot = 0
+            for bit, uc_bit in PROT_BITS.items():
+                if seg.initprot & bit:
+                    prot |= uc_bit
+            size = _round_up(seg.vmsize, MAP_ALIGN)
+            if seg.vmaddr < STACK_TOP and STACK_BASE < seg.vmaddr + size:
+                return Execution(Ending.CRASHED, detail=f"{seg.name} overlaps the emulator's stack")
+            regions.append((seg.vmaddr, size, prot, f.data[seg.fileoff : seg.fileoff + seg.filesize]))
+        if sum(r[1] for r in regions) > MAX_MAPPED_BYTES:
+            return Execution(Ending.CRASHED, detail=f"segments need more than {MAX_MAPPED_BYTES >> 20} MiB to emulate")
+        problem = self._map(regions)
+        if problem is not None:
+            return Execution(Ending.CRASHED, detail=problem)
+        ctypes.memset(self.stack, 0, STACK_SIZE)
+        ctypes.memmove(ctypes.addressof(self.stack) + (INITIAL_SP - STACK_BASE), INITIAL_FRAME, len(INITIAL_FRAME))
+        for start, _size, prot in self.layout:
+            if prot & UC_PROT_READ:
+                self.readable.append((start, start + _size))
+        self.readable.append((STACK_BASE, STACK_TOP))
+        uc.context_restore(self.start_context)
+
+        self.watchdog.arm(timeout_s)
+        error: UcError | None = None
+        try:
+            uc.emu_start(entry, RETURN_SENTINEL, count=max_instructions)
+        except UcError as err:
+            error = err
+        finally:
+            timed_out = self.watchdog.disarm()
+        pc = uc.reg_read(a64.UC_ARM64_REG_PC)
+        return self._ending(pc, error, timed_out, max_instructions, timeout_s)
+
+    def _ending(self, pc: int, error: UcError | None, timed_out: bool, budget: int, timeout_s: float) -> Execution:
+        ran = self.done_before_block
+        in_block = (pc - self.block_start) // 4
+        facts = dict(stdout=bytes(self.stdout), stderr=bytes(self.stderr), refused=tuple(self.refused))
+        if self.exit_code is not None:  # stopped inside the exit svc; pc is past it
+            return Execution(Ending.EXITED, exit_code=self.exit_code, instructions=ran + in_block, **facts)
+        if self.fault is not None or error is not None:
+            where = self.fault or "fault"
+            why = f"{where} (pc 0x{pc:x})" if error is None else f"{where}: {error} (pc 0x{pc:x})"
+            return Execution(Ending.CRASHED, instructions=ran + max(in_block, 0), detail=why, **facts)
+        if pc == RETURN_SENTINEL:
+            status = self.uc.reg_read(a64.UC_ARM64_REG_X0) & 0xFF
+            return Execution(Ending.EXITED, exit_code=status, instructions=ran + self.block_len, detail="returned from main", **facts)
+        if timed_out:
+            return Execution(Ending.TIMED_OUT, instructions=ran + max(in_block, 0), detail=f"wall clock over {timeout_s:g} s", **facts)
+        return Execution(Ending.TIMED_OUT, instructions=budget, detail=f"instruction budget of {budget} spent", **facts)
+
+
+class _Watchdog:
+    """Stops a run that outlives its wall-clock limit (a stuck hook, a pathological instruction).
+
+    unicorn's own ``timeout`` starts a thread for every ``emu_start`` (~0.3 ms, more than a run);
+    this one thread sleeps until armed and then polls the deadline.
+    """
+
+    POLL_S = 0.01
+
+    def __init__(self, uc: Uc) -> None:
+        self.uc = uc
+        self.deadline = 0.0
+        self.fired = False
+        self.armed = threading.Event()
+        self.lock = threading.Lock()  # arm/disarm and the deadline check never interleave
+        self.thread = threading.Thread(target=self._watch, name="exe-coder-emulator-watchdog", daemon=True)
+        self.thread.start()
+
+    def arm(self, timeout_s: float) -> None:
+        with self.lock:
+            self.fired = False
+            self.deadline = time.monotonic() + timeout_s
+            self.armed.set()
+
+    def disarm(self) -> bool:
+        with self.lock:
+            self.armed.clear()
+            return self.fired
+
+    def _watch(self) -> None:
+        while True:
+            self.armed.wait()
+            with self.lock:
+                if self.armed.is_set() and not self.fired and time.monotonic() >= self.deadline:
+                    self.fired = True
+                    self.uc.emu_stop()
+            time.sleep(self.POLL_S)
+
+
+_engines = threading.local()
+
+
+def emulate(f: MachO, *, max_instructions: int = DEFAULT_MAX_INSTRUCTIONS, timeout_s: float = DEFAULT_TIMEOUT_S) -> Execution:
+    """Run a parsed (and validated) executable to its end, its budget or its first fault."""
+    engine = getattr(_engines, "engine", None)
+    if engine is None:
+        engine = _engines.engine = _Engine()
+    try:
+        return engine.run(f, max_instructions, timeout_s)
+    except Exception:
+        _engines.engine = None  # an engine left in an unknown state is never reused
+        raise
