@@ -43,7 +43,9 @@ def evaluate_cmd(
     baseline: Path | None = typer.Option(
         None, "--baseline", help="Baseline predictions (e.g. regex_baseline) on the same examples."
     ),
-    beta: float = typer.Option(0.0, "--beta", help="Reward's KL weight (kl_to_sft is 0 for SFT predictions)."),
+    beta: float | None = typer.Option(
+        None, "--beta", help="Reward's KL weight; default: the run's [rl] beta, else 0 (kl_to_sft is 0 for SFT)."
+    ),
 ) -> None:
     """Score predictions: metrics, slices, milestone gates, error taxonomy and latencies."""
     from exe_coder.evaluate.report import evaluate_files, headline_lines
@@ -52,6 +54,42 @@ def evaluate_cmd(
     for line in headline_lines(report):
         typer.echo(line)
     typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command("run-stage")
+def run_stage_cmd(
+    stage: str = typer.Argument(..., help="Stage name: stage0, stage1, stage1a, stage1b, stage2, stage3."),
+    config: Path | None = typer.Option(None, "--config", help="Training config (default: the stage's, see stages.py)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild the dataset and train from scratch."),
+) -> None:
+    """Build, train, infer (model and regex baseline) and evaluate one stage; print the gates."""
+    from exe_coder.stages import run_stage
+
+    result = run_stage(stage, config=config, force=force)
+    for split, files in result.report_files.items():
+        typer.echo(f"{split} report: " + ", ".join(str(p) for p in files))
+    typer.echo("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
+
+
+@app.command("acceptance")
+def acceptance_cmd(
+    train_n: int = typer.Option(16, "--train-n", min=4, help="Train examples in the tiny build."),
+    val_n: int = typer.Option(8, "--val-n", min=4, help="Val examples."),
+    test_n: int = typer.Option(8, "--test-n", min=4, help="Test examples."),
+    steps: int = typer.Option(40, "--steps", min=2, help="Training steps of the tiny model."),
+    work: Path | None = typer.Option(None, "--work", help="Work dir (default outputs/acceptance, replaced)."),
+) -> None:
+    """Quick smoke run of the whole pipeline on a tiny stage0-shaped build; exit 1 on any failed check."""
+    from exe_coder.stages import run_acceptance
+
+    checks, result = run_acceptance(train_n=train_n, val_n=val_n, test_n=test_n, steps=steps, work=work)
+    for c in checks:
+        typer.echo(f"{'ok  ' if c.passed else 'FAIL'} {c.name}: {c.detail}")
+    failed = [c for c in checks if not c.passed]
+    typer.echo(f"acceptance: {len(checks) - len(failed)}/{len(checks)} checks passed in "
+               f"{sum(result.seconds.values()):.1f} s ({', '.join(f'{k} {v:.1f}' for k, v in result.seconds.items())})")
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

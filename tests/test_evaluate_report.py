@@ -167,3 +167,15 @@ def test_markdown_snapshot(snapshot):
         title="snapshot",
     )
     assert md == snapshot
+
+
+def test_reward_beta_from_the_runs_config(run_dir):
+    out = run_dir / "o" / "r.json"
+    report, _ = evaluate_files(run_dir / "model.jsonl", out, ckpt=run_dir / "ckpt")
+    assert report.reward_beta == 0.0  # no config.toml: SFT, beta 0
+    (run_dir / "ckpt" / "config.toml").write_text("[rl]\nbeta = 0.05\n")
+    report, _ = evaluate_files(run_dir / "model.jsonl", out, ckpt=run_dir / "ckpt")
+    assert report.reward_beta == 0.05
+    assert report.metrics.avg_reward == evaluate_files(run_dir / "model.jsonl", out)[0].metrics.avg_reward
+    report, _ = evaluate_files(run_dir / "model.jsonl", out, ckpt=run_dir / "ckpt", beta=0.5)
+    assert report.reward_beta == 0.5

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -243,6 +244,17 @@ def write_report(report: EvalReport, out: str | Path, *, title: str | None = Non
     return list(files)
 
 
+def _config_beta(config_toml: Path) -> float | None:
+    """``[rl] beta`` from a run's config copy, read defensively (it is optional)."""
+    if not config_toml.is_file():
+        return None
+    try:
+        beta = tomllib.loads(config_toml.read_text(encoding="utf-8")).get("rl", {}).get("beta")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+    return float(beta) if isinstance(beta, (int, float)) and not isinstance(beta, bool) else None
+
+
 def evaluate_files(
     predictions: str | Path,
     out: str | Path,
@@ -250,10 +262,14 @@ def evaluate_files(
     split: str | None = None,
     ckpt: str | Path | None = None,
     baseline: str | Path | None = None,
-    beta: float = 0.0,
+    beta: float | None = None,
     title: str | None = None,
 ) -> tuple[EvalReport, list[Path]]:
-    """Read the inputs, build the report and write it; every missing input is a ``UserError``."""
+    """Read the inputs, build the report and write it; every missing input is a ``UserError``.
+
+    ``beta`` (the reward's KL weight) defaults to the run's ``[rl] beta`` when its
+    ``config.toml`` has one, else 0; it only matters for predictions with a KL to the SFT model.
+    """
     preds = read_predictions(predictions, split=split)
     if not preds:
         raise UserError("no predictions to evaluate", predictions)
@@ -262,7 +278,10 @@ def evaluate_files(
         ckpt = Path(ckpt)
         if not ckpt.exists():
             raise UserError("checkpoint directory not found", ckpt)
-        training = read_training_log(ckpt if ckpt.is_dir() else ckpt.parent)
+        run_dir = ckpt if ckpt.is_dir() else ckpt.parent
+        training = read_training_log(run_dir)
+        if beta is None:
+            beta = _config_beta(run_dir / "config.toml")
     base = None
     if baseline is not None:
         base = read_predictions(baseline, split=split)
@@ -281,7 +300,7 @@ def evaluate_files(
         training=training,
         baseline=base,
         baseline_path="" if baseline is None else str(baseline),
-        beta=beta,
+        beta=beta or 0.0,
     )
     written = write_report(report, out, title=title)
     return report.model_copy(update={"plots": [p.name for p in written if p.suffix == ".png"]}), written

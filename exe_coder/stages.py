@@ -1,0 +1,343 @@
+"""One command a stage: build -> train -> infer (model and regex baseline) -> evaluate.
+
+This is the seed's ``run_track_a_stage.py``. It is orchestration only: every step is another
+module's library function, called in order, and every step's outputs are files in the usual
+places, so a stage can be re-run, resumed or inspected one step at a time:
+
+    data/processed/<stage>/{train,val,test}.jsonl, manifest.json     exe-coder build
+    outputs/checkpoints/<run>/                                       exe-coder train
+    outputs/predictions/<stage>_<split>_{model,regex_baseline}.jsonl exe-coder infer
+    outputs/reports/<stage>_<split>.{json,md} + _training/_slices.png exe-coder evaluate
+    outputs/reports/<stage>_run.json                                 wall time of each step, gates
+
+``acceptance`` runs the same steps on a tiny stage0-shaped build with a tiny model, and checks
+that every step left its outputs: the quick smoke test of the whole pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from exe_coder.errors import UserError
+from exe_coder.paths import CONFIGS_DIR, REPO_ROOT, SPECS_DIR
+
+# stage -> the training config that trains it (configs/<name>.toml)
+STAGE_CONFIGS: dict[str, str] = {
+    "stage0": "sft_stage0_overfit",
+    "stage1": "sft_stage1_pilot",
+    "stage1a": "sft_stage1a_template_shift",
+    "stage1b": "sft_stage1b_magnitude_shift",
+    "stage2": "sft_stage2_scale",
+    "stage3": "sft_stage3_words",
+}
+EVAL_SPLITS = ("val", "test")
+OUTPUTS_DIR = REPO_ROOT / "outputs"
+INFER_BATCH = 64
+
+
+@dataclass
+class StagePaths:
+    """Where one stage run reads and writes."""
+
+    spec: Path
+    config: Path
+    predictions_dir: Path
+    reports_dir: Path
+
+    def predictions(self, stage: str, split: str, kind: str) -> Path:
+        return self.predictions_dir / f"{stage}_{split}_{kind}.jsonl"
+
+    def report(self, stage: str, split: str) -> Path:
+        return self.reports_dir / f"{stage}_{split}.json"
+
+
+@dataclass
+class StageResult:
+    stage: str
+    dataset_dir: Path
+    run_dir: Path
+    reports: dict = field(default_factory=dict)  # split -> EvalReport
+    report_files: dict = field(default_factory=dict)  # split -> [Path]
+    prediction_files: list[Path] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # step -> wall seconds
+
+
+def default_paths(stage: str, config: str | Path | None = None) -> StagePaths:
+    if config is None:
+        if stage not in STAGE_CONFIGS:
+            raise UserError(f"unknown stage {stage!r}; known stages: {', '.join(STAGE_CONFIGS)} (or pass --config)")
+        config = CONFIGS_DIR / f"{STAGE_CONFIGS[stage]}.toml"
+    spec = SPECS_DIR / f"{stage}.spec"
+    if not spec.is_file():
+        raise UserError(f"no spec for stage {stage!r}", spec)
+    return StagePaths(
+        spec=spec,
+        config=Path(config),
+        predictions_dir=OUTPUTS_DIR / "predictions",
+        reports_dir=OUTPUTS_DIR / "reports",
+    )
+
+
+class _Clock:
+    """Wall seconds per step, announced as each step starts."""
+
+    def __init__(self, console: Console, stage: str) -> None:
+        self.console, self.stage, self.seconds = console, stage, {}
+
+    def run(self, step: str, fn: Callable, *args, **kwargs):
+        self.console.rule(f"[bold]{self.stage}: {step}")
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.seconds[step] = round(time.perf_counter() - t0, 3)
+        return out
+
+
+def _train(config_path: Path, force: bool, console: Console):
+    """Train as ``exe-coder train`` does; continue an unfinished run of the same config."""
+    from exe_coder.model import checkpoint as ckpt
+    from exe_coder.train.config import load_config
+    from exe_coder.train.loop import train
+
+    config = load_config(config_path)
+    run_dir = Path(config.run.output_dir)
+    same_run = (run_dir / ckpt.STATE).is_file() and (run_dir / ckpt.CONFIG_FILE).is_file() and (
+        (run_dir / ckpt.CONFIG_FILE).read_text() == config.to_toml()
+    )
+    # an interrupted (or finished) run of this very config resumes; a finished one is a no-op
+    resume = same_run and not force
+    if resume:
+        console.print(f"continuing the run in {run_dir} (--force trains from scratch)")
+    train(config, resume=resume, console=console)
+    return config, run_dir
+
+
+def _infer(config, run_dir: Path, stage: str, split: str, paths: StagePaths) -> tuple[Path, Path]:
+    """The trained model and the regex baseline on one split, scored with the same grammar."""
+    from exe_coder.decode.infer import make_predictor, run_inference, write_predictions
+    from exe_coder.train.data import load_examples
+
+    jsonl = getattr(config.data, f"{split}_jsonl", None) or str(Path(config.data.val_jsonl).parent / f"{split}.jsonl")
+    examples = load_examples(jsonl)
+    model, grammar = make_predictor("sft_patch_model", run_dir)
+    baseline, _ = make_predictor(
+        "regex_baseline", min_int=config.data.decode_min_int, max_int=config.data.decode_max_int
+    )
+    model_out = write_predictions(
+        run_inference(examples, model, grammar, batch_size=INFER_BATCH, progress=True),
+        paths.predictions(stage, split, "model"),
+    )
+    base_out = write_predictions(
+        run_inference(examples, baseline, grammar, batch_size=INFER_BATCH, progress=True),
+        paths.predictions(stage, split, "regex_baseline"),
+    )
+    return model_out, base_out
+
+
+def _reward_beta(config) -> float:
+    return config.rl.beta if getattr(config, "rl", None) is not None else 0.0
+
+
+def run_stage(
+    stage: str,
+    *,
+    config: str | Path | None = None,
+    force: bool = False,
+    paths: StagePaths | None = None,
+    sizes: dict[str, int] | None = None,
+    data_dir: Path | None = None,
+    binaries_dir: Path | None = None,
+    console: Console | None = None,
+) -> StageResult:
+    """Build, train, infer on val and test, evaluate; write the reports. See the module doc."""
+    console = console or Console(stderr=True)
+    paths = paths or default_paths(stage, config)
+    if not paths.config.is_file():
+        raise UserError("training config not found", paths.config)
+    clock = _Clock(console, stage)
+
+    dataset_dir = clock.run(
+        "build", build_dataset, paths.spec, force=force, sizes=sizes, out_dir=data_dir, binaries_dir=binaries_dir
+    )
+    cfg, run_dir = clock.run("train", _train, paths.config, force, console)
+    result = StageResult(stage=stage, dataset_dir=dataset_dir, run_dir=run_dir)
+
+    from exe_coder.evaluate.report import evaluate_files, headline_lines
+
+    for split in EVAL_SPLITS:
+        model_pred, base_pred = clock.run(f"infer {split}", _infer, cfg, run_dir, stage, split, paths)
+        result.prediction_files += [model_pred, base_pred]
+        report, written = clock.run(
+            f"evaluate {split}",
+            evaluate_files,
+            model_pred,
+            paths.report(stage, split),
+            split=split,
+            ckpt=run_dir,
+            baseline=base_pred,
+            beta=_reward_beta(cfg),
+            title=f"{stage} {split}: {cfg.run.name}",
+        )
+        result.reports[split], result.report_files[split] = report, written
+        console.print(f"[bold]{stage} {split}[/bold]")
+        for line in headline_lines(report):
+            console.print(line, markup=False, highlight=False)
+    result.seconds = clock.seconds
+    _write_run_summary(result, paths)
+    return result
+
+
+def _write_run_summary(result: StageResult, paths: StagePaths) -> Path:
+    from exe_coder.evaluate.report import write_files_atomically
+
+    summary = {
+        "stage": result.stage,
+        "dataset_dir": str(result.dataset_dir),
+        "run_dir": str(result.run_dir),
+        "seconds": result.seconds,
+        "splits": {
+            split: {
+                "answer_accuracy": r.metrics.answer_accuracy,
+                "baseline_answer_accuracy": r.baseline.metrics.answer_accuracy if r.baseline else None,
+                "gates": {g: res.passed for g, res in r.milestone_gates.items()},
+            }
+            for split, r in result.reports.items()
+        },
+    }
+    out = paths.reports_dir / f"{result.stage}_run.json"
+    write_files_atomically({out: (json.dumps(summary, indent=2) + "\n").encode()})
+    return out
+
+
+def build_dataset(
+    spec: Path,
+    *,
+    force: bool = False,
+    sizes: dict[str, int] | None = None,
+    out_dir: Path | None = None,
+    binaries_dir: Path | None = None,
+) -> Path:
+    """``exe-coder build`` for ``spec``: the dataset helper's build_stage; returns the data dir."""
+    from exe_coder.dataset.build import build_stage
+
+    result = build_stage(spec, force=force, sizes=sizes, out_dir=out_dir, binaries_dir=binaries_dir)
+    return Path(getattr(result, "out_dir", out_dir or ""))
+
+
+# --- acceptance ----------------------------------------------------------------------------
+
+ACCEPTANCE_DIR = OUTPUTS_DIR / "acceptance"
+# a model small enough to train in seconds on 2 cores; the run checks the plumbing, not the model
+TINY_MODEL = {"layers": 2, "hidden_size": 64, "heads": 4, "seq_len": 160}
+
+
+@dataclass
+class AcceptanceCheck:
+    name: str
+    passed: bool
+    detail: str
+
+
+def acceptance_config(base: Path, work: Path, data_dir: Path, steps: int) -> Path:
+    """A tiny-model, few-steps copy of the stage0 config that reads and writes under ``work``."""
+    from exe_coder.train.config import load_config, parse_config
+
+    raw = load_config(base).model_dump(mode="json", exclude_none=True)
+    raw["run"].update(name="acceptance", output_dir=str(work / "checkpoints"))
+    raw["data"].update(
+        train_jsonl=str(data_dir / "train.jsonl"),
+        val_jsonl=str(data_dir / "val.jsonl"),
+        test_jsonl=str(data_dir / "test.jsonl"),
+    )
+    raw["model"].update(TINY_MODEL)
+    raw["train"].update(
+        batch_size=8, epochs=10_000, max_steps=steps, log_interval=5, eval_interval=max(steps // 2, 1),
+        save_interval=steps, warmup_steps=min(5, steps), eval_max_samples=8, full_eval_every=1,
+    )
+    raw["init"] = {"mode": "scratch"}
+    raw.pop("rl", None)
+    from exe_coder.train.config import dump_toml
+
+    text = dump_toml(raw)
+    parse_config(text, work / "acceptance.toml")  # still a valid config
+    path = work / "acceptance.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def run_acceptance(
+    *, train_n: int = 16, val_n: int = 8, test_n: int = 8, steps: int = 40, work: Path | None = None,
+    console: Console | None = None,
+) -> tuple[list[AcceptanceCheck], StageResult]:
+    """The whole pipeline on a tiny stage0-shaped build; one check per expected output."""
+    console = console or Console(stderr=True)
+    work = Path(work or ACCEPTANCE_DIR)
+    if work.exists():
+        shutil.rmtree(work)
+    data_dir, bin_dir = work / "data" / "stage0", work / "bin" / "stage0"
+    config = acceptance_config(CONFIGS_DIR / f"{STAGE_CONFIGS['stage0']}.toml", work, data_dir, steps)
+    paths = StagePaths(
+        spec=SPECS_DIR / "stage0.spec", config=config,
+        predictions_dir=work / "predictions", reports_dir=work / "reports",
+    )
+    result = run_stage(
+        "stage0", paths=paths, force=True, sizes={"train": train_n, "val": val_n, "test": test_n},
+        data_dir=data_dir, binaries_dir=bin_dir, console=console,
+    )
+    checks = check_outputs(result, paths, {"train": train_n, "val": val_n, "test": test_n}, data_dir)
+    checks.append(_oracle_check(data_dir / "val.jsonl", work, console))
+    return checks, result
+
+
+def _lines(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else -1
+
+
+def check_outputs(result: StageResult, paths: StagePaths, sizes: dict[str, int], data_dir: Path) -> list[AcceptanceCheck]:
+    checks = []
+
+    def check(name: str, passed: bool, detail: str) -> None:
+        checks.append(AcceptanceCheck(name, bool(passed), detail))
+
+    for split, n in sizes.items():
+        got = _lines(data_dir / f"{split}.jsonl")
+        check(f"build {split}.jsonl", got == n, f"{got} examples, expected {n}")
+    check("build manifest.json", (data_dir / "manifest.json").is_file(), str(data_dir / "manifest.json"))
+    for name in ("metrics.jsonl", "best_weights.safetensors", "latest_weights.safetensors", "config.toml"):
+        check(f"train {name}", (result.run_dir / name).is_file(), str(result.run_dir / name))
+    for path in result.prediction_files:
+        split = path.stem.split("_")[1]
+        got = _lines(path)
+        check(f"infer {path.name}", got == sizes[split], f"{got} predictions, expected {sizes[split]}")
+    for split in EVAL_SPLITS:
+        files = result.report_files.get(split, [])
+        names = sorted(p.name for p in files)
+        want = sorted(f"stage0_{split}{s}" for s in (".json", ".md", "_training.png", "_slices.png"))
+        ok = names == want and all(p.is_file() and p.stat().st_size > 0 for p in files)
+        pngs = all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in files if p.suffix == ".png")
+        check(f"evaluate {split} report", ok and pngs, ", ".join(names) or "no files")
+        report = result.reports.get(split)
+        check(f"evaluate {split} gates", report is not None and len(report.milestone_gates) == 3,
+              "g0/g1/g2 present" if report else "no report")
+    return checks
+
+
+def _oracle_check(val_jsonl: Path, work: Path, console: Console) -> AcceptanceCheck:
+    """The gold patches through reconstruct -> verify -> evaluate must score 1.0: the pipeline
+    after the model is sound, so a low model score is the model's."""
+    from exe_coder.decode.infer import make_predictor, run_inference
+    from exe_coder.evaluate.metrics import compute_metrics
+    from exe_coder.train.data import load_examples
+
+    predictor, grammar = make_predictor("oracle")
+    m = compute_metrics(run_inference(load_examples(val_jsonl), predictor, grammar))
+    rates = {k: v for k, v in m.model_dump().items() if k.endswith("_rate") or k == "answer_accuracy"}
+    ok = all(v == 1.0 for v in rates.values()) and m.operand_mae == 0.0
+    return AcceptanceCheck("oracle scores 1.0", ok, ", ".join(f"{k} {v}" for k, v in rates.items()))
