@@ -1,0 +1,306 @@
+"""Assemble the AArch64 subset of ``isa.py`` from clang/GNU-as syntax into machine code.
+
+The source is what ``python -m ziglang cc`` (clang's integrated assembler) also accepts:
+
+* one instruction per line, ``//`` starts a comment, labels end with ``:`` (several may share
+  a line with an instruction); labels are case-sensitive, mnemonics and registers are not;
+* directives ``.text``, ``.section __TEXT,__text...``, ``.globl``/``.global NAME``,
+  ``.p2align N`` / ``.align N`` (pad with ``nop`` to 2**N bytes);
+* branches to labels before or after them, range-checked against their offset field;
+* a trailing ``// patch: NAME[HI:LO]`` comment marks the instruction whose patchable immediate
+  field holds bits HI..LO of the program operand NAME. These become ``patch_sites``: where a
+  golden binary's operand lives and how to re-encode it in place.
+
+Every error is a ``UserError`` naming the source path, line and column. The result is
+``Assembly``: the code bytes, the labels' offsets, which labels are global, and the patch sites.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+from exe_coder.codegen import isa
+from exe_coder.errors import UserError
+
+NOP = 0xD503201F
+
+
+@dataclass(frozen=True)
+class PatchSite:
+    """Bits ``value_lsb .. value_lsb+field_width-1`` of operand ``operand`` live in the
+    ``field_width``-bit field at bit ``field_lsb`` of the instruction word at byte ``offset``."""
+
+    operand: str
+    offset: int
+    field_lsb: int
+    field_width: int
+    value_lsb: int
+    line: int
+    form: str
+
+    def apply(self, word: int, value: int) -> int:
+        """Re-encode ``word`` so its field holds this site's slice of ``value`` (two's complement)."""
+        mask = (1 << self.field_width) - 1
+        return (word & ~(mask << self.field_lsb)) | (((value >> self.value_lsb) & mask) << self.field_lsb)
+
+    def extract(self, word: int) -> int:
+        """This site's slice of the operand, read back from ``word`` (already shifted into place)."""
+        return ((word >> self.field_lsb) & ((1 << self.field_width) - 1)) << self.value_lsb
+
+
+@dataclass(frozen=True)
+class Assembly:
+    code: bytes
+    symbols: dict[str, int]  # label -> byte offset from the start of the code
+    globals: tuple[str, ...]
+    patch_sites: tuple[PatchSite, ...]
+    lines: tuple[int, ...]  # source line of each 4-byte word (0 for alignment padding)
+
+
+class _LineError(Exception):
+    def __init__(self, message: str, column: int | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+_LABEL = re.compile(r"\s*([A-Za-z_.$][\w.$]*)\s*:")
+_PATCH = re.compile(r"\s*patch:\s*([A-Za-z_]\w*)\s*\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*$")
+_PATCH_LOOSE = re.compile(r"\s*patch:")
+
+
+def _split_operands(text: str) -> list[str]:
+    """Split on commas outside brackets: 'w1, [x0, #-1]!' -> ['w1', '[x0, #-1]!']."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    last = text[start:].strip()
+    if last or parts:
+        parts.append(last)
+    if any(not p for p in parts):
+        raise _LineError("empty operand")
+    return parts
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    form: isa.Form
+    word: int  # the encoding with the branch-offset field (if any) still zero
+    target: tuple[str, object] | None
+    target_field: tuple[int, int] | None  # (lsb, width) of the word-offset field
+
+
+@lru_cache(maxsize=8192)
+def _parse_instruction(mnemonic: str, operand_text: str) -> _Parsed:
+    """Match one instruction against its candidate forms; memoised (templates repeat lines)."""
+    preset: dict[str, int] = {}
+    key = mnemonic
+    if mnemonic.startswith("b."):
+        cond = mnemonic[2:]
+        if cond not in isa.CONDITIONS:
+            raise _LineError(f"unknown condition {cond!r} in {mnemonic!r}")
+        key, preset = "b.", {"cond": isa.CONDITIONS[cond]}
+    forms = isa.FORMS_BY_MNEMONIC.get(key)
+    if not forms:
+        raise _LineError(f"unsupported instruction {mnemonic!r}")
+    operands = _split_operands(operand_text)
+    best: tuple[int, str] = (-1, "")
+    for form in forms:
+        required = sum(1 for spec in form.operands if not spec.optional)
+        if not required <= len(operands) <= len(form.operands):
+            best = max(best, (0, f"{mnemonic} takes {required}..{len(form.operands)} operands, got {len(operands)}"))
+            continue
+        ctx = isa.Context(values=dict(preset))
+        try:
+            for i, spec in enumerate(form.operands):
+                if i < len(operands):
+                    try:
+                        spec.parse(operands[i], ctx)
+                    except isa.OperandError as err:
+                        raise isa.OperandError(f"operand {i + 1}: {err}") from None
+                    except isa.OperandMismatch as err:
+                        best = max(best, (1 + i, f"operand {i + 1}: {err}"))
+                        raise
+                else:
+                    spec.default(ctx)
+        except isa.OperandMismatch:
+            continue
+        except isa.OperandError as err:
+            best = max(best, (100, str(err)))
+            continue
+        values = ctx.values
+        values.pop("_rt_width", None)
+        values.update(form.fixed)
+        for dst, src in form.copies.items():
+            values[dst] = values[src]
+        if form.sized:
+            values["sf"] = 1 if (ctx.width or 64) == 64 else 0
+        if form.writeback:
+            rt, rn = (values[f] for f in form.writeback)
+            if rt == rn and rn != 31:
+                raise _LineError(f"{mnemonic}: writeback base register is also the transfer register (unpredictable)")
+        target_field = None
+        if ctx.target_field is not None:
+            target_field = form.fields[ctx.target_field]
+            values[ctx.target_field] = 0
+        try:
+            word = form.encode(values)
+        except isa.OperandError as err:
+            raise _LineError(f"{mnemonic}: {err}") from None
+        return _Parsed(form, word, ctx.target, target_field)
+    raise _LineError(f"invalid operands for {mnemonic}: {best[1]}")
+
+
+@dataclass(frozen=True)
+class _Line:
+    """What one source line holds, independent of where it sits (so it can be memoised)."""
+
+    labels: tuple[tuple[str, int], ...] = ()  # (name, column)
+    column: int = 1
+    directive: tuple[str, str] | None = None
+    instruction: _Parsed | None = None
+    patch: tuple[str, int, int] | None = None  # (operand, hi, lo)
+
+
+_EMPTY = _Line()
+
+
+@lru_cache(maxsize=16384)
+def _scan_line(raw: str) -> _Line:
+    code, sep, comment = raw.partition("//")
+    if not code.strip() and not (sep and _PATCH_LOOSE.match(comment)):
+        return _EMPTY
+    labels = []
+    pos = 0
+    while m := _LABEL.match(code, pos):
+        labels.append((m.group(1), m.start(1) + 1))
+        pos = m.end()
+    body = code[pos:].strip()
+    column = len(code) - len(code[pos:].lstrip()) + 1
+    patch = None
+    if sep and _PATCH_LOOSE.match(comment):
+        m = _PATCH.match(comment)
+        if m is None:
+            raise _LineError("malformed patch annotation; write '// patch: NAME[HI:LO]'")
+        patch = (m.group(1), int(m.group(2)), int(m.group(3)))
+        if not body or body.startswith("."):
+            raise _LineError("patch annotation on a line without an instruction")
+    if not body:
+        return _Line(tuple(labels), column)
+    if body.startswith("."):
+        directive, _, arg = body.partition(" ")
+        return _Line(tuple(labels), column, directive=(directive.lower(), arg.strip()))
+    mnemonic, _, operand_text = body.replace("\t", " ").partition(" ")
+    try:
+        parsed = _parse_instruction(mnemonic.lower(), operand_text.strip())
+    except _LineError as err:
+        raise _LineError(str(err), column) from None
+    return _Line(tuple(labels), column, instruction=parsed, patch=patch)
+
+
+@dataclass
+class _Pending:
+    offset: int
+    parsed: _Parsed
+    line: int
+    column: int
+
+
+def assemble(source: str, *, path: str | None = None, origin: int = 0) -> Assembly:
+    """Assemble ``source``; ``origin`` is the address of the first byte (for '#address' targets)."""
+    symbols: dict[str, int] = {}
+    globals_: list[str] = []
+    pending: list[_Pending] = []
+    words: list[int] = []
+    lines: list[int] = []
+    sites: list[PatchSite] = []
+    seen_slices: dict[tuple[str, int], int] = {}
+
+    def fail(message: str, lineno: int, column: int | None = None) -> UserError:
+        return UserError(message, path=path or "<assembly>", line=lineno, column=column)
+
+    for lineno, raw in enumerate(source.splitlines(), start=1):
+        try:
+            line = _scan_line(raw)
+        except _LineError as err:
+            raise fail(str(err), lineno, err.column) from None
+        if line is _EMPTY:
+            continue
+        for name, column in line.labels:
+            if name in symbols:
+                raise fail(f"label {name!r} defined twice", lineno, column)
+            symbols[name] = 4 * len(words)
+        parsed = line.instruction
+        if parsed is None:
+            if line.directive is not None:
+                _directive(*line.directive, words, lines, globals_, lambda msg: fail(msg, lineno, line.column))
+            continue
+        if line.patch:
+            name, hi, lo = line.patch
+            form = parsed.form
+            if form.patchable is None:
+                raise fail(f"patch annotation on {form.mnemonic}, which has no patchable immediate", lineno)
+            lsb, width = form.fields[form.patchable]
+            if hi - lo + 1 != width:
+                raise fail(f"patch slice {name}[{hi}:{lo}] is {hi - lo + 1} bits, the {form.patchable} field is {width}", lineno)
+            if (name, lo) in seen_slices:
+                raise fail(f"{name}[{hi}:{lo}] already patched on line {seen_slices[name, lo]}", lineno)
+            seen_slices[name, lo] = lineno
+            sites.append(PatchSite(name, 4 * len(words), lsb, width, lo, lineno, form.name))
+        if parsed.target is not None:
+            pending.append(_Pending(len(words), parsed, lineno, line.column))
+        words.append(parsed.word)
+        lines.append(lineno)
+
+    for item in pending:
+        kind, where = item.parsed.target
+        here = origin + 4 * item.offset
+        if kind == "label":
+            if where not in symbols:
+                raise fail(f"undefined label {where!r}", item.line, item.column)
+            delta = origin + symbols[where] - here
+        else:
+            delta = where - here
+        lsb, width = item.parsed.target_field
+        if delta % 4:
+            raise fail(f"branch target {delta:+d} bytes away is not a multiple of 4", item.line, item.column)
+        limit = 1 << (width - 1)
+        if not -limit <= delta // 4 < limit:
+            raise fail(f"branch target {delta:+d} bytes away is out of range (+-{4 * limit} bytes)", item.line, item.column)
+        words[item.offset] |= ((delta // 4) & ((1 << width) - 1)) << lsb
+
+    for name in globals_:
+        if name not in symbols:
+            raise UserError(f"global symbol {name!r} is never defined", path=path or "<assembly>")
+    code_bytes = struct.pack(f"<{len(words)}I", *words)
+    return Assembly(code_bytes, symbols, tuple(globals_), tuple(sites), tuple(lines))
+
+
+def _directive(directive: str, arg: str, words: list[int], lines: list[int], globals_: list[str], fail) -> None:
+    if directive == ".text" and not arg:
+        return
+    if directive == ".section" and arg.replace(" ", "").lower().startswith("__text,__text"):
+        return
+    if directive in (".globl", ".global") and re.fullmatch(r"[A-Za-z_.$][\w.$]*", arg):
+        globals_.append(arg)
+        return
+    if directive in (".p2align", ".align"):
+        try:
+            power = int(arg.split(",")[0], 0)
+        except ValueError:
+            raise fail(f"{directive} needs a number, got {arg!r}") from None
+        if not 2 <= power <= 14:
+            raise fail(f"{directive} {power} out of range 2..14")
+        while (4 * len(words)) % (1 << power):
+            words.append(NOP)
+            lines.append(0)
+        return
+    raise fail(f"unsupported directive {(directive + ' ' + arg).strip()!r}")
