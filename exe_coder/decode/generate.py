@@ -14,6 +14,7 @@ row always finishes). Without a grammar the same loop decodes unconstrained (for
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,33 +71,34 @@ def left_pad(prompts: list[str], tokenizer: Tokenizer = Tokenizer()) -> tuple[mx
     return mx.array(rows, dtype=mx.int32), mx.array([width - len(e) for e in encoded], dtype=mx.int32)
 
 
-def _choose(
-    logits: mx.array,
-    state: mx.array,
-    done: mx.array,
-    key: mx.array | None,
-    bias: mx.array | None,
-    next_state: mx.array | None,
-    sampling: Sampling,
-) -> tuple[mx.array, mx.array, mx.array]:
-    """One step for the whole batch: ``(token, logprob, next state)``, all on device."""
-    logits = logits.astype(mx.float32)
-    if bias is not None:
-        logits = logits + bias[state]
-    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    if sampling.temperature == 0:
-        token = mx.argmax(logits, axis=-1)
-    else:
-        scaled = logits / sampling.temperature
-        if 0 < sampling.top_k < scaled.shape[-1]:
-            kth = mx.topk(scaled, sampling.top_k, axis=-1).min(axis=-1, keepdims=True)
-            scaled = mx.where(scaled >= kth, scaled, -mx.inf)
-        token = mx.random.categorical(scaled, axis=-1, key=key)
-    token = mx.where(done, EOS, token).astype(mx.int32)  # a finished row only repeats EOS
-    logprob = mx.take_along_axis(logprobs, token[:, None], axis=-1)[:, 0]
-    if next_state is not None:
-        state = next_state[state, token]
-    return token, logprob, state
+@functools.lru_cache(maxsize=None)
+def _step_fn(constrained: bool, temperature: float, top_k: int, vocab: int):
+    """One compiled step for the whole batch: ``(token, logprob, next state, done, all done)``.
+
+    Compiled once per (constrained, sampling) so the mask's gather and add fuse with the rest.
+    """
+
+    def step(logits, state, done, key, bias, next_flat):
+        logits = logits.astype(mx.float32)
+        if constrained:
+            logits = logits + bias[state]
+        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        if temperature == 0:
+            token = mx.argmax(logits, axis=-1)
+        else:
+            scaled = logits / temperature
+            if 0 < top_k < scaled.shape[-1]:
+                kth = mx.topk(scaled, top_k, axis=-1).min(axis=-1, keepdims=True)
+                scaled = mx.where(scaled >= kth, scaled, -mx.inf)
+            token = mx.random.categorical(scaled, axis=-1, key=key)
+        token = mx.where(done, EOS, token).astype(mx.int32)  # a finished row only repeats EOS
+        logprob = mx.take_along_axis(logprobs, token[:, None], axis=-1)[:, 0]
+        if constrained:
+            state = next_flat[state * vocab + token]
+        done = done | (token == EOS)
+        return token, logprob, state, done, done.all()
+
+    return mx.compile(step)
 
 
 def generate(
@@ -116,26 +118,29 @@ def generate(
         max_tokens = grammar.max_tokens if grammar is not None else UNCONSTRAINED_MAX_TOKENS
     tokens, pad_left = left_pad(prompts)
     B = tokens.shape[0]
-    bias = grammar.mask_bias_mx if grammar is not None else None
-    next_table = grammar.next_state_mx if grammar is not None else None
-    state = mx.full((B,), grammar.start_state if grammar is not None else 0, dtype=mx.int32)
+    if grammar is not None:
+        bias, next_flat, start = grammar.mask_bias_mx, grammar.next_state_mx.reshape(-1), grammar.start_state
+    else:
+        bias, next_flat, start = mx.zeros((1,)), mx.zeros((1,), dtype=mx.int32), 0
+    vocab = grammar.allowed.shape[1] if grammar is not None else 0  # row stride of next_state
+    step_fn = _step_fn(grammar is not None, float(sampling.temperature), int(sampling.top_k), vocab)
+    state = mx.full((B,), start, dtype=mx.int32)
     done = mx.zeros((B,), dtype=mx.bool_)
-    key = mx.random.key(sampling.seed) if sampling.temperature > 0 else None
+    key = mx.random.key(sampling.seed)
 
     cache = model.make_cache() if use_cache else None
     logits = model(tokens, cache=cache, pad_left=pad_left)[:, -1, :]
     out_tokens, out_logprobs, out_states = [], [], []
     for step in range(max_tokens):
-        sub = None
-        if key is not None:
+        sub = key
+        if sampling.temperature > 0:
             key, sub = mx.random.split(key)
         out_states.append(state)
-        token, logprob, state = _choose(logits, state, done, sub, bias, next_table, sampling)
-        done = done | (token == EOS)
+        token, logprob, state, done, all_done = step_fn(logits, state, done, sub, bias, next_flat)
         out_tokens.append(token)
         out_logprobs.append(logprob)
-        mx.eval(token, logprob, state, done)
-        if step + 1 == max_tokens or done.all().item():
+        mx.eval(token, logprob, state, done, all_done)
+        if step + 1 == max_tokens or all_done.item():
             break
         if use_cache:
             logits = model(token[:, None], cache=cache, pad_left=pad_left)[:, -1, :]
