@@ -28,6 +28,28 @@ app = typer.Typer(
 # --- datasets: build (issue 3) -----------------------------------------------------------------
 
 
+@app.command("build")
+def build_cmd(
+    spec: Path = typer.Argument(..., help="The stage's spec file, e.g. specs/stage1.spec."),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Records, manifest and quality report (default data/processed/<stage>)."),
+    binaries_dir: Path | None = typer.Option(None, "--binaries-dir", help="Val/test golden binaries (default outputs/bin/<stage>)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing build (it stays intact if this one fails)."),
+    jobs: int | None = typer.Option(None, "--jobs", min=1, help="Worker processes (default: every core); output is the same for any N."),
+    limit_train: int | None = typer.Option(None, "--limit-train", min=1, help="Train size override (smoke runs)."),
+    limit_val: int | None = typer.Option(None, "--limit-val", min=1, help="Val size override."),
+    limit_test: int | None = typer.Option(None, "--limit-test", min=1, help="Test size override."),
+) -> None:
+    """Build a stage from its spec: sample splits, build and verify every golden binary, write them."""
+    from exe_coder.dataset.build import build_stage, summary_lines
+    from exe_coder.spec import load_spec
+
+    limits = {"train": limit_train, "val": limit_val, "test": limit_test}
+    sizes = {k: v for k, v in limits.items() if v is not None} or None
+    result = build_stage(load_spec(spec), out_dir, binaries_dir, force=force, jobs=jobs, sizes=sizes)
+    for line in summary_lines(result):
+        typer.echo(line)
+
+
 # --- training: train (issue 4) -----------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ spec's hash and snapshots depend on what it says, not on its layout or comments.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from typing import Literal
 
@@ -179,23 +180,13 @@ def operand_intervals(operands: IntRange, magnitudes: Magnitudes, sign: str, buc
 
 
 def cells(signs: list[SignPattern], pairs: list[MagnitudePair]) -> list[tuple[SignPattern, MagnitudePair]]:
-    """A split's strata (sign pattern x magnitude pair), ordered to cover early.
+    """A split's strata (sign pattern x magnitude pair), ordered so every prefix is balanced.
 
-    Greedy: each next cell adds as many not-yet-covered signs and pairs as it can, so the
-    first max(len(signs), len(pairs)) cells hold every sign and every pair -- a tiny split
-    (a smoke run) still shows them all.
+    Cell k is (sign k mod S, pair (k + k // lcm(S, P)) mod P): signs and pairs each cycle, and
+    the shift per block of lcm(S, P) cells reaches every cell once. So the first max(S, P)
+    cells show every sign and every pair, and any prefix (a split whose size does not divide
+    evenly, or a tiny smoke run) has counts within one of each other.
     """
-    remaining = [(i, j) for i in range(len(signs)) for j in range(len(pairs))]
-    seen_s: set[int] = set()
-    seen_p: set[int] = set()
-    order: list[tuple[int, int]] = []
-    while remaining:
-        best = max(remaining, key=lambda ij: (ij[0] not in seen_s) + (ij[1] not in seen_p))
-        remaining.remove(best)
-        order.append(best)
-        seen_s.add(best[0])
-        seen_p.add(best[1])
-        if len(seen_s) == len(signs) and len(seen_p) == len(pairs):
-            seen_s.clear()
-            seen_p.clear()
-    return [(signs[i], pairs[j]) for i, j in order]
+    n_s, n_p = len(signs), len(pairs)
+    block = math.lcm(n_s, n_p)
+    return [(signs[k % n_s], pairs[(k + k // block) % n_p]) for k in range(n_s * n_p)]

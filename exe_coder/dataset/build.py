@@ -1,0 +1,384 @@
+"""``exe-coder build``: a Spec -> verified splits, golden binaries, a manifest, a quality report.
+
+The output appears whole or not at all. Everything is written into temporary folders beside
+the destinations and renamed into place only after every binary verified and every quality
+check passed; a build that fails or is interrupted leaves the previous output as it was.
+
+Binaries: val and test binaries are written one file each (runnable, sparse: a golden binary
+is mostly zero padding). Train binaries are built and verified but not written; a train
+record keeps ``binary_path=None`` and the sha256 of ``golden_image(program, a, b)``, which
+rebuilds it on demand. So a stage2 build stays small and training opens no per-example files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from exe_coder.dataset.golden import GoldenResult, GoldenTask, build_chunk
+from exe_coder.dataset.quality import QualityReport, assess
+from exe_coder.dataset.records import Example, Split, patch_text
+from exe_coder.dataset.sample import Draw, sample_stage
+from exe_coder.errors import UserError
+from exe_coder.paths import REPO_ROOT, TEMPLATES_DIR
+from exe_coder.spec.load import load_spec
+from exe_coder.spec.model import SPLITS, Spec
+
+MANIFEST = "manifest.json"
+QUALITY = "quality.json"
+WRITTEN_SPLITS: tuple[Split, ...] = ("val", "test")  # splits whose binaries are files on disk
+CHUNK_MAX = 256
+
+
+@dataclass
+class BuildResult:
+    stage: str
+    out_dir: Path
+    bin_dir: Path
+    counts: dict[str, int]
+    data_bytes: int  # apparent size of the data folder
+    binary_bytes: int  # apparent size of the binaries folder
+    binary_disk_bytes: int  # blocks allocated on disk (binaries are sparse)
+    binaries_written: int
+    quality: QualityReport
+    manifest: dict = field(repr=False)
+
+
+def default_out_dir(stage: str) -> Path:
+    return REPO_ROOT / "data" / "processed" / stage
+
+
+def default_bin_dir(stage: str) -> Path:
+    return REPO_ROOT / "outputs" / "bin" / stage
+
+
+def build_stage(
+    spec: Spec | str | Path,
+    out_dir: str | Path | None = None,
+    binaries_dir: str | Path | None = None,
+    *,
+    force: bool = False,
+    jobs: int | None = None,
+    sizes: dict[str, int] | None = None,
+    progress: bool = True,
+) -> BuildResult:
+    """Build ``spec`` into ``out_dir`` (records, manifest, quality) and ``binaries_dir``.
+
+    ``spec`` is a loaded Spec or a .spec path. Defaults: ``data/processed/<stage>`` and
+    ``outputs/bin/<stage>`` in the repository. ``sizes`` overrides split sizes
+    (``{"train": 16}``) for smoke runs; ``jobs`` worker processes (default: every core); the
+    output is byte-identical for any ``jobs``. ``force`` replaces an existing build.
+    """
+    if not isinstance(spec, Spec):
+        spec = load_spec(spec)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(spec.stage)
+    bin_dir = Path(binaries_dir) if binaries_dir is not None else default_bin_dir(spec.stage)
+    jobs = jobs or os.cpu_count() or 1
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {jobs}")
+    split_sizes: dict[Split, int] = {s: (sizes or {}).get(s, spec.split(s).size) for s in SPLITS}
+    for s, n in split_sizes.items():
+        if n < 1:
+            raise UserError(f"split {s}: size must be at least 1, not {n}")
+    _check_destinations(out_dir, bin_dir, force)
+
+    draws = sample_stage(spec, split_sizes)
+    staging = _Staging(out_dir, bin_dir)
+    try:
+        results = _build_golden(spec, draws, staging.bin_tmp, jobs, progress)
+        records = _admit(spec, draws, results)
+        quality = assess(spec, records, split_sizes)
+        manifest = _write_outputs(spec, records, quality, staging, split_sizes, sizes is not None)
+        if not quality.ok:
+            failed = quality.failures()
+            raise UserError(
+                f"the dataset breaks the spec's promises: {failed[0].name}: {failed[0].detail}"
+                + (f" (and {len(failed) - 1} more checks)" if len(failed) > 1 else ""),
+                spec.path,
+            )
+        staging.commit(force)
+    finally:
+        staging.discard()
+    return BuildResult(
+        stage=spec.stage,
+        out_dir=out_dir,
+        bin_dir=bin_dir,
+        counts={s: len(records[s]) for s in SPLITS},
+        data_bytes=_apparent_bytes(out_dir),
+        binary_bytes=_apparent_bytes(bin_dir),
+        binary_disk_bytes=_disk_bytes(bin_dir),
+        binaries_written=sum(len(records[s]) for s in WRITTEN_SPLITS),
+        quality=quality,
+        manifest=manifest,
+    )
+
+
+def _check_destinations(out_dir: Path, bin_dir: Path, force: bool) -> None:
+    a, b = out_dir.resolve(), bin_dir.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise UserError(f"the data folder {out_dir} and the binaries folder {bin_dir} must not contain each other")
+    for path in (out_dir, bin_dir):
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{path} exists and is not a folder")
+        if path.exists() and any(path.iterdir()) and not force:
+            raise UserError(f"{path} already holds a build; pass --force to replace it")
+
+
+class _Staging:
+    """Temporary folders beside the destinations, renamed into place by ``commit``."""
+
+    def __init__(self, out_dir: Path, bin_dir: Path) -> None:
+        self.pairs = [(out_dir, self._temp(out_dir, "building")), (bin_dir, self._temp(bin_dir, "building"))]
+        for _, tmp in self.pairs:
+            tmp.mkdir(parents=True)
+        self.out_tmp, self.bin_tmp = self.pairs[0][1], self.pairs[1][1]
+
+    @staticmethod
+    def _temp(dest: Path, what: str) -> Path:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.{what}-{os.getpid()}"
+        if tmp.exists():  # left by an earlier process with our pid that was killed
+            shutil.rmtree(tmp)
+        return tmp
+
+    def commit(self, force: bool) -> None:
+        # binaries first: a data folder (which names the binaries) never appears without them
+        for dest, tmp in reversed(self.pairs):
+            old = None
+            if dest.exists():
+                assert force or not any(dest.iterdir())
+                old = self._temp(dest, "replaced")
+                dest.rename(old)
+            tmp.rename(dest)
+            if old is not None:
+                shutil.rmtree(old)
+
+    def discard(self) -> None:
+        for _, tmp in self.pairs:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _binary_rel_path(draw: Draw) -> str | None:
+    return f"{draw.split}/{draw.id}" if draw.split in WRITTEN_SPLITS else None
+
+
+def _chunks(spec: Spec, draws: dict[Split, list[Draw]], bin_root: Path, jobs: int) -> list[GoldenTask]:
+    flat = [d for s in SPLITS for d in draws[s]]
+    size = max(16, min(CHUNK_MAX, len(flat) // (jobs * 8) or 1))
+    return [
+        GoldenTask(spec.program, str(bin_root), tuple((d.a, d.b, _binary_rel_path(d)) for d in flat[i : i + size]))
+        for i in range(0, len(flat), size)
+    ]
+
+
+def _init_worker(program: str) -> None:
+    from exe_coder.dataset.golden import golden_image
+
+    golden_image(program, 0, 0)  # load (assemble, link) the template once per worker
+
+
+def _build_golden(
+    spec: Spec, draws: dict[Split, list[Draw]], bin_root: Path, jobs: int, progress: bool
+) -> list[GoldenResult]:
+    tasks = _chunks(spec, draws, bin_root, jobs)
+    total = sum(len(t.items) for t in tasks)
+    results: list[GoldenResult] = []
+    _init_worker(spec.program)  # in the parent too: forked workers inherit the loaded template
+    if jobs == 1 or len(tasks) == 1:
+        with _progress_bar(progress, f"{spec.stage}: golden binaries", total) as advance:
+            for task in tasks:
+                results.extend(build_chunk(task))
+                advance(len(task.items))
+        return results
+    # the pool starts before the progress bar's refresh thread, so nothing forks mid-render
+    with multiprocessing.get_context().Pool(jobs, initializer=_init_worker, initargs=(spec.program,)) as pool:
+        with _progress_bar(progress, f"{spec.stage}: golden binaries", total) as advance:
+            for chunk in pool.imap(build_chunk, tasks):  # in task order: same output for any jobs
+                results.extend(chunk)
+                advance(len(chunk))
+    return results
+
+
+class _progress_bar:
+    def __init__(self, enabled: bool, what: str, total: int) -> None:
+        self.progress = (
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            if enabled
+            else None
+        )
+        self.what, self.total = what, total
+
+    def __enter__(self) -> Callable[[int], None]:
+        if self.progress is None:
+            return lambda n: None
+        self.progress.start()
+        task = self.progress.add_task(self.what, total=self.total)
+        return lambda n: self.progress.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _admit(spec: Spec, draws: dict[Split, list[Draw]], results: list[GoldenResult]) -> dict[Split, list[Example]]:
+    """Only examples whose golden binary verified become records; any other is a loud failure."""
+    flat = [d for s in SPLITS for d in draws[s]]
+    assert len(flat) == len(results)
+    bad = [(d, r) for d, r in zip(flat, results) if r.outcome != "ok"]
+    if bad:
+        d, r = bad[0]
+        raise UserError(
+            f"{len(bad)} golden binaries failed verification, e.g. {d.id} (a={d.a}, b={d.b}): "
+            f"{r.outcome} {r.detail}".strip(),
+            spec.path,
+        )
+    records: dict[Split, list[Example]] = {s: [] for s in SPLITS}
+    for d, r in zip(flat, results):
+        records[d.split].append(
+            Example(
+                id=d.id,
+                split=d.split,
+                prompt=d.prompt,
+                template_id=d.template_id,
+                a=d.a,
+                b=d.b,
+                expected_stdout=f"{d.a + d.b}\n",
+                target=patch_text(d.a, d.b),
+                sign_pattern=d.sign_pattern,
+                magnitude_pair=d.magnitude_pair,
+                binary_path=_binary_rel_path(d),
+                binary_sha256=r.sha256,
+            )
+        )
+    return records
+
+
+def _sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def toolchain(program: str) -> dict[str, str]:
+    """What made the binaries: the package version and the program template's hash."""
+    try:
+        package = version("exe-coder")
+    except PackageNotFoundError:
+        package = "unknown"
+    template = TEMPLATES_DIR / f"{program}.s.j2"
+    return {"exe_coder": package, "program": program, "template_sha256": _sha256_file(template)}
+
+
+def _write_outputs(
+    spec: Spec,
+    records: dict[Split, list[Example]],
+    quality: QualityReport,
+    staging: _Staging,
+    sizes: dict[Split, int],
+    limited: bool,
+) -> dict:
+    files: dict[str, str] = {}
+    for s in SPLITS:
+        path = staging.out_tmp / f"{s}.jsonl"
+        path.write_text("".join(r.model_dump_json() + "\n" for r in records[s]), encoding="utf-8")
+        files[path.name] = _sha256_file(path)
+    (staging.out_tmp / QUALITY).write_text(quality.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    files[QUALITY] = _sha256_file(staging.out_tmp / QUALITY)
+
+    binaries: dict[str, str] = {}
+    for s in WRITTEN_SPLITS:
+        for r in records[s]:
+            assert r.binary_path is not None
+            sha = _sha256_file(staging.bin_tmp / r.binary_path)  # read back what is on disk
+            if sha != r.binary_sha256:
+                raise UserError(f"binary {r.binary_path} on disk does not match its record's sha256")
+            binaries[r.binary_path] = sha
+    dest_out, dest_bin = staging.pairs[0][0], staging.pairs[1][0]
+    manifest = {
+        "stage": spec.stage,
+        "spec": {"path": spec.path, "sha256": spec.sha256()},
+        "seed": spec.seed,
+        "program": spec.program,
+        "toolchain": toolchain(spec.program),
+        "sizes": sizes,
+        "limited": limited,  # True when sizes were overridden (a smoke build)
+        "decode": spec.decode.model_dump(),
+        "train_templates": spec.train_template_ids,
+        "heldout_templates": spec.heldout_template_ids,
+        "binaries_dir": os.path.relpath(dest_bin.resolve(), dest_out.resolve()),
+        "binaries_written_for": list(WRITTEN_SPLITS),
+        "counts": {s: quality.splits[s].model_dump() for s in SPLITS},
+        "quality_ok": quality.ok,
+        "files": files,
+        "binaries": binaries,
+    }
+    (staging.out_tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _walk(path: Path) -> Iterator[Path]:
+    if path.exists():
+        yield from (p for p in path.rglob("*") if p.is_file())
+
+
+def _apparent_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in _walk(path))
+
+
+def _disk_bytes(path: Path) -> int:
+    return sum(p.stat().st_blocks * 512 for p in _walk(path))
+
+
+def read_manifest(out_dir: str | Path) -> dict:
+    return json.loads((Path(out_dir) / MANIFEST).read_text(encoding="utf-8"))
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def summary_lines(result: BuildResult) -> list[str]:
+    """What ``exe-coder build`` prints: counts, footprint, paths."""
+    counts = ", ".join(f"{s} {n}" for s, n in result.counts.items())
+    slices = result.quality.splits
+    return [
+        f"{result.stage}: {counts} examples, every golden binary verified",
+        "  sign patterns (val): " + " ".join(f"{k}={v}" for k, v in slices["val"].sign_pattern.items()),
+        "  magnitude pairs (val): " + " ".join(f"{k}={v}" for k, v in slices["val"].magnitude_pair.items()),
+        f"  records:  {result.out_dir} ({_mb(result.data_bytes)}: train/val/test.jsonl, {MANIFEST}, {QUALITY})",
+        f"  binaries: {result.bin_dir} ({result.binaries_written} files for val/test, "
+        f"{_mb(result.binary_bytes)} apparent, {_mb(result.binary_disk_bytes)} on disk; "
+        "train binaries are rebuilt on demand from (a, b))",
+    ]
+
+
+def existing_build(spec: Spec, out_dir: str | Path, sizes: dict[str, int] | None = None) -> dict | None:
+    """The manifest of a complete build of this very spec (and sizes) in ``out_dir``, else None.
+
+    Lets a pipeline reuse a build instead of asking for ``--force``.
+    """
+    try:
+        manifest = read_manifest(out_dir)
+    except (OSError, ValueError):
+        return None
+    want = {s: (sizes or {}).get(s, spec.split(s).size) for s in SPLITS}
+    if manifest.get("spec", {}).get("sha256") != spec.sha256() or manifest.get("sizes") != want:
+        return None
+    if manifest.get("toolchain") != toolchain(spec.program):
+        return None
+    return manifest

@@ -1,0 +1,184 @@
+"""Spec -> drawn examples (prompt, a, b, slices): deterministic by seed, one process.
+
+Sampling is cheap next to building binaries, so it runs in the parent process, in a fixed
+order, from random generators seeded by (spec seed, split name). The result does not depend
+on the number of workers, and stages that share a seed and a train declaration share their
+train split exactly (stage1, stage1a and stage1b differ only where they are meant to).
+
+Each split is stratified: its size is shared out evenly over the cells sign pattern x
+magnitude pair it declares, and over its templates. No (template, a, b) and no prompt text
+is drawn twice in a stage, so no prompt text is in two splits.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from itertools import product
+
+from exe_coder.dataset.numwords import WordStyle, to_words
+from exe_coder.dataset.records import MagnitudePair, SignPattern, Split, sign_pattern
+from exe_coder.errors import UserError
+from exe_coder.spec.model import SPLITS, IntRange, PromptTemplate, Spec, cells, operand_intervals
+
+RANDOM_TRIES = 64  # random draws per slot before enumerating what is left of its cell
+ENUMERATE_LIMIT = 4_000_000  # a cell larger than this cannot have run out by chance
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One example before its golden binary exists."""
+
+    id: str
+    split: Split
+    prompt: str
+    template_id: str
+    a: int
+    b: int
+    sign_pattern: SignPattern
+    magnitude_pair: MagnitudePair
+
+
+def quotas(spec: Spec, split: Split, size: int) -> list[tuple[tuple[SignPattern, MagnitudePair], int]]:
+    """How many examples each cell of a split gets: even shares, the first cells take the rest."""
+    split_cells = cells(spec.signs, spec.split(split).pairs)
+    base, extra = divmod(size, len(split_cells))
+    return [(cell, base + (1 if i < extra else 0)) for i, cell in enumerate(split_cells)]
+
+
+class _Pool:
+    """The operand values of one (sign, bucket): uniform draws over disjoint ranges."""
+
+    def __init__(self, ranges: list[IntRange]) -> None:
+        self.ranges = ranges
+        self.size = sum(len(r) for r in ranges)
+
+    def draw(self, rng: random.Random) -> int:
+        k = rng.randrange(self.size)
+        for r in self.ranges:
+            if k < len(r):
+                return r.lo + k
+            k -= len(r)
+        raise AssertionError("unreachable")
+
+    def values(self):
+        for r in self.ranges:
+            yield from range(r.lo, r.hi + 1)
+
+
+class _Renderer:
+    """Writes an operand as digits or, where the spec weights it, as English words."""
+
+    STYLES = tuple(
+        WordStyle(negative=neg, use_and=use_and, commas=commas)
+        for neg in ("minus", "negative")
+        for use_and in (True, False)
+        for commas in (False, True)
+    )
+
+    def __init__(self, spec: Spec) -> None:
+        self.weights = (spec.numerals.digits, spec.numerals.words)
+
+    def number(self, x: int, rng: random.Random) -> str:
+        if self.weights[1] == 0:
+            return str(x)
+        if rng.choices((0, 1), weights=self.weights)[0] == 0:
+            return str(x)
+        return to_words(x, rng.choice(self.STYLES))
+
+    def prompt(self, template: PromptTemplate, a: int, b: int, rng: random.Random) -> str:
+        text_a, text_b = self.number(a, rng), self.number(b, rng)
+        if _JUXTAPOSED.search(template.text) and not _is_digits(text_a) and not _is_digits(text_b):
+            # "sum {a} {b}" with both in words can be split two ways ("one thousand two hundred
+            # three" is 1000 + 203 or 1200 + 3): keep one operand in digits so it cannot.
+            text_b = str(b)
+        return template.render(text_a, text_b)
+
+
+_JUXTAPOSED = re.compile(r"\{a\}\s+\{b\}|\{b\}\s+\{a\}")
+
+
+def _is_digits(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def sample_stage(spec: Spec, sizes: dict[str, int] | None = None) -> dict[Split, list[Draw]]:
+    """Draw every split of ``spec`` (sizes default to the spec's, ``sizes`` overrides some)."""
+    sizes = sizes or {}
+    used_keys: set[tuple[str, int, int]] = set()
+    used_texts: set[str] = set()
+    out: dict[Split, list[Draw]] = {}
+    for split in SPLITS:
+        size = sizes.get(split, spec.split(split).size)
+        out[split] = _sample_split(spec, split, size, used_keys, used_texts)
+    return out
+
+
+def _sample_split(
+    spec: Spec, split: Split, size: int, used_keys: set[tuple[str, int, int]], used_texts: set[str]
+) -> list[Draw]:
+    rng = random.Random(f"exe-coder/{spec.seed}/{split}")
+    renderer = _Renderer(spec)
+    pools: dict[tuple[str, str], _Pool] = {
+        (sign, bucket): _Pool(operand_intervals(spec.operands, spec.magnitudes, sign, bucket))
+        for sign in "+-"
+        for bucket in ("core", "heldout")
+    }
+    slots = [cell for cell, n in quotas(spec, split, size) for _ in range(n)]
+    rng.shuffle(slots)
+    templates = spec.templates_for(split)
+    rng.shuffle(templates)
+
+    draws: list[Draw] = []
+    for i, (signs, pair) in enumerate(slots):
+        template = templates[i % len(templates)]
+        bucket_a, bucket_b = pair.split("/")
+        pool_a, pool_b = pools[(signs[0], bucket_a)], pools[(signs[1], bucket_b)]
+        picked = None
+        for _ in range(RANDOM_TRIES):
+            a, b = pool_a.draw(rng), pool_b.draw(rng)
+            if (template.id, a, b) in used_keys:
+                continue
+            text = renderer.prompt(template, a, b, rng)
+            if text not in used_texts:
+                picked = (a, b, text)
+                break
+        if picked is None:
+            picked = _first_unused(spec, split, template, pool_a, pool_b, renderer, rng, used_keys, used_texts)
+        a, b, text = picked
+        used_keys.add((template.id, a, b))
+        used_texts.add(text)
+        assert sign_pattern(a, b) == signs
+        draws.append(
+            Draw(
+                id=f"{spec.stage}-{split}-{i:06d}",
+                split=split,
+                prompt=text,
+                template_id=template.id,
+                a=a,
+                b=b,
+                sign_pattern=signs,
+                magnitude_pair=pair,
+            )
+        )
+    return draws
+
+
+def _first_unused(spec, split, template, pool_a, pool_b, renderer, rng, used_keys, used_texts):
+    """A crowded cell: pick at random among the (a, b) this template has not used yet."""
+    if pool_a.size * pool_b.size > ENUMERATE_LIMIT:
+        raise UserError(f"split {split}: sampling stalled in a cell of {pool_a.size * pool_b.size} operand pairs", spec.path)
+    free = [(a, b) for a, b in product(pool_a.values(), pool_b.values()) if (template.id, a, b) not in used_keys]
+    rng.shuffle(free)
+    for a, b in free:
+        text = renderer.prompt(template, a, b, rng)
+        if text not in used_texts:
+            return a, b, text
+    where = spec.split(split).where
+    raise UserError(
+        f"split {split}: template {template.id} ran out of distinct prompts; ask for fewer examples "
+        "or widen the operand range",
+        spec.path if where is None else where.file,
+        None if where is None else where.line,
+    )
