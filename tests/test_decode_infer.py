@@ -1,0 +1,255 @@
+"""Reconstruction, the inference pipeline (oracle, baseline, model) and the infer/generate commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+
+import mlx.core as mx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from exe_coder.cli import app
+from exe_coder.codegen.program import ProgramTemplate
+from exe_coder.dataset.build import build_stage
+from exe_coder.dataset.records import Example, patch_text, sign_pattern
+from exe_coder.decode.grammar import compile_grammar
+from exe_coder.decode.infer import (
+    ModelPredictor,
+    OraclePredictor,
+    RegexBaselinePredictor,
+    make_eval_hook,
+    run_inference,
+    summarize,
+    write_predictions,
+)
+from exe_coder.decode.prediction import Prediction
+from exe_coder.decode.reconstruct import reconstruct, reconstruct_operands
+from exe_coder.model.checkpoint import save_weights
+from exe_coder.model.transformer import Transformer
+from exe_coder.paths import SPECS_DIR
+from exe_coder.train.config import TrainConfig
+
+INT32 = st.integers(-(2**31), 2**31 - 1)
+WIDE = compile_grammar(-(2**31), 2**31 - 1)
+
+
+def golden(a: int, b: int) -> bytes:
+    """The slow path (render, assemble, link, finalize): independent of the patch sites."""
+    return ProgramTemplate.load("add").build(a=a, b=b)
+
+
+def example(a: int, b: int, i: int = 0, prompt: str | None = None) -> Example:
+    return Example(
+        id=f"val-{i:05d}",
+        split="val",
+        prompt=prompt or f"What is {a} plus {b}?",
+        template_id="t_what_is",
+        a=a,
+        b=b,
+        expected_stdout=f"{a + b}\n",
+        target=patch_text(a, b),
+        sign_pattern=sign_pattern(a, b),
+        magnitude_pair="core/core",
+        binary_path=None,
+        binary_sha256=hashlib.sha256(golden(a, b)).hexdigest(),
+    )
+
+
+@pytest.fixture(scope="module")
+def stage0_val(tmp_path_factory) -> list[Example]:
+    """Real records from the stage0 spec (a small build)."""
+    out = tmp_path_factory.mktemp("stage0")
+    build_stage(SPECS_DIR / "stage0.spec", out / "data", out / "bin", sizes={"train": 4, "val": 12, "test": 4}, jobs=1, progress=False)
+    lines = (out / "data" / "val.jsonl").read_text().splitlines()
+    return [Example.model_validate_json(line) for line in lines]
+
+
+@settings(max_examples=25, deadline=None)
+@given(INT32, INT32)
+def test_reconstructing_the_gold_patch_gives_the_golden_binary(a, b):
+    rec = reconstruct(patch_text(a, b), WIDE)
+    assert rec.operands == (a, b) and rec.error == ""
+    assert rec.image == golden(a, b)
+
+
+def test_unparsable_or_out_of_bounds_text_gives_no_image():
+    g = compile_grammar(-1000, 1000)
+    for text in ("", "A=1;B=2", "A=1001;B=0\n", "A=-0;B=0\n", "hello"):
+        rec = reconstruct(text, g)
+        assert rec.image is None and rec.operands is None and "decode grammar" in rec.error
+    wide = compile_grammar(-(2**40), 2**40)  # bounds wider than the template can encode
+    rec = reconstruct("A=4294967296;B=0\n", wide)
+    assert rec.operands == (2**32, 0) and rec.image is None and rec.error
+    assert reconstruct_operands(2**31, 0).image is None
+
+
+def test_oracle_scores_every_stage0_example_ok_with_exact_bytes(stage0_val):
+    preds = run_inference(stage0_val, OraclePredictor(), WIDE, batch_size=5)
+    assert [p.example for p in preds] == stage0_val
+    for p in preds:
+        assert p.outcome == "ok" and p.parsed and p.exact_byte_match
+        assert (p.a, p.b) == (p.example.a, p.example.b)
+        assert p.stdout == p.example.expected_stdout and p.exit_code == 0
+        assert p.latency.verify_ms > 0
+    assert all(v == 1.0 for k, v in summarize(preds).items() if k != "n")
+
+
+class ShiftedPredictor:
+    """A deliberately wrong patch: A is off by one, so the sum is too."""
+
+    mode = "shifted"
+
+    def predict(self, examples):
+        return [patch_text(e.a + 1, e.b) for e in examples]
+
+
+class GarblePredictor:
+    mode = "garble"
+
+    def predict(self, examples):
+        return ["A=1;B=" for _ in examples]
+
+
+def test_a_wrong_patch_is_counted_wrong(stage0_val):
+    preds = run_inference(stage0_val, ShiftedPredictor(), WIDE)
+    for p in preds:
+        assert p.outcome == "wrong_output" and p.parsed and not p.exact_byte_match
+        assert p.stdout == f"{p.example.a + 1 + p.example.b}\n"
+        assert p.binary_sha256 is not None and p.binary_sha256 != p.example.binary_sha256
+    s = summarize(preds)
+    assert s["answer_accuracy"] == 0.0 and s["exec_success_rate"] == 1.0 and s["patch_exact_match_rate"] == 0.0
+
+
+def test_an_unparsable_text_is_a_parse_error(stage0_val):
+    preds = run_inference(stage0_val[:3], GarblePredictor(), WIDE)
+    assert all(p.outcome == "parse_error" and not p.parsed and p.binary_sha256 is None for p in preds)
+    assert summarize(preds)["parse_success_rate"] == 0.0
+
+
+def test_regex_baseline_reads_digit_operands():
+    examples = [example(17, -4, 0), example(3, 5, 1, prompt="Add 3 and 5."), example(2, 9, 2, prompt="two plus nine")]
+    preds = run_inference(examples, RegexBaselinePredictor(), WIDE)
+    assert [p.outcome for p in preds] == ["ok", "ok", "parse_error"]
+    assert preds[0].text == "A=17;B=-4\n" and preds[2].text == ""
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> Transformer:
+    mx.random.seed(3)
+    model = Transformer(layers=1, hidden_size=32, heads=2, seq_len=96)
+    model.eval()
+    return model
+
+
+def test_a_constrained_model_always_parses_and_runs(stage0_val, tiny_model):
+    g = compile_grammar(-1000, 1000)
+    preds = run_inference(stage0_val, ModelPredictor(tiny_model, g), g, batch_size=4)
+    assert all(p.parsed for p in preds)
+    assert all(p.outcome in ("ok", "wrong_output") for p in preds)
+    assert all(p.latency.generate_ms > 0 for p in preds)
+    for p in preds:
+        assert p.outcome == ("ok" if p.a + p.b == p.example.a + p.example.b else "wrong_output")
+
+
+def test_eval_hook_reports_rates_and_restores_training_mode(stage0_val, tiny_model):
+    hook = make_eval_hook(stage0_val, compile_grammar(-1000, 1000), limit=5)
+    tiny_model.train()
+    try:
+        result = hook(tiny_model, 10)
+        assert tiny_model.training
+    finally:
+        tiny_model.eval()
+    assert result["eval_examples"] == 5
+    assert result["parse_success_rate"] == 1.0
+    assert 0.0 <= result["answer_accuracy"] <= result["exec_success_rate"] == 1.0
+
+
+def test_write_predictions_round_trips_and_leaves_no_temp_files(tmp_path, stage0_val):
+    preds = run_inference(stage0_val[:3], OraclePredictor(), WIDE)
+    out = write_predictions(preds, tmp_path / "sub" / "p.jsonl")
+    back = [Prediction.model_validate_json(line) for line in out.read_text().splitlines()]
+    assert back == preds
+    assert os.listdir(out.parent) == ["p.jsonl"]
+
+
+# --- the commands --------------------------------------------------------------------------
+
+
+def _config(tmp_path) -> TrainConfig:
+    return TrainConfig.model_validate(
+        {
+            "run": {"phase": "sft", "name": "tiny", "output_dir": str(tmp_path / "run")},
+            "data": {
+                "train_jsonl": "unused.jsonl",
+                "val_jsonl": "unused.jsonl",
+                "decode_min_int": -50,
+                "decode_max_int": 50,
+            },
+            "model": {"layers": 1, "hidden_size": 32, "heads": 2, "seq_len": 96},
+            "optimizer": {"lr_adamw": 1e-3},
+            "train": {"batch_size": 2, "epochs": 1, "max_steps": 1},
+        }
+    )
+
+
+@pytest.fixture()
+def weights(tmp_path, tiny_model):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, tiny_model, _config(tmp_path), step=1)
+    return path
+
+
+def _write_jsonl(path, examples):
+    path.write_text("".join(e.model_dump_json() + "\n" for e in examples))
+    return path
+
+
+def test_infer_command_oracle_and_model(tmp_path, stage0_val, weights):
+    val = _write_jsonl(tmp_path / "val.jsonl", stage0_val)
+    runner = CliRunner()
+    r = runner.invoke(app, ["infer", "--mode", "oracle", "--input", str(val), "--out", str(tmp_path / "o.jsonl")])
+    assert r.exit_code == 0, r.output
+    assert "answer_accuracy 1.0000" in r.output
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == len(stage0_val)
+
+    out = tmp_path / "m.jsonl"
+    args = ["infer", "--mode", "sft_patch_model", "--weights", str(weights), "--input", str(val), "--out", str(out)]
+    r = runner.invoke(app, args + ["--limit", "3", "--batch-size", "2"])
+    assert r.exit_code == 0, r.output
+    assert "bounds [-50, 50]" in r.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and all(row["parsed"] and -50 <= row["a"] <= 50 for row in rows)
+    assert runner.invoke(app, args + ["--limit", "3", "--batch-size", "3"]).exit_code == 0
+    assert [json.loads(line)["text"] for line in out.read_text().splitlines()] == [row["text"] for row in rows]
+    sampled = runner.invoke(app, args + ["--limit", "3", "--temperature", "1", "--top-k", "5", "--seed", "4"])
+    assert sampled.exit_code == 0, sampled.output
+    assert all(json.loads(line)["parsed"] for line in out.read_text().splitlines())
+
+
+def test_infer_command_bad_input_is_one_line_error(tmp_path, stage0_val):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(stage0_val[0].model_dump_json() + "\n{not json}\n")
+    out = tmp_path / "never.jsonl"
+    r = CliRunner().invoke(app, ["infer", "--mode", "oracle", "--input", str(bad), "--out", str(out)])
+    assert r.exit_code != 0 and not out.exists()
+    assert f"{bad}:2" in str(r.exception)
+    r = CliRunner().invoke(app, ["infer", "--mode", "sft_patch_model", "--input", str(bad), "--out", str(out)])
+    assert r.exit_code != 0 and "needs --weights" in str(r.exception)
+
+
+def test_generate_command_writes_a_verified_executable(tmp_path, weights):
+    exe = tmp_path / "add"
+    r = CliRunner().invoke(app, ["generate", "What is 17 plus -4?", "--weights", str(weights), "-o", str(exe)])
+    assert r.exit_code == 0, r.output
+    image = exe.read_bytes()
+    assert os.stat(exe).st_mode & stat.S_IXUSR
+    assert hashlib.sha256(image).hexdigest() in r.output
+    text = r.output.split("patch: ")[1].split(" (")[0].strip("'").encode().decode("unicode_escape")
+    a, b = compile_grammar(-50, 50).parse(text)
+    assert image == golden(a, b)
+    assert f"ok, stdout '{a + b}\\n'" in r.output
