@@ -56,6 +56,76 @@ def build_cmd(
 # --- inference and evaluation: infer, generate, evaluate, run-stage, acceptance (issue 5) -------
 
 
+@app.command("infer")
+def infer_cmd(
+    mode: str = typer.Option(
+        "sft_patch_model", "--mode", help="sft_patch_model (the trained model), oracle (gold patch) or regex_baseline."
+    ),
+    input: Path = typer.Option(..., "--input", help="Example JSONL, e.g. data/processed/stage0/val.jsonl."),
+    out: Path = typer.Option(..., "--out", help="Predictions JSONL to write (atomically)."),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Run dir or .safetensors file (sft_patch_model); its config gives the bounds."
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Prompts decoded together."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 is greedy; > 0 samples."),
+    top_k: int = typer.Option(0, "--top-k", min=0, help="Sample among the k most likely allowed tokens (0: all)."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N examples."),
+    decode_min_int: int | None = typer.Option(
+        None, "--decode-min-int", help="Override the lower operand bound (default: config, or int32 min)."
+    ),
+    decode_max_int: int | None = typer.Option(
+        None, "--decode-max-int", help="Override the upper operand bound (default: config, or int32 max)."
+    ),
+) -> None:
+    """Decode every example (grammar-constrained), reconstruct, verify; write one Prediction a line."""
+    from exe_coder.decode.generate import Sampling
+    from exe_coder.decode.infer import make_predictor, run_inference, summarize, write_predictions
+    from exe_coder.train.data import load_examples
+
+    sampling = Sampling(temperature=temperature, top_k=top_k, seed=seed)
+    predictor, grammar = make_predictor(
+        mode, weights, sampling=sampling, min_int=decode_min_int, max_int=decode_max_int
+    )
+    examples = load_examples(input)[:limit]
+    predictions = run_inference(examples, predictor, grammar, batch_size=batch_size, progress=True)
+    write_predictions(predictions, out)
+    s = summarize(predictions)
+    typer.echo(
+        f"{mode}: {len(predictions)} examples, bounds [{grammar.min_int}, {grammar.max_int}]: "
+        f"answer_accuracy {s['answer_accuracy']:.4f}, parse_success_rate {s['parse_success_rate']:.4f}, "
+        f"exec_success_rate {s['exec_success_rate']:.4f}, exact_byte_match_rate {s['exact_byte_match_rate']:.4f}"
+    )
+    typer.echo(f"wrote {out}")
+
+
+@app.command("generate")
+def generate_cmd(
+    prompt: str = typer.Argument(..., help='The question, e.g. "What is 17 plus -4?".'),
+    weights: Path = typer.Option(..., "--weights", help="Run dir or .safetensors file of a trained model."),
+    out: Path = typer.Option(..., "-o", "--out", help="Where to write the executable (mode 0755)."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 is greedy; > 0 samples."),
+    top_k: int = typer.Option(0, "--top-k", min=0, help="Sample among the k most likely allowed tokens (0: all)."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+) -> None:
+    """Write one executable from one prompt and print what the verifier saw when it ran it."""
+    from exe_coder.decode.generate import Sampling
+    from exe_coder.decode.infer import generate_executable
+
+    result = generate_executable(prompt, weights, out, sampling=Sampling(temperature, top_k, seed))
+    typer.echo(f"patch: {result.text!r} ({result.generate_ms:.1f} ms)")
+    if result.path is None:
+        typer.echo(f"verifier: {result.outcome.label} ({result.outcome.detail}); nothing written")
+        raise typer.Exit(1)
+    a, b = result.operands  # type: ignore[misc]
+    where = "natively" if result.outcome.native else "in the emulator"
+    typer.echo(f"wrote {result.path} (sha256 {result.sha256})")
+    typer.echo(
+        f"verifier ran it {where}: {result.outcome.label}, stdout {result.outcome.stdout.decode(errors='replace')!r}, "
+        f"exit {result.outcome.exit_code} (expected {a + b!r} from the decoded operands {a} and {b}, not from a gold answer)"
+    )
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     predictions: Path = typer.Option(..., "--predictions", help="Predictions JSONL written by `exe-coder infer`."),
