@@ -108,6 +108,7 @@ def _assemble(decls: list[Decl], label: str) -> Spec:
             one["program"].where,
         )
     ops = value("operands")
+    _check_operands(ops)
     for s in value("signs"):
         if "-" in s and ops.lo >= 0:
             raise _fail(f"sign pattern {s} is impossible: operands {ops} are never negative", one["signs"].where)
@@ -155,6 +156,8 @@ def _numerals(d: Decl) -> Numerals:
     for w in d.value:
         if w.keyword in weights:
             raise _fail(f"numeral style {w.keyword!r} weighted twice", w.where)
+        if w.value < 0:
+            raise _fail(f"numeral style {w.keyword!r}: a weight cannot be negative", w.where)
         weights[w.keyword] = w.value
     if sum(weights.values()) <= 0:
         raise _fail("numerals: at least one style needs a positive weight", d.where)
@@ -201,7 +204,6 @@ def normalized_wording(text: str) -> str:
 
 
 def _check(spec: Spec) -> None:
-    _check_operands(spec)
     _check_magnitudes(spec)
     _check_templates(spec)
     _check_splits(spec)
@@ -210,8 +212,7 @@ def _check(spec: Spec) -> None:
     _check_decode(spec)
 
 
-def _check_operands(spec: Spec) -> None:
-    r = spec.operands
+def _check_operands(r: IntRange) -> None:
     if r.lo > r.hi:
         raise _fail(f"operand range {r} is empty", r.where)
     if r.lo < INT32.lo or r.hi > INT32.hi:

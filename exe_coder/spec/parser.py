@@ -19,21 +19,17 @@ from lark.lexer import PatternStr
 
 from exe_coder.errors import UserError
 from exe_coder.paths import GRAMMAR_DIR
-from exe_coder.spec.model import IntRange, PromptTemplate, Where
+from exe_coder.spec.model import SPLITS, IntRange, PromptTemplate, Where
 
 GRAMMAR_PATH = GRAMMAR_DIR / "spec.lark"
 
 # How a few named terminals read in "expected ..." messages.
 _TERMINAL_WORDS = {
     "NAME": "a name",
-    "INT": "an integer",
-    "SIGNED_INT": "an integer",
+    "INTEGER": "an integer",
     "STRING": "a quoted string",
-    "BUCKET": '"core" or "heldout"',
     "SIGN_PATTERN": "a sign pattern (++ +- -+ --)",
     "MAGNITUDE_PAIR": "a magnitude pair (core/core core/heldout heldout/core heldout/heldout)",
-    "NUMERAL": '"digits" or "words"',
-    "SPLIT": '"train", "val" or "test"',
     "$END": "end of file",
 }
 
@@ -53,6 +49,7 @@ def spec_parser() -> Lark:
         GRAMMAR_PATH.read_text(encoding="utf-8"),
         start=["spec", "prompt_file"],
         parser="lalr",
+        lexer="basic",
         propagate_positions=True,
         maybe_placeholders=False,
     )
@@ -98,7 +95,7 @@ class SpecTransformer(Transformer):
         return self._decl("magnitudes", list(buckets), meta)
 
     def bucket(self, meta, c):
-        return self._decl(str(c[0]), list(c[1:]), meta)
+        return self._decl(_one_of(c[0], ("core", "heldout"), "magnitude bucket"), list(c[1:]), meta)
 
     def signs(self, meta, c):
         return self._decl("signs", [str(t) for t in c], meta)
@@ -107,7 +104,7 @@ class SpecTransformer(Transformer):
         return self._decl("numerals", list(weights), meta)
 
     def numeral_weight(self, meta, c):
-        return self._decl(str(c[0]), int(c[1]), meta)
+        return self._decl(_one_of(c[0], ("digits", "words"), "numeral style"), int(c[1]), meta)
 
     def include(self, meta, c):
         return self._decl("include", _string(c[0]), meta)
@@ -119,7 +116,7 @@ class SpecTransformer(Transformer):
         return PromptTemplate(id=str(c[0]), text=_string(c[1]), where=self._where(meta))
 
     def split(self, meta, c):
-        return self._decl("split", (str(c[0]), int(c[1]), list(c[2:])), meta)
+        return self._decl("split", (_one_of(c[0], SPLITS, "split"), int(c[1]), list(c[2:])), meta)
 
     def split_prompts(self, meta, c):
         return self._decl("prompts", [str(t) for t in c], meta)
@@ -141,6 +138,13 @@ class SpecTransformer(Transformer):
 
     def range(self, meta, c):
         return IntRange(lo=int(c[0]), hi=int(c[1]), where=self._where(meta))
+
+
+def _one_of(token: Token, allowed: tuple[str, ...], what: str) -> str:
+    if str(token) not in allowed:
+        names = ", ".join(f'"{a}"' for a in allowed)
+        raise UserError(f"unknown {what} {str(token)!r}; expected one of {names}", None, token.line, token.column)
+    return str(token)
 
 
 def _string(token: Token) -> str:
@@ -183,18 +187,14 @@ def parse_text(text: str, file: str, *, start: str = "spec") -> list[Decl]:
 
 
 def _syntax_error(parser: Lark, err: UnexpectedInput, text: str, file: str) -> UserError:
-    if isinstance(err, UnexpectedEOF):
-        lines = text.splitlines() or [""]
-        return UserError(
-            f"unexpected end of file; expected {_describe(parser, set(err.expected))}",
-            file,
-            len(lines),
-            len(lines[-1]) + 1,
-        )
+    if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END"):
+        expected = err.expected if isinstance(err, UnexpectedEOF) else (err.accepts or err.expected)
+        line = text.count("\n") + 1  # where the file ends, not where its last token began
+        column = len(text) - (text.rfind("\n") + 1) + 1
+        return UserError(f"unexpected end of file; expected {_describe(parser, set(expected))}", file, line, column)
     if isinstance(err, UnexpectedToken):
-        found = "end of file" if err.token.type == "$END" else repr(str(err.token))
         return UserError(
-            f"unexpected {found}; expected {_describe(parser, err.accepts or err.expected)}",
+            f"unexpected {str(err.token)!r}; expected {_describe(parser, err.accepts or err.expected)}",
             file,
             err.line if err.line != -1 else None,
             err.column if err.column != -1 else None,

@@ -1,0 +1,63 @@
+"""Number words: the default style equals num2words (the reference); every style round-trips."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from num2words import num2words
+
+from exe_coder.dataset.numwords import MAX_ABS, WordStyle, from_words, to_words
+
+STYLES = [WordStyle(n, a, c) for n in ("minus", "negative") for a in (True, False) for c in (True, False)]
+INT32 = st.integers(-(2**31), 2**31 - 1)
+
+
+@pytest.mark.parametrize(
+    "n, words",
+    [
+        (0, "zero"),
+        (-42, "minus forty-two"),
+        (3005, "three thousand and five"),
+        (1234, "one thousand, two hundred and thirty-four"),
+        (1100, "one thousand, one hundred"),
+        (1000001, "one million and one"),
+        (110, "one hundred and ten"),
+    ],
+)
+def test_known_spellings(n, words):
+    assert to_words(n) == words
+
+
+def test_every_number_in_the_stage_ranges_matches_num2words():
+    for n in range(-5000, 5001):
+        assert to_words(n) == num2words(n), n
+
+
+@settings(max_examples=300, deadline=None)
+@given(INT32)
+def test_int32_matches_num2words(n):
+    assert to_words(n) == num2words(n)
+
+
+@settings(max_examples=300, deadline=None)
+@given(INT32, st.sampled_from(STYLES))
+def test_round_trip_in_every_style(n, style):
+    words = to_words(n, style)
+    assert from_words(words) == n
+    assert not any(ch.isdigit() for ch in words)
+    if not style.use_and:
+        assert " and " not in words
+    if not style.commas:
+        assert "," not in words
+    if n < 0:
+        assert words.startswith(style.negative + " ")
+
+
+def test_out_of_range_and_garbage():
+    with pytest.raises(ValueError):
+        to_words(MAX_ABS + 1)
+    with pytest.raises(ValueError):
+        from_words("forty-two bananas")
+    with pytest.raises(ValueError):
+        from_words("minus")
