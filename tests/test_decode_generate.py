@@ -150,3 +150,14 @@ def test_bad_sampling_settings():
     with pytest.raises(ValueError):
         Sampling(top_k=-2)
     assert generate(RandomTableLM(0, 1.0), [], None).texts == []
+
+
+def test_a_prompt_too_long_for_the_model_is_refused(transformer):
+    from exe_coder.decode.generate import PromptTooLong
+
+    g = compile_grammar(-1000, 1000)
+    fits = "x" * (transformer.seq_len - 2 - g.max_tokens)  # BOS + prompt + SEP + output == seq_len
+    assert generate(transformer, [fits], g).finished == [True]
+    with pytest.raises(PromptTooLong) as err:
+        generate(transformer, ["short", fits + "y"], g)
+    assert err.value.row == 1 and f"seq_len {transformer.seq_len}" in str(err.value)

@@ -29,6 +29,7 @@ from exe_coder.decode.infer import (
 )
 from exe_coder.decode.prediction import Prediction
 from exe_coder.decode.reconstruct import reconstruct, reconstruct_operands
+from exe_coder.errors import UserError
 from exe_coder.model.checkpoint import save_weights
 from exe_coder.model.transformer import Transformer
 from exe_coder.paths import SPECS_DIR
@@ -253,3 +254,10 @@ def test_generate_command_writes_a_verified_executable(tmp_path, weights):
     a, b = compile_grammar(-50, 50).parse(text)
     assert image == golden(a, b)
     assert f"ok, stdout '{a + b}\\n'" in r.output
+
+
+def test_a_prompt_too_long_names_the_example(tiny_model):
+    g = compile_grammar(-1000, 1000)
+    long_example = example(1, 2, 7, prompt="What is 1 plus 2? " + "z" * tiny_model.seq_len)
+    with pytest.raises(UserError, match="example val-00007: prompt is"):
+        run_inference([example(1, 2, 0), long_example], ModelPredictor(tiny_model, g), g)

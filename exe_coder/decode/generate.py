@@ -63,6 +63,16 @@ class Generation:
     finished: list[bool]  # the row wrote EOS within max_tokens
 
 
+class PromptTooLong(ValueError):
+    """A prompt plus the longest output would exceed the model's ``seq_len``."""
+
+    def __init__(self, row: int, prompt_tokens: int, max_tokens: int, seq_len: int):
+        self.row = row
+        super().__init__(
+            f"prompt is {prompt_tokens} tokens; with up to {max_tokens} output tokens it exceeds the model's seq_len {seq_len}"
+        )
+
+
 def left_pad(prompts: list[str], tokenizer: Tokenizer = Tokenizer()) -> tuple[mx.array, mx.array]:
     """``tokens[B, T]`` (PAD on the left) and ``pad_left[B]``."""
     encoded = [tokenizer.encode_prompt(p) for p in prompts]
@@ -117,7 +127,10 @@ def generate(
     if max_tokens is None:
         max_tokens = grammar.max_tokens if grammar is not None else UNCONSTRAINED_MAX_TOKENS
     tokens, pad_left = left_pad(prompts)
-    B = tokens.shape[0]
+    B, width = tokens.shape
+    seq_len = getattr(model, "seq_len", None)  # the longest sequence (prompt + target) it was built for
+    if seq_len is not None and width + max_tokens > seq_len:
+        raise PromptTooLong(pad_left.tolist().index(0), width, max_tokens, seq_len)  # the longest prompt
     if grammar is not None:
         bias, next_flat, start = grammar.mask_bias_mx, grammar.next_state_mx.reshape(-1), grammar.start_state
     else:

@@ -25,7 +25,7 @@ from typing import Protocol
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from exe_coder.dataset.records import Example, patch_text
-from exe_coder.decode.generate import GREEDY, CausalLM, Sampling, generate
+from exe_coder.decode.generate import GREEDY, CausalLM, PromptTooLong, Sampling, generate
 from exe_coder.decode.grammar import DecodeGrammar, compile_grammar
 from exe_coder.decode.prediction import Latency, Prediction
 from exe_coder.decode.reconstruct import DEFAULT_PROGRAM, reconstruct
@@ -81,7 +81,10 @@ class ModelPredictor:
     mode: str = "sft_patch_model"
 
     def predict(self, examples: Sequence[Example]) -> list[str]:
-        return generate(self.model, [e.prompt for e in examples], self.grammar, sampling=self.sampling).texts
+        try:
+            return generate(self.model, [e.prompt for e in examples], self.grammar, sampling=self.sampling).texts
+        except PromptTooLong as err:
+            raise UserError(f"example {examples[err.row].id}: {err}") from None
 
 
 def predict_one(example: Example, text: str, grammar: DecodeGrammar, mode: str, generate_ms: float = 0.0, program: str = DEFAULT_PROGRAM) -> Prediction:
@@ -269,7 +272,10 @@ def generate_executable(
     predictor, grammar = make_predictor("sft_patch_model", weights, sampling=sampling)
     assert isinstance(predictor, ModelPredictor)
     t0 = time.perf_counter()
-    text = generate(predictor.model, [prompt], grammar, sampling=sampling).texts[0]
+    try:
+        text = generate(predictor.model, [prompt], grammar, sampling=sampling).texts[0]
+    except PromptTooLong as err:
+        raise UserError(str(err)) from None
     generate_ms = (time.perf_counter() - t0) * 1e3
     rec = reconstruct(text, grammar, program)
     if rec.image is None:

@@ -1,0 +1,159 @@
+"""Constrained decoding, measured: grammar compile time, mask overhead a token, prompts per second.
+
+    uv run python bench/decode.py [--config configs/sft_stage1.toml] [--prompts 256] [--batch-size 32]
+
+On Linux, ``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0`` makes the
+model's matmuls much faster (the mlx[cpu] wheel links a reference BLAS); the mask overhead does
+not depend on it.
+
+What is printed:
+
+1. Grammar compile time (no cache) for the stages' bounds, and the automaton's size.
+2. Mask overhead, timing the per-step selection function alone (compiled, evaluated each call,
+   as in the decode loop) with and without the grammar mask, on the same logits:
+   overhead = constrained - unconstrained step time, median and p99 over interleaved calls;
+   per token = per step / batch rows.
+3. End to end: a model of the config's size (random init) decodes the same prompts constrained
+   and unconstrained for the same number of steps; prompts/s for each and the difference a token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from exe_coder.decode import grammar as grammar_mod  # noqa: E402
+from exe_coder.decode.generate import _step_fn, generate  # noqa: E402
+from exe_coder.model.tokenizer import VOCAB_SIZE  # noqa: E402
+from exe_coder.model.transformer import Transformer, count_parameters  # noqa: E402
+from exe_coder.paths import CONFIGS_DIR  # noqa: E402
+
+BOUNDS = {"stage0/1 [-1000, 1000]": (-1000, 1000), "stage2 [-5000, 5000]": (-5000, 5000), "int32": (-(2**31), 2**31 - 1)}
+SEED_MODEL = {"layers": 6, "hidden_size": 512, "heads": 8, "seq_len": 128}  # the seed README's [model]
+PHRASES = ["What is {a} plus {b}?", "Add {a} and {b}.", "Compute {a} + {b}", "sum of {a} and {b}", "{a} plus {b} equals?"]
+
+
+def pct(xs, q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def bench_compile(repeats: int) -> None:
+    print("grammar compile (no cache), median of", repeats)
+    for name, (lo, hi) in BOUNDS.items():
+        times = []
+        for _ in range(repeats):
+            grammar_mod._CACHE.clear()
+            t0 = time.perf_counter()
+            g = grammar_mod.compile_grammar(lo, hi)
+            times.append((time.perf_counter() - t0) * 1e3)
+        print(f"  {name:24s} {statistics.median(times):8.2f} ms   {g.num_states} states x {VOCAB_SIZE} tokens, "
+              f"longest output {g.max_tokens} tokens")
+
+
+def bench_mask(batch_sizes: list[int], calls: int) -> None:
+    g = grammar_mod.compile_grammar(-1000, 1000)
+    bias, next_flat = g.mask_bias_mx, g.next_state_mx.reshape(-1)
+    constrained = _step_fn(True, 0.0, 0, VOCAB_SIZE)
+    free = _step_fn(False, 0.0, 0, 0)
+    key = mx.random.key(0)
+    print(f"mask overhead: the per-step selection alone (greedy), {calls} interleaved calls each")
+    print(f"  {'rows':>5} {'free med':>9} {'masked med':>11} {'overhead med':>13} {'p99':>8} {'med/token':>10} {'p99/token':>10}  (us)")
+    for B in batch_sizes:
+        rng = np.random.default_rng(B)
+        logits = mx.array(rng.normal(size=(B, VOCAB_SIZE)).astype(np.float32))
+        # states spread over the automaton, so the gathers read different rows
+        state = mx.array(rng.integers(0, g.done_state, size=B).astype(np.int32))
+        done = mx.zeros((B,), dtype=mx.bool_)
+        mx.eval(logits, state, done, bias, next_flat, key)
+
+        def one(fn) -> float:
+            t0 = time.perf_counter_ns()
+            mx.eval(fn(logits, state, done, key, bias, next_flat))
+            return (time.perf_counter_ns() - t0) / 1e3
+
+        for _ in range(200):  # compile and warm up
+            one(constrained), one(free)
+        order = [True] * calls + [False] * calls
+        random.Random(B).shuffle(order)
+        times = {True: [], False: []}
+        for c in order:
+            times[c].append(one(constrained if c else free))
+        med = statistics.median(times[True]) - statistics.median(times[False])
+        p99 = pct(times[True], 99) - pct(times[False], 99)
+        print(f"  {B:5d} {statistics.median(times[False]):9.2f} {statistics.median(times[True]):11.2f} "
+              f"{med:13.2f} {p99:8.2f} {med / B:10.3f} {p99 / B:10.3f}")
+
+
+def model_size(config: Path | None) -> tuple[dict, str]:
+    if config is None:
+        found = sorted(CONFIGS_DIR.glob("*stage1*.toml")) if CONFIGS_DIR.is_dir() else []
+        config = found[0] if found else None
+    if config is None:
+        return SEED_MODEL, "the seed README's [model] (no stage1 config found)"
+    from exe_coder.train.config import load_config
+
+    m = load_config(config).model
+    return {"layers": m.layers, "hidden_size": m.hidden_size, "heads": m.heads, "seq_len": m.seq_len,
+            "mlp_ratio": m.mlp_ratio, "position": m.position, "tie_embeddings": m.tie_embeddings}, str(config)
+
+
+def bench_end_to_end(config: Path | None, n_prompts: int, batch_size: int, repeats: int) -> None:
+    size, source = model_size(config)
+    mx.random.seed(0)
+    model = Transformer(**size)
+    model.eval()
+    mx.eval(model.parameters())
+    g = grammar_mod.compile_grammar(-1000, 1000)
+    rng = random.Random(0)
+    prompts = [rng.choice(PHRASES).format(a=rng.randint(-1000, 1000), b=rng.randint(-1000, 1000)) for _ in range(n_prompts)]
+    batches = [prompts[i : i + batch_size] for i in range(0, n_prompts, batch_size)]
+    print(f"end to end: {count_parameters(model):,}-parameter model ({source}), random init, "
+          f"{n_prompts} prompts in batches of {batch_size}, greedy, best of {repeats}")
+
+    steps = [max(len(t) for t in generate(model, b, g).tokens) for b in batches]  # warm-up, and the step counts
+
+    def run(constrained: bool) -> float:
+        t0 = time.perf_counter()
+        for batch, n in zip(batches, steps):
+            generate(model, batch, g if constrained else None, max_tokens=n)
+        return time.perf_counter() - t0
+
+    best = {True: float("inf"), False: float("inf")}
+    for _ in range(repeats):
+        for c in (False, True):
+            best[c] = min(best[c], run(c))
+    tokens = sum(n * len(b) for b, n in zip(batches, steps))
+    for c, name in ((False, "unconstrained"), (True, "constrained")):
+        print(f"  {name:14s} {n_prompts / best[c]:9.1f} prompts/s   {best[c] / sum(steps) * 1e3:7.2f} ms/step")
+    over = (best[True] - best[False]) / tokens * 1e6
+    print(f"  constrained / unconstrained time: {best[True] / best[False]:.3f}x; "
+          f"difference {over:.2f} us a token ({tokens} tokens, {sum(steps)} steps)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", type=Path, default=None, help="training config whose [model] size to use")
+    ap.add_argument("--prompts", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--mask-calls", type=int, default=3000)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    print(f"mlx {mx.__version__}, device {mx.default_device()}, "
+          f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '') or '(none)'}")
+    bench_compile(repeats=10)
+    bench_mask([1, 32, 128], args.mask_calls)
+    bench_end_to_end(args.config, args.prompts, args.batch_size, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
