@@ -13,7 +13,8 @@ stack pointer is allowed where register 31 means sp; an immediate may be written
 
     movz / movk  Rd, #imm16{, lsl #0|16|32|48}    mov Rd, #imm   (alias of movz; imm must fit one)
     add / adds / sub / subs  Rd|sp, Rn|sp, #imm12{, lsl #0|12}   cmp / cmn Rn|sp, #imm12
-    add / adds / sub / subs  Rd, Rn, Rm{, lsl|lsr|asr #n}         cmp Rn, Rm{, shift}
+    add / adds / sub / subs  Rd, Rn, Rm{, lsl|lsr|asr #n}         cmp / cmn Rn, Rm{, shift}
+    neg / negs Rd, Rm{, shift}
     orr Rd, Rn, Rm{, shift}    mov Rd, Rm (alias of orr)    mov Rd|sp, Rn|sp (alias of add #0)
     sxtw Xd, Wn    udiv / sdiv Rd, Rn, Rm    madd / msub Rd, Rn, Rm, Ra    mul / mneg Rd, Rn, Rm
     csel / csinc / csneg Rd, Rn, Rm, cond    cset Rd, cond    cinc / cneg Rd, Rn, cond
@@ -394,6 +395,9 @@ FORMS: tuple[Form, ...] = (
     _addsub_reg("sub_reg", 0x4B000000),
     _addsub_reg("subs_reg", 0x6B000000),
     Form("cmp_reg", "cmp", 0x6B000000, _ADDSUB_REG, (Reg("Rn"), Reg("Rm"), _REGSHIFT), fixed={"Rd": 31}),
+    Form("cmn_reg", "cmn", 0x2B000000, _ADDSUB_REG, (Reg("Rn"), Reg("Rm"), _REGSHIFT), fixed={"Rd": 31}),
+    Form("neg", "neg", 0x4B000000, _ADDSUB_REG, (Reg("Rd"), Reg("Rm"), _REGSHIFT), fixed={"Rn": 31}),
+    Form("negs", "negs", 0x6B000000, _ADDSUB_REG, (Reg("Rd"), Reg("Rm"), _REGSHIFT), fixed={"Rn": 31}),
     _addsub_reg("orr_reg", 0x2A000000),
     Form("mov_reg", "mov", 0x2A000000, _ADDSUB_REG, (Reg("Rd"), Reg("Rm")), fixed={"Rn": 31, "shift": 0, "imm6": 0}),
     Form("mov_sp", "mov", 0x11000000, _ADDSUB_IMM, (Reg("Rd", sp=True), Reg("Rn", sp=True)), fixed={"imm12": 0, "sh": 0}),

@@ -189,3 +189,33 @@ def _load_cached(name: str) -> ProgramTemplate:
         known = sorted(p.name.removesuffix(TEMPLATE_SUFFIX) for p in TEMPLATES_DIR.glob(f"*{TEMPLATE_SUFFIX}"))
         raise UserError(f"no template {name!r} (known: {', '.join(known) or 'none'})", path=path)
     return ProgramTemplate(path, name)
+
+
+def parse_operand_settings(settings: list[str]) -> dict[str, int]:
+    """``['a=17', 'b=-4']`` -> ``{'a': 17, 'b': -4}`` (the CLI's ``--set``); UserError when malformed."""
+    ops: dict[str, int] = {}
+    for setting in settings:
+        name, eq, text = setting.partition("=")
+        name = name.strip()
+        if not eq or not name.isidentifier():
+            raise UserError(f"--set {setting!r}: write NAME=INTEGER, e.g. --set a=17")
+        try:
+            value = int(text.strip(), 0)
+        except ValueError:
+            raise UserError(f"--set {setting!r}: {text.strip()!r} is not an integer") from None
+        if not OPERAND_MIN <= value <= OPERAND_MAX:
+            raise UserError(f"--set {setting!r}: {value} is outside signed 32-bit range")
+        if name in ops:
+            raise UserError(f"--set {name} given twice")
+        ops[name] = value
+    return ops
+
+
+def build_template_file(path: str | Path, settings: list[str]) -> bytes:
+    """Render, assemble, link and finalize the template file at ``path`` with ``--set`` operands."""
+    template = ProgramTemplate.from_path(path)
+    ops = parse_operand_settings(settings)
+    try:
+        return template.build(**ops)
+    except ValueError as err:
+        raise UserError(str(err), path=path) from None

@@ -1,0 +1,62 @@
+"""`exe-coder assemble`: writes a signed, executable, verified binary; bad input is one line, exit 2."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exe_coder.paths import TEMPLATES_DIR
+from exe_coder.runtime.verify import verify
+
+ADD = str(TEMPLATES_DIR / "add.s.j2")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "exe_coder.cli", *args], capture_output=True, text=True)
+
+
+def test_assemble_writes_a_verified_executable(tmp_path: Path) -> None:
+    out = tmp_path / "bin" / "add"
+    result = run_cli("assemble", ADD, "--set", "a=17", "--set", "b=-4", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    image = out.read_bytes()
+    assert os.access(out, os.X_OK)
+    assert hashlib.sha256(image).hexdigest() in result.stdout
+    assert f"{len(image)} bytes" in result.stdout
+    assert verify(image, "13\n", native=False).stdout_correct
+    assert [p.name for p in out.parent.iterdir()] == ["add"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "a=17", "--set", "b=x"], "'x' is not an integer"),
+        (["--set", "a=17"], "takes operands ['a', 'b']"),
+        (["--set", "a=17", "--set", "b=4294967296"], "outside signed 32-bit range"),
+        (["--set", "a17", "--set", "b=1"], "write NAME=INTEGER"),
+    ],
+)
+def test_bad_settings(tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "add"
+    result = run_cli("assemble", ADD, *args, "-o", str(out))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert message in result.stderr
+    assert not out.exists()
+
+
+def test_missing_template_and_assembler_error(tmp_path: Path) -> None:
+    result = run_cli("assemble", str(tmp_path / "nope.s.j2"), "-o", str(tmp_path / "x"))
+    assert result.returncode == 2 and "no such template file" in result.stderr
+    bad = tmp_path / "bad.s.j2"
+    bad.write_text("    .globl _main\n_main:\n    movz w9, #{{ a | lo16 }}  // patch: a[15:0]\n"
+                   "    movk w9, #{{ a | hi16 }}, lsl #16  // patch: a[31:16]\n    add x0, x0, #99999\n")  # fmt: skip
+    result = run_cli("assemble", str(bad), "--set", "a=1", "-o", str(tmp_path / "x"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {bad}:5:5: invalid operands for add: operand 3: immediate 99999 out of range 0..4095"
+    assert not (tmp_path / "x").exists()
