@@ -25,6 +25,20 @@ app = typer.Typer(
 # --- golden binaries: assemble, verify, inspect, selfcheck (issue 2) -------------------------
 
 
+@app.command("assemble")
+def assemble_cmd(
+    template: Path = typer.Argument(..., help="Assembly template, e.g. templates/add.s.j2."),
+    set_: list[str] = typer.Option([], "--set", help="Operand value NAME=INT (repeat), e.g. --set a=17 --set b=-4."),
+    out: Path = typer.Option(..., "-o", "--out", help="Where to write the signed executable."),
+) -> None:
+    """Render a template, assemble, link and sign it: a golden macOS arm64 executable."""
+    from exe_coder.codegen.emit import write_executable
+    from exe_coder.codegen.program import build_template_file
+
+    written = write_executable(build_template_file(template, set_), out)
+    typer.echo(f"{written.path}  {written.size} bytes  sha256 {written.sha256}")
+
+
 # --- datasets: build (issue 3) -----------------------------------------------------------------
 
 
