@@ -8,7 +8,8 @@ what dyld's ``start`` does by calling ``exit(main(...))``. ``svc`` follows the m
 failure). Only ``write`` to fd 1/2 and ``exit`` are served; every other call is refused.
 
 One unicorn engine per thread is reused (creating one costs ~0.6 ms, more than a whole run):
-each run unmaps the last program, flushes translated code and restores a saved CPU context.
+each run rewrites the program's memory, drops the code translated from changed bytes and
+restores a saved CPU context, so nothing of one run can leak into the next.
 """
 
 from __future__ import annotations
@@ -17,11 +18,18 @@ import ctypes
 import threading
 import time
 
+import numpy as np
 from unicorn import (
     UC_ARCH_ARM64,
     UC_HOOK_BLOCK,
     UC_HOOK_INTR,
     UC_HOOK_MEM_INVALID,
+    UC_MEM_FETCH_PROT,
+    UC_MEM_FETCH_UNMAPPED,
+    UC_MEM_READ_PROT,
+    UC_MEM_READ_UNMAPPED,
+    UC_MEM_WRITE_PROT,
+    UC_MEM_WRITE_UNMAPPED,
     UC_MODE_ARM,
     UC_PROT_EXEC,
     UC_PROT_READ,
@@ -58,7 +66,21 @@ ENOSYS = 78
 
 EXCP_SWI = 2  # qemu's exception number for svc; every other CPU exception is a crash
 EXCEPTION_NAMES = {1: "undefined instruction", 3: "prefetch abort", 4: "data abort", 7: "breakpoint", 11: "hvc", 13: "smc"}
+ACCESS_NAMES = {
+    UC_MEM_READ_UNMAPPED: "read of unmapped",
+    UC_MEM_WRITE_UNMAPPED: "write to unmapped",
+    UC_MEM_FETCH_UNMAPPED: "fetch from unmapped",
+    UC_MEM_READ_PROT: "read of protected",
+    UC_MEM_WRITE_PROT: "write to protected",
+    UC_MEM_FETCH_PROT: "fetch from protected",
+}
 CARRY = 1 << 29  # PSTATE.C in NZCV
+# Cortex-A72 (ARMv8.0-A), not unicorn's "max" CPU: max's FP16 decoders abort the whole process
+# on some encodings (qemu "code should not be reached"; ~1 in 4,000 random words when fuzzed),
+# which a verifier of model-written bytes cannot afford. The price: instructions newer than
+# ARMv8.0 (FP16, LSE atomics, pointer authentication beyond the NOP-space hints) are undefined
+# here and end as a crash, although an Apple core would run them.
+CPU_MODEL = a64.UC_CPU_ARM64_A72
 
 PROT_BITS = {1: UC_PROT_READ, 2: UC_PROT_WRITE, 4: UC_PROT_EXEC}  # VM_PROT_* -> UC_PROT_*
 X_REGS = [getattr(a64, f"UC_ARM64_REG_X{i}") for i in range(29)]
@@ -68,12 +90,27 @@ def _round_up(value: int, align: int) -> int:
     return -(-value // align) * align
 
 
+def _changed_spans(old: bytes, new: bytes, word: int = 8) -> list[tuple[int, int]]:
+    """Byte ranges [lo, hi) where two equal-length, word-aligned buffers differ (merged when adjacent)."""
+    if old == new:
+        return []
+    differs = np.flatnonzero(np.frombuffer(old, np.uint64) != np.frombuffer(new, np.uint64))
+    spans: list[tuple[int, int]] = []
+    for i in differs.tolist():
+        lo = i * word
+        if spans and spans[-1][1] == lo:
+            spans[-1] = (spans[-1][0], lo + word)
+        else:
+            spans.append((lo, lo + word))
+    return spans
+
+
 class _Engine:
     """A reusable unicorn instance plus the state of the run in progress."""
 
     def __init__(self) -> None:
         uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
-        uc.ctl_set_cpu_model(a64.UC_CPU_ARM64_MAX)  # the widest ISA: Apple cores implement ARMv8.5+
+        uc.ctl_set_cpu_model(CPU_MODEL)
         uc.reg_write(a64.UC_ARM64_REG_CPACR_EL1, 0x3 << 20)  # FP/SIMD enabled, as for any user process
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         uc.hook_add(UC_HOOK_BLOCK, self._on_block)
@@ -90,6 +127,7 @@ class _Engine:
         self.start_context = uc.context_save()  # restored before every run: all other registers zero
         self.uc = uc
         self.layout: list[tuple[int, int, int]] = []  # (start, size, prot) currently mapped
+        self.contents: list[bytes] = []  # what was last written to each mapped region
         self.watchdog = _Watchdog(uc)
         self._reset_run()
 
@@ -111,8 +149,7 @@ class _Engine:
         self.block_start, self.block_len = address, size // 4
 
     def _on_bad_access(self, uc: Uc, access: int, address: int, size: int, value: int, _user: object) -> bool:
-        kinds = {19: "read of", 20: "write to", 21: "fetch from", 22: "read of protected", 23: "write to protected", 24: "fetch from protected"}
-        self.fault = f"{kinds.get(access, 'access to')} 0x{address:x}"
+        self.fault = f"{ACCESS_NAMES.get(access, 'access to')} 0x{address:x}"
         return False  # not handled: the run stops with a memory error
 
     def _on_interrupt(self, uc: Uc, intno: int, _user: object) -> None:
@@ -157,23 +194,39 @@ class _Engine:
     # --- one run ---
 
     def _map(self, regions: list[tuple[int, int, int, bytes]]) -> str | None:
-        """Map (or, when the layout is the previous run's, just rewrite) the program's memory."""
+        """Map the program's memory, or -- when the layout is the last run's -- bring it up to date.
+
+        Read-only regions cannot have changed since they were written, so only the bytes that
+        differ from the last program are rewritten, and only the code translated from those
+        bytes is dropped: a patched operand costs one block's retranslation, not the program's.
+        Writable regions are rewritten whole (the last program may have changed them).
+        """
         uc = self.uc
         layout = [(start, size, prot) for start, size, prot, _ in regions]
         if layout != self.layout:
             for start, size, _ in self.layout:
                 uc.mem_unmap(start, size)
-            self.layout = []
+            self.layout, self.contents = [], []
+            uc.ctl_flush_tb()
             for start, size, prot in layout:
                 try:
                     uc.mem_map(start, size, prot)
                 except UcError as err:
                     return f"cannot map 0x{start:x}+0x{size:x}: {err}"
                 self.layout.append((start, size, prot))
-        for start, size, _, content in regions:
-            # every byte rewritten (content, then zeros): nothing of the last program survives;
-            # unicorn drops translated code for the pages a mem_write touches
-            uc.mem_write(start, content.ljust(size, b"\0"))
+        for index, (start, size, prot, content) in enumerate(regions):
+            image = content.ljust(size, b"\0")  # zeros past the file bytes, as the kernel maps them
+            old = self.contents[index] if index < len(self.contents) else None
+            spans = [(0, size)] if old is None or prot & UC_PROT_WRITE else _changed_spans(old, image)
+            for lo, hi in spans:
+                uc.mem_write(start + lo, image[lo:hi])
+                if prot & UC_PROT_EXEC:
+                    # mem_write does not reliably drop code translated from these bytes: drop it here
+                    uc.ctl_remove_cache(start + lo, start + hi)
+            if index < len(self.contents):
+                self.contents[index] = image
+            else:
+                self.contents.append(image)
         return None
 
     def run(self, f: MachO, max_instructions: int, timeout_s: float) -> Execution:

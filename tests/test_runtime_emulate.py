@@ -1,0 +1,112 @@
+"""The emulator and verify() on hand-written programs linked by zig: each ends as the right Outcome."""
+
+from __future__ import annotations
+
+import pytest
+from runtime_programs import programs  # noqa: F401  (session fixture)
+
+from exe_coder.runtime import emulate as emu
+from exe_coder.runtime.execution import Ending
+from exe_coder.runtime.macho import parse
+from exe_coder.runtime.outcome import OutcomeKind
+from exe_coder.runtime.verify import verify
+
+# program -> (expected kind, stdout, exit code)
+EXPECTED = {
+    "ok_write": (OutcomeKind.OK, b"13\n", 0),
+    "stack_digits": (OutcomeKind.OK, b"-1234\n", 0),
+    "crash_null": (OutcomeKind.CRASH, b"", None),
+    "crash_udf": (OutcomeKind.CRASH, b"", None),
+    "crash_write_text": (OutcomeKind.CRASH, b"", None),
+    "loop_forever": (OutcomeKind.TIMEOUT, b"", None),
+    "forbidden_syscall": (OutcomeKind.BAD_SYSCALL, b"", 78),  # exits with errno ENOSYS from x0
+    "bad_fd": (OutcomeKind.BAD_SYSCALL, b"", 9),  # EBADF
+    "bad_buffer": (OutcomeKind.BAD_SYSCALL, b"", 14),  # EFAULT
+    "exit_3": (OutcomeKind.NONZERO_EXIT, b"13\n", 3),
+    "return_7": (OutcomeKind.NONZERO_EXIT, b"", 7),
+    "stderr_only": (OutcomeKind.OK, b"", 0),
+}
+
+
+def test_every_fixture_program_has_an_expectation(programs):
+    assert set(programs) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_program_outcome(programs, name):
+    kind, stdout, exit_code = EXPECTED[name]
+    outcome = verify(programs[name], native=False, max_instructions=20_000)
+    assert outcome.kind is kind, outcome.detail
+    assert outcome.stdout == stdout
+    assert outcome.exit_code == exit_code
+    assert outcome.native is False
+
+
+def test_expected_stdout_is_compared(programs):
+    assert verify(programs["ok_write"], "13\n", native=False).kind is OutcomeKind.OK
+    assert verify(programs["ok_write"], b"13\n", native=False).kind is OutcomeKind.OK
+    wrong = verify(programs["ok_write"], "14\n", native=False)
+    assert wrong.kind is OutcomeKind.WRONG_OUTPUT and wrong.stdout == b"13\n"
+    assert not wrong.stdout_correct and wrong.exec_ok
+    # stderr never counts as stdout
+    assert verify(programs["stderr_only"], "13\n", native=False).kind is OutcomeKind.WRONG_OUTPUT
+
+
+def test_stderr_is_captured_separately(programs):
+    run = emu.emulate(parse(programs["stderr_only"]))
+    assert run.stderr == b"13\n" and run.stdout == b""
+
+
+def test_refused_call_sets_carry_and_errno(programs):
+    # the program exits with x0 only when the carry flag was set, else with 42
+    run = emu.emulate(parse(programs["forbidden_syscall"]))
+    assert run.ending is Ending.EXITED and run.exit_code == emu.ENOSYS
+    assert run.refused and "getpid" in run.refused[0]
+
+
+def test_successful_write_clears_carry_and_returns_length(programs):
+    run = emu.emulate(parse(programs["ok_write"]))
+    assert run.exit_code == 0  # 99 would mean carry set or x0 != 3 after write
+
+
+def test_instruction_count_is_exact(programs):
+    # ok_write executes 5 instructions, write, b.cs, cmp, b.ne, then 3 to exit: 11 in all
+    assert emu.emulate(parse(programs["ok_write"])).instructions == 11
+    # return_7: mov, ret
+    assert emu.emulate(parse(programs["return_7"])).instructions == 2
+
+
+@pytest.mark.parametrize("budget", [1, 7, 1000])
+def test_budget_bounds_a_loop(programs, budget):
+    outcome = verify(programs["loop_forever"], native=False, max_instructions=budget)
+    assert outcome.kind is OutcomeKind.TIMEOUT and outcome.instructions == budget
+    assert outcome.timeout_or_crash
+
+
+def test_budget_too_small_for_a_correct_program(programs):
+    assert verify(programs["stack_digits"], native=False, max_instructions=5).kind is OutcomeKind.TIMEOUT
+
+
+def test_wall_clock_guard_stops_a_long_run(programs):
+    outcome = verify(programs["loop_forever"], native=False, max_instructions=10**12, timeout_s=0.05)
+    assert outcome.kind is OutcomeKind.TIMEOUT
+    assert "wall clock" in outcome.detail
+
+
+def test_crash_detail_names_the_fault(programs):
+    assert "read of unmapped 0x0" in verify(programs["crash_null"], native=False).detail
+    assert "undefined instruction" in verify(programs["crash_udf"], native=False).detail
+    assert "write to protected" in verify(programs["crash_write_text"], native=False).detail
+
+
+def test_runs_do_not_leak_into_each_other(programs):
+    # the engine is reused: alternate programs and check each result is unchanged
+    first = {name: verify(image, native=False) for name, image in programs.items()}
+    for name in reversed(sorted(programs)):
+        assert verify(programs[name], native=False) == first[name]
+
+
+def test_native_demanded_off_a_mac_is_refused(programs, monkeypatch):
+    monkeypatch.setattr("exe_coder.runtime.native.native_available", lambda: False)
+    with pytest.raises(ValueError):
+        verify(programs["ok_write"], native=True)
