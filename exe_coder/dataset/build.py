@@ -137,6 +137,8 @@ class _Staging:
     """Temporary folders beside the destinations, renamed into place by ``commit``."""
 
     def __init__(self, out_dir: Path, bin_dir: Path) -> None:
+        for dest in (out_dir, bin_dir):
+            _remove_stale(dest)
         self.pairs = [(out_dir, self._temp(out_dir, "building")), (bin_dir, self._temp(bin_dir, "building"))]
         for _, tmp in self.pairs:
             tmp.mkdir(parents=True)
@@ -166,6 +168,31 @@ class _Staging:
         for _, tmp in self.pairs:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale(dest: Path) -> None:
+    """Remove temporary folders that a killed build (its process gone) left beside ``dest``."""
+    if not dest.parent.is_dir():
+        return
+    for old in sorted(dest.parent.glob(f".{dest.name}.replaced-*")):
+        pid = old.name.rsplit("-", 1)[-1]
+        if not dest.exists() and pid.isdigit() and not _alive(int(pid)):
+            old.rename(dest)  # killed between the two renames of a commit: put the old build back
+    for what in ("building", "replaced"):
+        for tmp in dest.parent.glob(f".{dest.name}.{what}-*"):
+            pid = tmp.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _binary_rel_path(draw: Draw) -> str | None:

@@ -144,8 +144,21 @@ def _sample_split(
             if text not in used_texts:
                 picked = (a, b, text)
                 break
+        if picked is None:  # a crowded cell: this template first, then the split's others
+            for k in range(len(templates)):
+                candidate = templates[(i + k) % len(templates)]
+                picked = _first_unused(spec, split, candidate, pool_a, pool_b, renderer, rng, used_keys, used_texts)
+                if picked is not None:
+                    template = candidate
+                    break
         if picked is None:
-            picked = _first_unused(spec, split, template, pool_a, pool_b, renderer, rng, used_keys, used_texts)
+            where = spec.split(split).where
+            raise UserError(
+                f"split {split}: ran out of distinct prompts with signs {signs} and magnitudes {pair}; "
+                "ask for fewer examples or widen the operand range",
+                spec.path if where is None else where.file,
+                None if where is None else where.line,
+            )
         a, b, text = picked
         used_keys.add((template.id, a, b))
         used_texts.add(text)
@@ -166,7 +179,7 @@ def _sample_split(
 
 
 def _first_unused(spec, split, template, pool_a, pool_b, renderer, rng, used_keys, used_texts):
-    """A crowded cell: pick at random among the (a, b) this template has not used yet."""
+    """Pick at random among the (a, b) this template has not used yet; None if there are none."""
     if pool_a.size * pool_b.size > ENUMERATE_LIMIT:
         raise UserError(f"split {split}: sampling stalled in a cell of {pool_a.size * pool_b.size} operand pairs", spec.path)
     free = [(a, b) for a, b in product(pool_a.values(), pool_b.values()) if (template.id, a, b) not in used_keys]
@@ -175,10 +188,4 @@ def _first_unused(spec, split, template, pool_a, pool_b, renderer, rng, used_key
         text = renderer.prompt(template, a, b, rng)
         if text not in used_texts:
             return a, b, text
-    where = spec.split(split).where
-    raise UserError(
-        f"split {split}: template {template.id} ran out of distinct prompts; ask for fewer examples "
-        "or widen the operand range",
-        spec.path if where is None else where.file,
-        None if where is None else where.line,
-    )
+    return None

@@ -1,0 +1,162 @@
+"""Sampling: deterministic, stratified, disjoint across splits, held-out rules kept."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exe_coder.dataset.numwords import from_words
+from exe_coder.dataset.records import sign_pattern
+from exe_coder.dataset.sample import quotas, sample_stage
+from exe_coder.errors import UserError
+from exe_coder.paths import SPECS_DIR
+from exe_coder.spec import load_spec
+from exe_coder.spec.model import cells
+from tests._spec_text import SPEC, write_spec
+
+SIGNS = ["++", "+-", "-+", "--"]
+PAIRS = ["core/core", "core/heldout", "heldout/core", "heldout/heldout"]
+
+
+@pytest.fixture(scope="module")
+def stage1():
+    spec = load_spec(SPECS_DIR / "stage1.spec")
+    return spec, sample_stage(spec)
+
+
+def test_same_seed_same_draws_new_seed_new_draws(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    assert sample_stage(spec) == sample_stage(spec)
+    other = load_spec(write_spec(tmp_path, SPEC.replace("seed 7", "seed 8"), name="other.spec"))
+    assert sample_stage(other)["train"] != sample_stage(spec)["train"]
+
+
+def test_no_prompt_text_in_two_splits(stage1):
+    _, draws = stage1
+    texts = [d.prompt for split in draws.values() for d in split]
+    assert len(texts) == len(set(texts)) == 12000
+    keys = [(d.template_id, d.a, d.b) for split in draws.values() for d in split]
+    assert len(keys) == len(set(keys))
+
+
+def test_heldout_templates_never_in_train_and_only_in_val_test(stage1):
+    spec, draws = stage1
+    heldout = set(spec.heldout_template_ids)
+    assert not {d.template_id for d in draws["train"]} & heldout
+    assert {d.template_id for d in draws["val"]} == heldout == {d.template_id for d in draws["test"]}
+
+
+def test_slices_present_balanced_and_true_to_a_and_b(stage1):
+    spec, draws = stage1
+    for split, want_pairs in (("train", ["core/core"]), ("val", PAIRS), ("test", PAIRS)):
+        ds = draws[split]
+        for d in ds:
+            assert d.sign_pattern == sign_pattern(d.a, d.b)
+            assert d.magnitude_pair == f"{spec.magnitudes.bucket_of(d.a)}/{spec.magnitudes.bucket_of(d.b)}"
+            assert spec.operands.lo <= d.a <= spec.operands.hi and spec.operands.lo <= d.b <= spec.operands.hi
+        c = Counter((d.sign_pattern, d.magnitude_pair) for d in ds)
+        assert set(c) == {(s, p) for s in SIGNS for p in want_pairs}
+        assert max(c.values()) - min(c.values()) <= 1
+        t = Counter(d.template_id for d in ds)
+        assert max(t.values()) - min(t.values()) <= 1
+
+
+def test_stage1_1a_1b_share_their_train_split(stage1):
+    _, draws = stage1
+    strip = lambda ds: [(d.prompt, d.template_id, d.a, d.b) for d in ds]  # noqa: E731  (ids name the stage)
+    for other in ("stage1a", "stage1b"):
+        other_draws = sample_stage(load_spec(SPECS_DIR / f"{other}.spec"), {"val": 4, "test": 4})
+        assert strip(other_draws["train"]) == strip(draws["train"])
+
+
+def test_stage1a_and_1b_differ_only_where_declared():
+    a = load_spec(SPECS_DIR / "stage1a.spec")
+    b = load_spec(SPECS_DIR / "stage1b.spec")
+    da, db = sample_stage(a, {"train": 400}), sample_stage(b, {"train": 400})
+    strip = lambda ds: [(d.prompt, d.a, d.b) for d in ds]  # noqa: E731
+    assert strip(da["train"]) == strip(db["train"])
+    assert {d.magnitude_pair for d in da["val"]} == {"core/core"}
+    assert {d.magnitude_pair for d in db["val"]} == set(PAIRS)
+    assert not {d.template_id for d in da["val"]} & set(a.train_template_ids)
+    assert {d.template_id for d in db["val"]} <= set(b.train_template_ids)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(SIGNS), min_size=1, max_size=4, unique=True),
+       st.lists(st.sampled_from(PAIRS), min_size=1, max_size=4, unique=True))
+def test_every_prefix_of_the_cell_order_is_balanced(signs, pairs):
+    order = cells(signs, pairs)
+    assert sorted(order) == sorted((s, p) for s in signs for p in pairs)
+    for k in range(1, len(order) + 1):
+        cs, cp = Counter(s for s, _ in order[:k]), Counter(p for _, p in order[:k])
+        assert max(cs.get(s, 0) for s in signs) - min(cs.get(s, 0) for s in signs) <= 1
+        assert max(cp.get(p, 0) for p in pairs) - min(cp.get(p, 0) for p in pairs) <= 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40))
+def test_limited_sizes_still_cover_signs_and_slices(tmp_path_factory, n_train, n_val):
+    spec = load_spec(write_spec(tmp_path_factory.mktemp("s")))
+    draws = sample_stage(spec, {"train": n_train, "val": n_val, "test": 4})
+    assert [len(draws[s]) for s in ("train", "val", "test")] == [n_train, n_val, 4]
+    assert sum(n for _, n in quotas(spec, "val", n_val)) == n_val
+    val_signs = {d.sign_pattern for d in draws["val"]}
+    val_pairs = {d.magnitude_pair for d in draws["val"]}
+    assert len(val_signs) == min(4, n_val) and len(val_pairs) == min(4, n_val)
+    assert len({d.sign_pattern for d in draws["train"]}) == min(4, n_train)
+    assert {d.sign_pattern for d in draws["test"]} == set(SIGNS)
+
+
+def _crowded(tmp_path):
+    # 4 x 4 operand pairs x 3 templates = 48 prompts in all, and the spec asks for 40
+    text = (
+        SPEC.replace("operands -50..50", "operands 0..3")
+        .replace("core 0..39\n    heldout 40..50", "core 0..3")
+        .replace("signs ++ +- -+ --", "signs ++")
+        .replace("prompts heldout pairs core/core core/heldout heldout/core heldout/heldout", "prompts train pairs core/core")
+        .replace("split val 16", "split val 4")
+        .replace("split test 16", "split test 4")
+        .replace("min -50 max 50", "min 0 max 3")
+    )
+    return load_spec(write_spec(tmp_path, text))
+
+
+def test_a_crowded_space_is_used_up_exactly(tmp_path):
+    spec = _crowded(tmp_path)
+    draws = sample_stage(spec, {"train": 40, "val": 4, "test": 4})
+    keys = {(d.template_id, d.a, d.b) for s in draws.values() for d in s}
+    assert len(keys) == 48
+
+
+def test_asking_beyond_the_space_is_a_user_error(tmp_path):
+    spec = _crowded(tmp_path)
+    with pytest.raises(UserError, match="ran out of distinct prompts") as err:
+        sample_stage(spec, {"train": 46, "val": 4, "test": 4})
+    assert err.value.line == 12  # the split that could not be filled: val (one bucket line fewer)
+
+
+def test_stage3_writes_numbers_in_words_that_read_back():
+    spec = load_spec(SPECS_DIR / "stage3.spec")
+    draws = sample_stage(spec, {"train": 600, "val": 200, "test": 200})
+    prompts = [d for s in draws.values() for d in s]
+    no_digit_for_some_operand = 0
+    both_words = 0
+    for d in prompts:
+        numbers = {int(x) for x in re.findall(r"-?\d+", d.prompt)}
+        missing = [x for x in (d.a, d.b) if x not in numbers]
+        no_digit_for_some_operand += bool(missing)
+        both_words += len(missing) == 2 and d.a != d.b
+        if d.template_id == "t13":  # "sum {a} {b}": never both in words (that would be ambiguous)
+            assert len(missing) < 2 or d.a == d.b
+    assert no_digit_for_some_operand > 0.7 * len(prompts)
+    assert both_words > 0.3 * len(prompts)
+    # a prompt's words give back the gold operands
+    spoken = [d for d in draws["train"] if d.template_id == "t47" and not re.search(r"\d", d.prompt)]
+    assert spoken
+    for d in spoken:
+        left, right = d.prompt.split(" plus ")
+        assert (from_words(left), from_words(right)) == (d.a, d.b)
