@@ -73,6 +73,11 @@ _PATCH_LOOSE = re.compile(r"\s*patch:")
 
 def _split_operands(text: str) -> list[str]:
     """Split on commas outside brackets: 'w1, [x0, #-1]!' -> ['w1', '[x0, #-1]!']."""
+    if "[" not in text:
+        parts = [p.strip() for p in text.split(",")] if text else []
+        if any(not p for p in parts):
+            raise _LineError("empty operand")
+        return parts
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(text):
         if ch == "[":
@@ -114,7 +119,7 @@ def _parse_instruction(mnemonic: str, operand_text: str) -> _Parsed:
     operands = _split_operands(operand_text)
     best: tuple[int, str] = (-1, "")
     for form in forms:
-        required = sum(1 for spec in form.operands if not spec.optional)
+        required = form.required
         if not required <= len(operands) <= len(form.operands):
             best = max(best, (0, f"{mnemonic} takes {required}..{len(form.operands)} operands, got {len(operands)}"))
             continue
@@ -165,7 +170,7 @@ class _Line:
 
     labels: tuple[tuple[str, int], ...] = ()  # (name, column)
     column: int = 1
-    directive: tuple[str, str] | None = None
+    directive: tuple[str, object] | None = None  # from _parse_directive
     instruction: _Parsed | None = None
     patch: tuple[str, int, int] | None = None  # (operand, hi, lo)
 
@@ -196,8 +201,12 @@ def _scan_line(raw: str) -> _Line:
     if not body:
         return _Line(tuple(labels), column)
     if body.startswith("."):
-        directive, _, arg = body.partition(" ")
-        return _Line(tuple(labels), column, directive=(directive.lower(), arg.strip()))
+        directive, _, arg = body.replace("\t", " ").partition(" ")
+        try:
+            parsed_directive = _parse_directive(directive.lower(), arg.strip())
+        except _LineError as err:
+            raise _LineError(str(err), column) from None
+        return _Line(tuple(labels), column, directive=parsed_directive)
     mnemonic, _, operand_text = body.replace("\t", " ").partition(" ")
     try:
         parsed = _parse_instruction(mnemonic.lower(), operand_text.strip())
@@ -241,7 +250,13 @@ def assemble(source: str, *, path: str | None = None, origin: int = 0) -> Assemb
         parsed = line.instruction
         if parsed is None:
             if line.directive is not None:
-                _directive(*line.directive, words, lines, globals_, lambda msg: fail(msg, lineno, line.column))
+                kind, arg = line.directive
+                if kind == "globl":
+                    globals_.append(arg)
+                elif kind == "align":
+                    while (4 * len(words)) % (1 << arg):
+                        words.append(NOP)
+                        lines.append(0)
             continue
         if line.patch:
             name, hi, lo = line.patch
@@ -284,23 +299,20 @@ def assemble(source: str, *, path: str | None = None, origin: int = 0) -> Assemb
     return Assembly(code_bytes, symbols, tuple(globals_), tuple(sites), tuple(lines))
 
 
-def _directive(directive: str, arg: str, words: list[int], lines: list[int], globals_: list[str], fail) -> None:
+def _parse_directive(directive: str, arg: str) -> tuple[str, object]:
+    """A directive line -> ("ignore", None) | ("globl", name) | ("align", power); _LineError if unsupported."""
     if directive == ".text" and not arg:
-        return
+        return ("ignore", None)
     if directive == ".section" and arg.replace(" ", "").lower().startswith("__text,__text"):
-        return
+        return ("ignore", None)
     if directive in (".globl", ".global") and re.fullmatch(r"[A-Za-z_.$][\w.$]*", arg):
-        globals_.append(arg)
-        return
+        return ("globl", arg)
     if directive in (".p2align", ".align"):
         try:
             power = int(arg.split(",")[0], 0)
         except ValueError:
-            raise fail(f"{directive} needs a number, got {arg!r}") from None
+            raise _LineError(f"{directive} needs a number, got {arg!r}") from None
         if not 2 <= power <= 14:
-            raise fail(f"{directive} {power} out of range 2..14")
-        while (4 * len(words)) % (1 << power):
-            words.append(NOP)
-            lines.append(0)
-        return
-    raise fail(f"unsupported directive {(directive + ' ' + arg).strip()!r}")
+            raise _LineError(f"{directive} {power} out of range 2..14")
+        return ("align", power)
+    raise _LineError(f"unsupported directive {(directive + ' ' + arg).strip()!r}")

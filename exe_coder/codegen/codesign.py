@@ -58,14 +58,16 @@ def code_signature(
     page_shift: int = DEFAULT_PAGE_SHIFT,
 ) -> bytes:
     """The SuperBlob signing ``content`` (every byte before the signature's ``dataoff``)."""
-    view = memoryview(content)
-    code_limit = len(view)
+    data = bytes(content)
+    code_limit = len(data)
     page = 1 << page_shift
     zero_page, zero_hash = _zero_page(page_shift)
-    hashes = b"".join(
-        zero_hash if view[i : i + page] == zero_page else hashlib.sha256(view[i : i + page]).digest()
-        for i in range(0, code_limit, page)
-    )
+    sha256 = hashlib.sha256
+    hashes = []
+    for i in range(0, code_limit, page):
+        chunk = data[i : i + page]
+        hashes.append(zero_hash if chunk == zero_page else sha256(chunk).digest())
+    hashes = b"".join(hashes)
     ident = identifier.encode() + b"\0"
     hash_offset = CODEDIRECTORY_HEADER + len(ident)
     cd_length = hash_offset + len(hashes)

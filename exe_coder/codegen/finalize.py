@@ -23,14 +23,39 @@ _LC_CODE_SIGNATURE = 0x1D
 _UUID_CHUNK = 1 << 20
 
 
-def content_uuid(content: bytes | bytearray | memoryview) -> bytes:
-    """zig's content-derived UUID of ``content`` (the bytes up to dataoff, UUID zeroed)."""
+def content_uuid(content: bytes | bytearray | memoryview, prefix_end: int = 0) -> bytes:
+    """zig's content-derived UUID of ``content`` (the bytes up to dataoff, UUID zeroed).
+
+    ``prefix_end``: the bytes before it are likely the same as last call's (the header and
+    padding before ``__text``); their MD5 state is remembered and reused when they match.
+    """
     view = memoryview(content)
-    digests = b"".join(hashlib.md5(view[i : i + _UUID_CHUNK]).digest() for i in range(0, len(view), _UUID_CHUNK))
-    uuid = bytearray(hashlib.md5(digests).digest())
+    if len(view) <= _UUID_CHUNK and prefix_end:
+        inner = _md5_with_prefix(view, prefix_end)
+    else:
+        inner = b"".join(hashlib.md5(view[i : i + _UUID_CHUNK]).digest() for i in range(0, len(view), _UUID_CHUNK))
+    uuid = bytearray(hashlib.md5(inner).digest())
     uuid[6] = (uuid[6] & 0x0F) | 0x30  # version 3 (name-based, MD5)
     uuid[8] = (uuid[8] & 0x3F) | 0x80  # RFC 4122 variant
     return bytes(uuid)
+
+
+_prefix_state: tuple[bytes, object] = (b"", hashlib.md5())
+
+
+def _md5_with_prefix(view: memoryview, prefix_end: int) -> bytes:
+    """MD5 of ``view``, resuming from the remembered state when its first ``prefix_end`` bytes
+    equal the remembered prefix (compared in full, so the result is always the plain MD5)."""
+    global _prefix_state
+    prefix = bytes(view[:prefix_end])
+    cached_prefix, cached_state = _prefix_state
+    if prefix == cached_prefix:
+        digest = cached_state.copy()
+    else:
+        digest = hashlib.md5(prefix)
+        _prefix_state = (prefix, digest.copy())
+    digest.update(view[prefix_end:])
+    return digest.digest()
 
 
 @dataclass(frozen=True)
@@ -42,6 +67,7 @@ class SignatureLayout:
     datasize: int
     text_fileoff: int
     text_filesize: int
+    code_offset: int  # file offset of __TEXT's first section (0 if none): bytes before it rarely change
 
 
 def locate(image: bytes | bytearray) -> SignatureLayout:
@@ -67,7 +93,9 @@ def locate(image: bytes | bytearray) -> SignatureLayout:
             signature = struct.unpack_from("<II", image, offset + 8)
         elif cmd == _LC_SEGMENT_64 and cmdsize >= 72 and image[offset + 8 : offset + 24].rstrip(b"\0") == b"__TEXT":
             fileoff, filesize = struct.unpack_from("<QQ", image, offset + 40)
-            text = (fileoff, filesize)
+            (nsects,) = struct.unpack_from("<I", image, offset + 64)
+            first_section = struct.unpack_from("<I", image, offset + 72 + 48)[0] if nsects and cmdsize >= 152 else 0
+            text = (fileoff, filesize, first_section)
         offset += cmdsize
     if signature is None:
         raise ValueError("no LC_CODE_SIGNATURE: nowhere to put the signature")
@@ -76,7 +104,7 @@ def locate(image: bytes | bytearray) -> SignatureLayout:
     dataoff, datasize = signature
     if dataoff + datasize > len(image) or dataoff < 32 + sizeofcmds:
         raise ValueError(f"LC_CODE_SIGNATURE {dataoff:#x}+{datasize:#x} lies outside the file")
-    return SignatureLayout(uuid_at, dataoff, datasize, text[0], text[1])
+    return SignatureLayout(uuid_at, dataoff, datasize, text[0], text[1], min(text[2], dataoff))
 
 
 def finalize(
@@ -97,7 +125,7 @@ def finalize(
     out = bytearray(image)
     if uuid_at is not None:
         out[uuid_at : uuid_at + 16] = bytes(16)
-        out[uuid_at : uuid_at + 16] = content_uuid(memoryview(out)[:dataoff])
+        out[uuid_at : uuid_at + 16] = content_uuid(memoryview(out)[:dataoff], prefix_end=layout.code_offset)
     blob = code_signature(
         memoryview(out)[:dataoff],
         exec_seg_base=layout.text_fileoff,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 # --- operand parsing ------------------------------------------------------------------------
 
@@ -42,14 +43,16 @@ class OperandError(Exception):
     """The operand is of the right kind but its value is not allowed (report it)."""
 
 
-@dataclass
 class Context:
     """What one instruction's operands learn while they are parsed."""
 
-    width: int | None = None  # 32 or 64, set by the first register of the form's width
-    values: dict[str, int] = field(default_factory=dict)
-    target: tuple[str, object] | None = None  # ("label", name) or ("address", int)
-    target_field: str | None = None
+    __slots__ = ("width", "values", "target", "target_field")
+
+    def __init__(self, values: dict[str, int] | None = None) -> None:
+        self.width: int | None = None  # 32 or 64, set by the first register of the form's width
+        self.values: dict[str, int] = {} if values is None else values
+        self.target: tuple[str, object] | None = None  # ("label", name) or ("address", int)
+        self.target_field: str | None = None
 
 
 _REG = re.compile(r"^(?:([wx])(\d{1,2})|(wzr|xzr|wsp|sp|fp|lr))$")
@@ -329,6 +332,11 @@ class Form:
     sized: bool = True
     patchable: str | None = None
     writeback: tuple[str, str] | None = None  # (Rt, Rn): must differ unless Rn is sp
+
+    @cached_property
+    def required(self) -> int:
+        """How many operands must be written (the optional ones trail)."""
+        return sum(1 for spec in self.operands if not spec.optional)
 
     def encode(self, values: dict[str, int]) -> int:
         word = self.base

@@ -6,7 +6,8 @@ The file (rules: ``/work/shared/design/macho-arm64.md``; every one is checked by
             load commands    __PAGEZERO, __TEXT(__text), __LINKEDIT, DYLD_INFO_ONLY (empty),
                              SYMTAB, DYSYMTAB, LOAD_DYLINKER, UUID, BUILD_VERSION, MAIN,
                              LOAD_DYLIB libSystem, CODE_SIGNATURE
-            __text           the code, 16-byte aligned right after the load commands
+            (zeros)
+            __text           the code, 16-byte aligned, ending the __TEXT segment (as ld64 does)
     0x4000  __LINKEDIT       symbol table (the global labels), string table, then the
                              code signature at a 16-byte aligned ``dataoff``
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 from exe_coder.codegen.assembler import Assembly
 from exe_coder.codegen.codesign import signature_size
@@ -109,7 +111,7 @@ _COMMANDS_SIZE = (
     + _align(24 + len(LIBSYSTEM_PATH) + 1, 8)  # LC_LOAD_DYLIB
     + 16  # LC_CODE_SIGNATURE
 )
-TEXT_OFFSET = _align(_HEADER.size + _COMMANDS_SIZE, 16)
+HEADER_END = _HEADER.size + _COMMANDS_SIZE
 
 
 def link(assembly: Assembly, *, entry: str = "_main", path: str | None = None) -> Linked:
@@ -117,15 +119,31 @@ def link(assembly: Assembly, *, entry: str = "_main", path: str | None = None) -
     if entry not in assembly.symbols:
         raise UserError(f"entry symbol {entry!r} is not defined", path=path)
     code = assembly.code
-    text_filesize = _align(TEXT_OFFSET + len(code), PAGE_SIZE)
+    exported = tuple(sorted((name, assembly.symbols[name]) for name in set(assembly.globals)))
+    head, text_offset, linkedit_off, linkedit, size = _layout(len(code), assembly.symbols[entry], exported)
+    image = bytearray(size)
+    image[: len(head)] = head
+    image[text_offset : text_offset + len(code)] = code
+    image[linkedit_off : linkedit_off + len(linkedit)] = linkedit
+    return Linked(bytes(image), text_offset, len(code))
+
+
+@lru_cache(maxsize=256)
+def _layout(code_size: int, entry_offset: int, exported: tuple[tuple[str, int], ...]) -> tuple[bytes, int, int, bytes, int]:
+    """Everything but the code, for code of this size: (header + load commands, __text offset,
+    __LINKEDIT offset, symbol and string tables, file size). Memoised: a template's builds share it."""
+    # __text ends the __TEXT segment (as ld64 places it): the bytes before it -- header, load
+    # commands, padding -- are then the same for every operand value.
+    text_filesize = _align(HEADER_END + code_size, PAGE_SIZE)
+    text_offset = (text_filesize - code_size) // 16 * 16
+    text_vmaddr = TEXT_VMADDR + text_offset
 
     # __LINKEDIT: nlist entries for the global labels, their names, then the signature.
     linkedit_off = text_filesize
-    names = sorted(assembly.globals)
     strtab = bytearray(b"\0")
     symtab = bytearray()
-    for name in names:
-        symtab += _NLIST.pack(len(strtab), N_SECT | N_EXT, 1, 0, TEXT_VMADDR + TEXT_OFFSET + assembly.symbols[name])
+    for name, offset in exported:
+        symtab += _NLIST.pack(len(strtab), N_SECT | N_EXT, 1, 0, text_vmaddr + offset)
         strtab += name.encode() + b"\0"
     strtab = bytes(strtab.ljust(_align(len(strtab), 8), b"\0"))
     symoff = linkedit_off
@@ -135,7 +153,7 @@ def link(assembly: Assembly, *, entry: str = "_main", path: str | None = None) -
     linkedit_filesize = dataoff + datasize - linkedit_off
 
     text_section = _SECTION.pack(
-        b"__text", b"__TEXT", TEXT_VMADDR + TEXT_OFFSET, len(code), TEXT_OFFSET, 2, 0, 0,
+        b"__text", b"__TEXT", text_vmaddr, code_size, text_offset, 2, 0, 0,
         S_ATTR_PURE_INSTRUCTIONS | S_ATTR_SOME_INSTRUCTIONS, 0, 0, 0,
     )  # fmt: skip
     commands = b"".join(
@@ -144,23 +162,17 @@ def link(assembly: Assembly, *, entry: str = "_main", path: str | None = None) -
             _segment("__TEXT", TEXT_VMADDR, text_filesize, 0, text_filesize, VM_PROT_READ | VM_PROT_EXECUTE, text_section),
             _segment("__LINKEDIT", TEXT_VMADDR + text_filesize, _align(linkedit_filesize, PAGE_SIZE), linkedit_off, linkedit_filesize, VM_PROT_READ),
             struct.pack("<II10I", LC_DYLD_INFO_ONLY, 48, *[0] * 10),  # no rebases, binds or exports
-            struct.pack("<6I", LC_SYMTAB, 24, symoff, len(names), stroff, len(strtab)),
-            struct.pack("<20I", LC_DYSYMTAB, 80, 0, 0, 0, len(names), len(names), 0, *[0] * 12),
+            struct.pack("<6I", LC_SYMTAB, 24, symoff, len(exported), stroff, len(strtab)),
+            struct.pack("<20I", LC_DYSYMTAB, 80, 0, 0, 0, len(exported), len(exported), 0, *[0] * 12),
             _path_command(LC_LOAD_DYLINKER, DYLD_PATH, struct.pack("<I", 12)),
             struct.pack("<II16s", LC_UUID, 24, b""),  # zero until finalize
             struct.pack("<6I", LC_BUILD_VERSION, 24, PLATFORM_MACOS, MACOS_11_0, MACOS_11_0, 0),
-            struct.pack("<IIQQ", LC_MAIN, 24, TEXT_OFFSET + assembly.symbols[entry], 0),
+            struct.pack("<IIQQ", LC_MAIN, 24, text_offset + entry_offset, 0),
             _path_command(LC_LOAD_DYLIB, LIBSYSTEM_PATH, struct.pack("<IIII", 24, 2, LIBSYSTEM_CURRENT_VERSION, LIBSYSTEM_COMPAT_VERSION)),
             struct.pack("<4I", LC_CODE_SIGNATURE, 16, dataoff, datasize),
         )
     )  # fmt: skip
     assert len(commands) == _COMMANDS_SIZE
     header = _HEADER.pack(MH_MAGIC_64, CPU_TYPE_ARM64, CPU_SUBTYPE_ARM64_ALL, MH_EXECUTE, _N_COMMANDS, len(commands), MH_FLAGS, 0)
-
-    image = bytearray(dataoff + datasize)
-    image[: len(header)] = header
-    image[len(header) : len(header) + len(commands)] = commands
-    image[TEXT_OFFSET : TEXT_OFFSET + len(code)] = code
-    image[symoff : symoff + len(symtab)] = symtab
-    image[stroff : stroff + len(strtab)] = strtab
-    return Linked(bytes(image), TEXT_OFFSET, len(code))
+    linkedit = symtab + strtab
+    return header + commands, text_offset, linkedit_off, bytes(linkedit), dataoff + datasize
