@@ -151,19 +151,21 @@ def run_stage(
     force: bool = False,
     paths: StagePaths | None = None,
     sizes: dict[str, int] | None = None,
-    data_dir: Path | None = None,
-    binaries_dir: Path | None = None,
+    data_dir: Path | None = None,  # default: the folder of the config's train_jsonl
+    binaries_dir: Path | None = None,  # default: outputs/bin/<stage>
     console: Console | None = None,
 ) -> StageResult:
     """Build, train, infer on val and test, evaluate; write the reports. See the module doc."""
     console = console or Console(stderr=True)
     paths = paths or default_paths(stage, config)
-    if not paths.config.is_file():
-        raise UserError("training config not found", paths.config)
-    clock = _Clock(console, stage)
+    from exe_coder.train.config import load_config
 
+    cfg = load_config(paths.config)  # a bad config fails now, not after a long build
+    clock = _Clock(console, stage)
+    # build where the config's training reads, so the two can never disagree
     dataset_dir = clock.run(
-        "build", build_dataset, paths.spec, force=force, sizes=sizes, out_dir=data_dir, binaries_dir=binaries_dir
+        "build", build_dataset, paths.spec, force=force, sizes=sizes,
+        out_dir=data_dir or Path(cfg.data.train_jsonl).parent, binaries_dir=binaries_dir, console=console,
     )
     cfg, run_dir = clock.run("train", _train, paths.config, force, console)
     result = StageResult(stage=stage, dataset_dir=dataset_dir, run_dir=run_dir)
@@ -187,7 +189,7 @@ def run_stage(
         result.reports[split], result.report_files[split] = report, written
         console.print(f"[bold]{stage} {split}[/bold]")
         for line in headline_lines(report):
-            console.print(line, markup=False, highlight=False)
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     result.seconds = clock.seconds
     _write_run_summary(result, paths)
     return result
@@ -222,12 +224,31 @@ def build_dataset(
     sizes: dict[str, int] | None = None,
     out_dir: Path | None = None,
     binaries_dir: Path | None = None,
+    console: Console | None = None,
 ) -> Path:
-    """``exe-coder build`` for ``spec``: the dataset helper's build_stage; returns the data dir."""
-    from exe_coder.dataset.build import build_stage
+    """``exe-coder build`` for ``spec``, skipped when the build there is of this very spec and
+    sizes (its manifest says so); a stale build is replaced. Returns the data folder."""
+    from exe_coder.dataset.build import MANIFEST, build_stage, default_out_dir
+    from exe_coder.spec import load_spec
 
-    result = build_stage(spec, force=force, sizes=sizes, out_dir=out_dir, binaries_dir=binaries_dir)
-    return Path(getattr(result, "out_dir", out_dir or ""))
+    loaded = load_spec(spec)
+    target = Path(out_dir) if out_dir is not None else default_out_dir(loaded.stage)
+    want = {s.name: (sizes or {}).get(s.name, s.size) for s in loaded.splits}
+    manifest = target / MANIFEST
+    if manifest.is_file() and not force:
+        try:
+            m = json.loads(manifest.read_text())
+            current = m["spec"]["sha256"] == loaded.sha256() and m["sizes"] == want and m["quality_ok"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            current = False
+        if current:
+            if console:
+                console.print(f"{target} is up to date with {spec} (--force rebuilds it)")
+            return target
+        if console:
+            console.print(f"{target} was built from another spec or sizes: rebuilding")
+    result = build_stage(loaded, target, binaries_dir, force=True, sizes=sizes)
+    return Path(result.out_dir)
 
 
 # --- acceptance ----------------------------------------------------------------------------

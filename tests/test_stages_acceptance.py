@@ -1,0 +1,58 @@
+"""The stage table and the acceptance run end to end (tiny build, tiny model, few steps)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from exe_coder.errors import UserError
+from exe_coder.paths import CONFIGS_DIR, SPECS_DIR
+from exe_coder.stages import STAGE_CONFIGS, check_outputs, default_paths, run_acceptance
+from exe_coder.train.config import load_config
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+def test_every_stage_has_a_spec_and_a_config_reading_its_data(stage):
+    paths = default_paths(stage)
+    assert paths.spec == SPECS_DIR / f"{stage}.spec" and paths.spec.is_file()
+    config = load_config(paths.config)
+    # the config trains on the data that the stage's build writes
+    assert config.data.train_jsonl.endswith(f"processed/{stage}/train.jsonl")
+    assert config.data.val_jsonl.endswith(f"processed/{stage}/val.jsonl")
+
+
+def test_unknown_stage_and_missing_config_are_user_errors():
+    with pytest.raises(UserError, match="unknown stage 'stage9'"):
+        default_paths("stage9")
+    with pytest.raises(UserError, match="no spec for stage"):
+        default_paths("stage9", config=CONFIGS_DIR / "x.toml")
+
+
+def test_acceptance_end_to_end(tmp_path):
+    sizes = {"train": 16, "val": 8, "test": 8}
+    work = tmp_path / "acceptance"
+    checks, result = run_acceptance(train_n=16, val_n=8, test_n=8, steps=20, work=work)
+    failed = [f"{c.name}: {c.detail}" for c in checks if not c.passed]
+    assert not failed
+    names = {c.name for c in checks}
+    assert {"build train.jsonl", "train metrics.jsonl", "evaluate val report", "oracle scores 1.0"} <= names
+
+    report = json.loads((work / "reports" / "stage0_val.json").read_text())
+    assert report["metrics"]["n"] == 8 and report["baseline"]["mode"] == "regex_baseline"
+    # stage0's prompts carry their operands in digits: the baseline gets every answer
+    assert report["baseline"]["metrics"]["answer_accuracy"] == 1.0
+    assert report["training"]["train_loss_start"] > report["training"]["train_loss_end"]
+    summary = json.loads((work / "reports" / "stage0_run.json").read_text())
+    assert set(summary["seconds"]) == {"build", "train", "infer val", "evaluate val", "infer test", "evaluate test"}
+
+    # the checks can fail: a missing plot and a truncated predictions file are caught
+    (work / "reports" / "stage0_test_slices.png").unlink()
+    pred = work / "predictions" / "stage0_val_model.jsonl"
+    pred.write_text("".join(pred.read_text().splitlines(keepends=True)[:-1]))
+    paths = default_paths("stage0")
+    paths.predictions_dir, paths.reports_dir = work / "predictions", work / "reports"
+    again = {c.name: c.passed for c in check_outputs(result, paths, sizes, work / "data" / "stage0")}
+    assert again["evaluate test report"] is False
+    assert again["infer stage0_val_model.jsonl"] is False
+    assert again["evaluate val report"] is True
