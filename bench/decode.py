@@ -94,50 +94,61 @@ def bench_mask(batch_sizes: list[int], calls: int) -> None:
               f"{med:13.2f} {p99:8.2f} {med / B:10.3f} {p99 / B:10.3f}")
 
 
-def model_size(config: Path | None) -> tuple[dict, str]:
+def model_size(config: Path | None) -> tuple[dict, tuple[int, int], str]:
+    """The ``[model]`` size and decode bounds of ``config`` (default: the first stage1 config)."""
     if config is None:
         found = sorted(CONFIGS_DIR.glob("*stage1*.toml")) if CONFIGS_DIR.is_dir() else []
         config = found[0] if found else None
     if config is None:
-        return SEED_MODEL, "the seed README's [model] (no stage1 config found)"
+        return SEED_MODEL, (-1000, 1000), "the seed README's [model] (no stage1 config found)"
     from exe_coder.train.config import load_config
 
-    m = load_config(config).model
-    return {"layers": m.layers, "hidden_size": m.hidden_size, "heads": m.heads, "seq_len": m.seq_len,
-            "mlp_ratio": m.mlp_ratio, "position": m.position, "tie_embeddings": m.tie_embeddings}, str(config)
+    cfg = load_config(config)
+    m = cfg.model
+    size = {"layers": m.layers, "hidden_size": m.hidden_size, "heads": m.heads, "seq_len": m.seq_len,
+            "mlp_ratio": m.mlp_ratio, "position": m.position, "tie_embeddings": m.tie_embeddings}
+    return size, (cfg.data.decode_min_int, cfg.data.decode_max_int), str(config)
 
 
 def bench_end_to_end(config: Path | None, n_prompts: int, batch_size: int, repeats: int) -> None:
-    size, source = model_size(config)
+    size, (lo, hi), source = model_size(config)
     mx.random.seed(0)
     model = Transformer(**size)
     model.eval()
     mx.eval(model.parameters())
-    g = grammar_mod.compile_grammar(-1000, 1000)
+    g = grammar_mod.compile_grammar(lo, hi)
     rng = random.Random(0)
     prompts = [rng.choice(PHRASES).format(a=rng.randint(-1000, 1000), b=rng.randint(-1000, 1000)) for _ in range(n_prompts)]
     batches = [prompts[i : i + batch_size] for i in range(0, n_prompts, batch_size)]
     print(f"end to end: {count_parameters(model):,}-parameter model ({source}), random init, "
-          f"{n_prompts} prompts in batches of {batch_size}, greedy, best of {repeats}")
+          f"bounds [{lo}, {hi}], {n_prompts} prompts in batches of {batch_size}, greedy, {repeats} runs")
 
     steps = [max(len(t) for t in generate(model, b, g).tokens) for b in batches]  # warm-up, and the step counts
+    generate(model, batches[0], None, max_tokens=steps[0])
 
-    def run(constrained: bool) -> float:
-        t0 = time.perf_counter()
-        for batch, n in zip(batches, steps):
-            generate(model, batch, g if constrained else None, max_tokens=n)
-        return time.perf_counter() - t0
-
-    best = {True: float("inf"), False: float("inf")}
+    # Every batch decoded both ways, in shuffled order, `repeats` times: a shared machine's load
+    # then falls on both alike. Per-batch times; a run's time is the sum over batches.
+    times: dict[bool, list[list[float]]] = {True: [], False: []}
+    order = random.Random(1)
     for _ in range(repeats):
-        for c in (False, True):
-            best[c] = min(best[c], run(c))
+        run = {True: [], False: []}
+        for batch, n in zip(batches, steps):
+            for constrained in order.sample([True, False], 2):
+                t0 = time.perf_counter()
+                generate(model, batch, g if constrained else None, max_tokens=n)
+                run[constrained].append(time.perf_counter() - t0)
+        for c in (True, False):
+            times[c].append(run[c])
     tokens = sum(n * len(b) for b, n in zip(batches, steps))
+    total = {c: [sum(r) for r in times[c]] for c in times}
     for c, name in ((False, "unconstrained"), (True, "constrained")):
-        print(f"  {name:14s} {n_prompts / best[c]:9.1f} prompts/s   {best[c] / sum(steps) * 1e3:7.2f} ms/step")
-    over = (best[True] - best[False]) / tokens * 1e6
-    print(f"  constrained / unconstrained time: {best[True] / best[False]:.3f}x; "
-          f"difference {over:.2f} us a token ({tokens} tokens, {sum(steps)} steps)")
+        med, best = statistics.median(total[c]), min(total[c])
+        print(f"  {name:14s} {n_prompts / med:9.1f} prompts/s median ({n_prompts / best:.1f} best)   "
+              f"{med / sum(steps) * 1e3:7.2f} ms/step")
+    diff = [(tc - tu) / tokens * 1e6 for tc, tu in zip(total[True], total[False])]
+    print(f"  constrained / unconstrained time (median runs): {statistics.median(total[True]) / statistics.median(total[False]):.3f}x; "
+          f"difference a token: median {statistics.median(diff):.2f} us over {repeats} paired runs "
+          f"({tokens} tokens, {sum(steps)} steps a run)")
 
 
 def main() -> None:
@@ -146,7 +157,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--mask-calls", type=int, default=3000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
     print(f"mlx {mx.__version__}, device {mx.default_device()}, "
           f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '') or '(none)'}")
