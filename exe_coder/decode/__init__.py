@@ -1,0 +1,9 @@
+"""Decoding: prompt in, patch text out, executable back (Track A).
+
+    grammar.py         grammar/track_a.lark -> token masks (allowed, next_state) for given bounds; parse
+    generate.py        batched, KV-cached generation in MLX, masked on device; greedy or seeded sampling
+    reconstruct.py     patch text -> the template's image with new operands, finalized
+    infer.py           predictors (model, oracle, regex baseline) -> reconstruct -> verify -> Prediction
+    prediction.py      the Prediction record (shared contract)
+    regex_baseline.py  the rule-based baseline's operand extraction (owned by evaluation)
+"""
