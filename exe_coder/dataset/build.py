@@ -85,6 +85,9 @@ def build_stage(
     jobs = jobs or os.cpu_count() or 1
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {jobs}")
+    unknown = sorted(set(sizes or {}) - set(SPLITS))
+    if unknown:
+        raise UserError(f"unknown split(s) in sizes: {', '.join(unknown)}; splits are {', '.join(SPLITS)}")
     split_sizes: dict[Split, int] = {s: (sizes or {}).get(s, spec.split(s).size) for s in SPLITS}
     for s, n in split_sizes.items():
         if n < 1:
