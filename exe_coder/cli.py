@@ -39,6 +39,92 @@ def assemble_cmd(
     typer.echo(f"{written.path}  {written.size} bytes  sha256 {written.sha256}")
 
 
+def _read_binary(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise UserError("is a directory, not a binary", path=path) from None
+    except OSError as err:
+        raise UserError(f"cannot read: {err.strerror}", path=path) from None
+
+
+@app.command("verify")
+def verify_cmd(
+    file: Path = typer.Argument(..., help="The executable to judge (any bytes at all)."),
+    expect: str | None = typer.Option(None, "--expect", help="Expected stdout, e.g. 13 (a trailing newline is added if absent)."),
+    run: str = typer.Option("auto", "--run", help="auto (native on an Apple Silicon Mac, else emulated), native or emulate."),
+    max_instructions: int = typer.Option(100_000, "--max-instructions", min=1, help="Emulator instruction budget (then: timeout)."),
+    timeout: float = typer.Option(2.0, "--timeout", min=0.001, help="Wall-clock limit in seconds (then: timeout)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the Outcome as one JSON object."),
+) -> None:
+    """Validate, check the signature, run (natively or emulated) and compare: print the Outcome.
+
+    Exit status: 0 when the Outcome is ok; 1 for any other Outcome (invalid_macho:<rule>,
+    bad_signature, crash, timeout, bad_syscall, nonzero_exit, wrong_output); 2 for bad input.
+    """
+    import json
+
+    from exe_coder.runtime.describe import describe_outcome
+    from exe_coder.runtime.native import native_available
+    from exe_coder.runtime.verify import verify
+
+    modes = {"auto": None, "native": True, "emulate": False}
+    if run not in modes:
+        raise UserError(f"--run must be one of {', '.join(modes)}, not {run!r}")
+    if run == "native" and not native_available():
+        raise UserError("--run native needs an Apple Silicon Mac (macOS arm64); use --run emulate")
+    expected = None if expect is None else (expect if expect.endswith("\n") else expect + "\n")
+    image = _read_binary(file)
+    outcome = verify(image, expected, max_instructions=max_instructions, native=modes[run], timeout_s=timeout)
+    if as_json:
+        record = outcome.model_dump(mode="python")
+        record.update(kind=outcome.kind.value, label=outcome.label, stdout=outcome.stdout.decode("latin-1"))
+        typer.echo(json.dumps(record, sort_keys=True))
+    else:
+        typer.echo("\n".join(describe_outcome(outcome)))
+    raise typer.Exit(0 if outcome.stdout_correct else 1)
+
+
+@app.command("inspect")
+def inspect_cmd(file: Path = typer.Argument(..., help="The executable to describe.")) -> None:
+    """Print the header, load commands, rule verdict, code-signature summary and __text disassembly.
+
+    Exit status: 0 when every structural rule holds and the signature verifies, 1 otherwise, 2
+    for a missing or unreadable file.
+    """
+    from exe_coder.runtime.describe import inspect_image
+
+    inspection = inspect_image(_read_binary(file), str(file))
+    typer.echo("\n".join(inspection.lines))
+    raise typer.Exit(0 if inspection.valid else 1)
+
+
+@app.command("selfcheck")
+def selfcheck_cmd(
+    template: str = typer.Option("add", "--template", help="Template name under templates/ (NAME.s.j2)."),
+) -> None:
+    """Phase-A checks on this host: determinism, patch == build, LIEF layout, golden a+b (emulated,
+    and natively on a Mac), and that the verifier refuses a tampered binary. Exit 1 on any failure."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from exe_coder.runtime.selfcheck import run_selfcheck
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("selfcheck", total=None)
+        checks = run_selfcheck(template, progress=lambda name: bar.update(task, description=name))
+    table = Table("check", "result", "detail", title=f"exe-coder selfcheck ({template})")
+    for check in checks:
+        table.add_row(check.name, "[green]PASS[/green]" if check.passed else "[red]FAIL[/red]", check.detail)
+    Console().print(table)
+    failed = sum(not c.passed for c in checks)
+    typer.echo(f"{len(checks) - failed}/{len(checks)} checks passed")
+    raise typer.Exit(1 if failed else 0)
+
+
 # --- datasets: build (issue 3) -----------------------------------------------------------------
 
 
@@ -65,6 +151,47 @@ def build_cmd(
 
 
 # --- training: train (issue 4) -----------------------------------------------------------------
+
+
+@app.command("train")
+def train_command(
+    config: Path = typer.Option(..., "--config", help="Training config, e.g. configs/sft_stage0_overfit.toml."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in the output dir from its last save."),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Override [train].max_steps."),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Override [run].output_dir."),
+    eval_hook: bool = typer.Option(
+        True, "--eval-hook/--no-eval-hook",
+        help="Every [train].full_eval_every-th eval also decodes with the grammar, reconstructs and verifies.",
+    ),
+) -> None:
+    """Train a model from a TOML config (Track A SFT); checkpoints and metrics.jsonl go to the output dir."""
+    from exe_coder.train.blas import ensure_optimized_blas
+
+    ensure_optimized_blas(lambda line: typer.echo(line, err=True))
+    from exe_coder.train.config import load_config
+    from exe_coder.train.loop import train
+
+    cfg = load_config(config)
+    if max_steps is not None:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": max_steps})})
+    if out_dir is not None:
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"output_dir": str(out_dir)})})
+    hook = None
+    if eval_hook and cfg.run.phase == "sft":
+        from exe_coder.decode.grammar import compile_grammar
+        from exe_coder.decode.infer import make_eval_hook
+        from exe_coder.train.data import load_examples
+
+        hook = make_eval_hook(
+            load_examples(cfg.data.val_jsonl),
+            compile_grammar(cfg.data.decode_min_int, cfg.data.decode_max_int),
+            limit=cfg.train.eval_max_samples,
+        )
+    result = train(cfg, resume=resume, eval_hook=hook)
+    typer.echo(
+        f"{result.out_dir}: {result.steps} steps, best val exact match {max(result.best_val_exact_match, 0.0):.4f} "
+        f"at step {result.best_step}, {result.wall_s:.0f} s"
+    )
 
 
 # --- inference and evaluation: infer, generate, evaluate, run-stage, acceptance (issue 5) -------
