@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from exe_coder.codegen import isa
 from exe_coder.codegen.assembler import assemble
-from exe_coder.codegen.disasm import decode_word
+from exe_coder.codegen.disasm import decode_word, disassemble
 from exe_coder.errors import UserError
 
 ORIGIN = 0x1000_0000  # instructions sit here, so every branch target is a positive address
@@ -239,3 +239,14 @@ def test_patch_site_apply_and_extract_round_trip(value: int) -> None:
     direct = assemble(f"  movz w9, #{value & 0xFFFF}\n  movk w9, #{value >> 16}, lsl #16\n").code
     assert b"".join(w.to_bytes(4, "little") for w in patched) == direct
     assert sum(site.extract(w) for site, w in zip(asm.patch_sites, patched)) == value
+
+
+def test_disassemble_keeps_going_past_bad_words() -> None:
+    code = assemble("  nop\n  svc #0x80\n").code
+    lines = disassemble(code[:4] + b"\xff\xff\xff\xff" + code[4:] + b"\x01\x02", 0x1000)
+    assert lines == [
+        "0x1000  d503201f  nop",
+        "0x1004  ffffffff  .word 0xffffffff",
+        "0x1008  d4001001  svc #0x80",
+        "0x100c            .byte 0x01, 0x02",
+    ]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import lief
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exe_coder.codegen import macho
 from exe_coder.codegen.assembler import assemble
@@ -168,3 +170,19 @@ def test_finalize_reproduces_zig_signature_and_uuid(tmp_path: Path) -> None:
     blank[layout.uuid_at : layout.uuid_at + 16] = bytes(16)
     blank[layout.dataoff :] = bytes(len(theirs) - layout.dataoff)
     assert finalize(bytes(blank), identifier="prog", page_shift=14) == theirs
+
+
+@settings(max_examples=200, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, 0x300), st.integers(0, 255)), min_size=1, max_size=8), cut=st.integers(0, 20000))
+def test_finalize_on_mutated_images_returns_or_raises_value_error(image: bytes, edits, cut: int) -> None:
+    """Track B hands finalize whatever bytes a model wrote: it must answer with an image or a
+    ValueError, never another exception. Edits land in the header and load commands."""
+    mutated = bytearray(image[:cut] if cut < len(image) else image)
+    for offset, value in edits:
+        if offset < len(mutated):
+            mutated[offset] = value
+    try:
+        out = finalize(bytes(mutated))
+    except ValueError:
+        return
+    assert len(out) == len(mutated)

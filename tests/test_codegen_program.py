@@ -46,6 +46,7 @@ def test_load_is_cached_and_describes_the_operands(add: ProgramTemplate) -> None
 @example(a=-1, b=1)
 def test_golden_binary_prints_the_sum(add: ProgramTemplate, a: int, b: int) -> None:
     image = add.build(a=a, b=b)
+    assert lief.MachO.check_layout(lief.MachO.parse(list(image)).at(0))[0]
     outcome = verify(image, f"{a + b}\n", native=False)
     assert outcome.stdout_correct, (a, b, outcome)
     assert outcome.exit_code == 0
