@@ -160,3 +160,41 @@ def test_stage3_writes_numbers_in_words_that_read_back():
     for d in spoken:
         left, right = d.prompt.split(" plus ")
         assert (from_words(left), from_words(right)) == (d.a, d.b)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lo=st.integers(-400, -20),
+    hi=st.integers(20, 400),
+    cut=st.integers(5, 15),
+    seed=st.integers(0, 2**31),
+    n=st.tuples(st.integers(1, 60), st.integers(1, 40), st.integers(1, 40)),
+)
+def test_any_feasible_spec_samples_to_a_dataset_that_passes_its_quality_checks(tmp_path_factory, lo, hi, cut, seed, n):
+    from exe_coder.dataset.quality import assess
+    from exe_coder.dataset.records import Example, patch_text
+
+    top = max(-lo, hi)
+    text = (
+        SPEC.replace("operands -50..50", f"operands {lo}..{hi}")
+        .replace("core 0..39", f"core 0..{cut - 1}")
+        .replace("heldout 40..50", f"heldout {cut}..{top}")
+        .replace("seed 7", f"seed {seed}")
+        .replace("min -50 max 50", f"min {lo} max {hi}")
+    )
+    spec = load_spec(write_spec(tmp_path_factory.mktemp("p"), text))
+    sizes = dict(zip(("train", "val", "test"), n))
+    draws = sample_stage(spec, sizes)
+    records = {
+        split: [
+            Example(
+                id=d.id, split=d.split, prompt=d.prompt, template_id=d.template_id, a=d.a, b=d.b,
+                expected_stdout=f"{d.a + d.b}\n", target=patch_text(d.a, d.b), sign_pattern=d.sign_pattern,
+                magnitude_pair=d.magnitude_pair, binary_path=None, binary_sha256="0" * 64,
+            )
+            for d in ds
+        ]
+        for split, ds in draws.items()
+    }
+    report = assess(spec, records, sizes)
+    assert report.ok, report.failures()
