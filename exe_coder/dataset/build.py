@@ -160,7 +160,8 @@ class _Staging:
         for dest, tmp in reversed(self.pairs):
             old = None
             if dest.exists():
-                assert force or not any(dest.iterdir())
+                if not force and any(dest.iterdir()):
+                    raise UserError(f"{dest} was filled while this build ran; pass --force to replace it")
                 old = self._temp(dest, "replaced")
                 dest.rename(old)
             tmp.rename(dest)
@@ -341,7 +342,7 @@ def _write_outputs(
     dest_out, dest_bin = staging.pairs[0][0], staging.pairs[1][0]
     manifest = {
         "stage": spec.stage,
-        "spec": {"path": spec.path, "sha256": spec.sha256()},
+        "spec": {"path": _repo_relative(spec.path), "sha256": spec.sha256()},
         "seed": spec.seed,
         "program": spec.program,
         "toolchain": toolchain(spec.program),
@@ -359,6 +360,15 @@ def _write_outputs(
     }
     (staging.out_tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def _repo_relative(path: str) -> str:
+    """A path inside the repository as a repository-relative one, so manifests do not depend
+    on where the repository lies or how the spec was named on the command line."""
+    try:
+        return Path(path).resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return path
 
 
 def _walk(path: Path) -> Iterator[Path]:
