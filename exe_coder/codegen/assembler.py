@@ -21,6 +21,7 @@ import re
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from exe_coder.codegen import isa
 from exe_coder.errors import UserError
@@ -95,8 +96,7 @@ def _split_operands(text: str) -> list[str]:
     return parts
 
 
-@dataclass(frozen=True)
-class _Parsed:
+class _Parsed(NamedTuple):  # a NamedTuple: made on every memo miss, so cheap to create
     form: isa.Form
     word: int  # the encoding with the branch-offset field (if any) still zero
     target: tuple[str, object] | None
@@ -164,8 +164,7 @@ def _parse_instruction(mnemonic: str, operand_text: str) -> _Parsed:
     raise _LineError(f"invalid operands for {mnemonic}: {best[1]}")
 
 
-@dataclass(frozen=True)
-class _Line:
+class _Line(NamedTuple):
     """What one source line holds, independent of where it sits (so it can be memoised)."""
 
     labels: tuple[tuple[str, int], ...] = ()  # (name, column)
@@ -181,17 +180,18 @@ _EMPTY = _Line()
 @lru_cache(maxsize=16384)
 def _scan_line(raw: str) -> _Line:
     code, sep, comment = raw.partition("//")
-    if not code.strip() and not (sep and _PATCH_LOOSE.match(comment)):
+    annotated = sep and "patch:" in comment and _PATCH_LOOSE.match(comment)
+    if not annotated and not code.strip():
         return _EMPTY
     labels = []
     pos = 0
-    while m := _LABEL.match(code, pos):
+    while ":" in code and (m := _LABEL.match(code, pos)):
         labels.append((m.group(1), m.start(1) + 1))
         pos = m.end()
     body = code[pos:].strip()
     column = len(code) - len(code[pos:].lstrip()) + 1
     patch = None
-    if sep and _PATCH_LOOSE.match(comment):
+    if annotated:
         m = _PATCH.match(comment)
         if m is None:
             raise _LineError("malformed patch annotation; write '// patch: NAME[HI:LO]'")

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 # --- operand parsing ------------------------------------------------------------------------
 
@@ -58,6 +58,7 @@ class Context:
 _REG = re.compile(r"^(?:([wx])(\d{1,2})|(wzr|xzr|wsp|sp|fp|lr))$")
 
 
+@lru_cache(maxsize=1024)
 def parse_register(text: str) -> tuple[int, int, str]:
     """'x9' -> (64, 9, 'gpr'); 'wzr' -> (32, 31, 'zr'); 'sp' -> (64, 31, 'sp')."""
     m = _REG.match(text.strip().lower())
