@@ -91,15 +91,15 @@ def _round_up(value: int, align: int) -> int:
     return -(-value // align) * align
 
 
-def _changed_spans(old: bytes, new: bytes, word: int = 8) -> list[tuple[int, int]]:
-    """Byte ranges [lo, hi) where two equal-length, word-aligned buffers differ (merged when adjacent)."""
+def _changed_spans(old: bytes, new: bytes, word: int = 8, gap: int = 64) -> list[tuple[int, int]]:
+    """Byte ranges [lo, hi) where two equal-length, word-aligned buffers differ (merged across small gaps)."""
     if old == new:
         return []
     differs = np.flatnonzero(np.frombuffer(old, np.uint64) != np.frombuffer(new, np.uint64))
     spans: list[tuple[int, int]] = []
     for i in differs.tolist():
         lo = i * word
-        if spans and spans[-1][1] == lo:
+        if spans and lo - spans[-1][1] <= gap:
             spans[-1] = (spans[-1][0], lo + word)
         else:
             spans.append((lo, lo + word))
@@ -142,12 +142,21 @@ class _Engine:
         self.done_before_block = 0  # instructions in blocks that finished before the current one
         self.block_start = 0
         self.block_len = 0
+        self.over_budget = False
 
     # --- hooks (they never raise: an exception inside a unicorn callback is lost or fatal) ---
 
     def _on_block(self, uc: Uc, address: int, size: int, _user: object) -> None:
-        self.done_before_block += self.block_len
-        self.block_start, self.block_len = address, size // 4
+        # The instruction budget is kept here, one check a translated block, rather than with
+        # emu_start's `count`: `count` instruments every instruction and makes translating a
+        # block ~3x dearer, and a patched program retranslates its first block on every run.
+        done = self.done_before_block + self.block_len
+        length = size // 4
+        if done + length > self.budget:
+            self.over_budget = True
+            uc.emu_stop()  # stops before this block runs
+            length = 0
+        self.done_before_block, self.block_start, self.block_len = done, address, length
 
     def _on_bad_access(self, uc: Uc, access: int, address: int, size: int, value: int, _user: object) -> bool:
         self.fault = f"{ACCESS_NAMES.get(access, 'access to')} 0x{address:x}"
@@ -218,11 +227,14 @@ class _Engine:
         for index, (start, size, prot, content) in enumerate(regions):
             image = content.ljust(size, b"\0")  # zeros past the file bytes, as the kernel maps them
             old = self.contents[index] if index < len(self.contents) else None
-            spans = [(0, size)] if old is None or prot & UC_PROT_WRITE else _changed_spans(old, image)
-            for lo, hi in spans:
-                uc.mem_write(start + lo, image[lo:hi])
-                if prot & UC_PROT_EXEC:
-                    # mem_write does not reliably drop code translated from these bytes: drop it here
+            if old is not None and not prot & UC_PROT_WRITE and image == old:
+                continue
+            uc.mem_write(start, image)  # one copy of every byte: nothing of the last program survives
+            if prot & UC_PROT_EXEC:
+                # mem_write does not reliably drop code translated from the bytes it overwrites:
+                # drop exactly what changed (everything, the first time or when writable)
+                stale = [(0, size)] if old is None or prot & UC_PROT_WRITE else _changed_spans(old, image)
+                for lo, hi in stale:
                     uc.ctl_remove_cache(start + lo, start + hi)
             if index < len(self.contents):
                 self.contents[index] = image
@@ -233,6 +245,7 @@ class _Engine:
     def run(self, f: MachO, max_instructions: int, timeout_s: float) -> Execution:
         uc = self.uc
         self._reset_run()
+        self.budget = max_instructions
         entry = f.entry_address()
         if entry is None:
             return Execution(Ending.CRASHED, detail="no entry point")
@@ -264,7 +277,7 @@ class _Engine:
         self.watchdog.arm(timeout_s)
         error: UcError | None = None
         try:
-            uc.emu_start(entry, RETURN_SENTINEL, count=max_instructions)
+            uc.emu_start(entry, RETURN_SENTINEL)
         except UcError as err:
             error = err
         finally:
@@ -273,21 +286,24 @@ class _Engine:
         return self._ending(pc, error, timed_out, max_instructions, timeout_s)
 
     def _ending(self, pc: int, error: UcError | None, timed_out: bool, budget: int, timeout_s: float) -> Execution:
-        ran = self.done_before_block
-        in_block = (pc - self.block_start) // 4
+        # instructions run: every finished block, plus the current one up to pc (when pc is in it)
+        in_block = (pc - self.block_start) // 4 if self.block_start <= pc < self.block_start + 4 * self.block_len else self.block_len
+        ran = self.done_before_block + in_block
         facts = dict(stdout=bytes(self.stdout), stderr=bytes(self.stderr), refused=tuple(self.refused))
         if self.exit_code is not None:  # stopped inside the exit svc; pc is past it
-            return Execution(Ending.EXITED, exit_code=self.exit_code, instructions=ran + in_block, **facts)
+            return Execution(Ending.EXITED, exit_code=self.exit_code, instructions=ran, **facts)
         if self.fault is not None or error is not None:
             where = self.fault or "fault"
             why = f"{where} (pc 0x{pc:x})" if error is None else f"{where}: {error} (pc 0x{pc:x})"
-            return Execution(Ending.CRASHED, instructions=ran + max(in_block, 0), detail=why, **facts)
+            return Execution(Ending.CRASHED, instructions=ran, detail=why, **facts)
         if pc == RETURN_SENTINEL:
             status = self.uc.reg_read(a64.UC_ARM64_REG_X0) & 0xFF
-            return Execution(Ending.EXITED, exit_code=status, instructions=ran + self.block_len, detail="returned from main", **facts)
+            return Execution(Ending.EXITED, exit_code=status, instructions=ran, detail="returned from main", **facts)
         if timed_out:
-            return Execution(Ending.TIMED_OUT, instructions=ran + max(in_block, 0), detail=f"wall clock over {timeout_s:g} s", **facts)
-        return Execution(Ending.TIMED_OUT, instructions=budget, detail=f"instruction budget of {budget} spent", **facts)
+            return Execution(Ending.TIMED_OUT, instructions=ran, detail=f"wall clock over {timeout_s:g} s", **facts)
+        if self.over_budget:
+            return Execution(Ending.TIMED_OUT, instructions=ran, detail=f"instruction budget of {budget} spent", **facts)
+        return Execution(Ending.CRASHED, instructions=ran, detail=f"emulation stopped at pc 0x{pc:x} for no known reason", **facts)
 
 
 class _Watchdog:
