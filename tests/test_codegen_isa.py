@@ -250,3 +250,16 @@ def test_disassemble_keeps_going_past_bad_words() -> None:
         "0x1008  d4001001  svc #0x80",
         "0x100c            .byte 0x01, 0x02",
     ]
+
+
+def test_syntax_variants_assemble_alike() -> None:
+    """Tabs, upper case, several labels on one line, a label before an instruction, .section."""
+    plain = assemble("  .text\nstart:\n  movz w9, #17\n  b start\n")
+    variant = assemble(
+        "\t.section __TEXT,__text,regular,pure_instructions\n"
+        "// a comment line\n"
+        "start: other:\tMOVZ\tW9, #0x11   // trailing comment\n"
+        "\tB start\n"
+    )
+    assert variant.code == plain.code
+    assert variant.symbols == {"start": 0, "other": 0}
