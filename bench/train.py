@@ -1,0 +1,222 @@
+"""Training throughput of the stage1 model: MLX (reference BLAS, optimised BLAS) vs PyTorch CPU.
+
+    uv run python bench/train.py [--config configs/sft_stage1_pilot.toml] [--steps 20]
+
+Each measurement runs in its own subprocess (LD_PRELOAD must be set before the process
+starts), on random token batches of the config's batch size and a typical Track A sequence
+length, timing full training steps (forward, backward, AdamW update) after warmup. Prints
+tokens/s for each and the ratios in one run. PyTorch is a benchmark-only dependency:
+
+    uv pip install /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+    (or: uv pip install torch --index-url https://download.pytorch.org/whl/cpu)
+
+The machine may be shared: figures are noisy; compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SEQ_LEN = 64  # a typical Track A row: ~45 prompt bytes + ~14 target tokens + BOS/SEP, bucketed
+
+
+def bench_mlx(config_path: str, steps: int) -> dict:
+    import time
+    from functools import partial
+
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+
+    from exe_coder.model.transformer import Transformer
+    from exe_coder.train.config import load_config
+
+    cfg = load_config(config_path)
+    B, T = cfg.train.batch_size, SEQ_LEN
+    mx.random.seed(0)
+    model = Transformer.from_config(cfg.model)
+    optimizer = optim.AdamW(learning_rate=1e-3, weight_decay=cfg.optimizer.weight_decay)
+    optimizer.init(model.trainable_parameters())
+    mx.eval(model.parameters())
+
+    def loss_fn(model, x, y):
+        return nn.losses.cross_entropy(model(x), y).mean()
+
+    loss_and_grad = nn.value_and_grad(model, loss_fn)
+    state = [model.state, optimizer.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(x, y):
+        loss, grads = loss_and_grad(model, x, y)
+        grads, _ = optim.clip_grad_norm(grads, 1.0)
+        optimizer.update(model, grads)
+        return loss
+
+    x = mx.random.randint(0, 256, (B, T))
+    y = mx.random.randint(0, 256, (B, T))
+    for _ in range(3):
+        mx.eval(step(x, y), state)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        mx.eval(step(x, y), state)
+    dt = (time.perf_counter() - t0) / steps
+    return {"tokens_per_sec": B * T / dt, "ms_per_step": dt * 1000}
+
+
+def bench_torch(config_path: str, steps: int) -> dict:
+    import math
+    import time
+
+    import torch
+    import torch.nn as tnn
+    import torch.nn.functional as F
+
+    from exe_coder.train.config import load_config
+
+    cfg = load_config(config_path).model
+    B, T = load_config(config_path).train.batch_size, SEQ_LEN
+    torch.manual_seed(0)
+    hd = cfg.hidden_size // cfg.heads
+
+    def rope(x):  # x [B, H, T, D], rotate-half convention as mx.fast.rope(traditional=False)
+        half = hd // 2
+        freqs = cfg.rope_theta ** (-torch.arange(half, dtype=torch.float32) / half)
+        ang = torch.arange(x.shape[2], dtype=torch.float32)[:, None] * freqs[None]
+        cos, sin = ang.cos(), ang.sin()
+        x1, x2 = x[..., :half], x[..., half:]
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+    class Block(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            d = cfg.hidden_size
+            self.n1, self.n2 = tnn.RMSNorm(d), tnn.RMSNorm(d)
+            self.qkv = tnn.Linear(d, 3 * d, bias=False)
+            self.out = tnn.Linear(d, d, bias=False)
+            self.up = tnn.Linear(d, cfg.mlp_ratio * d, bias=False)
+            self.down = tnn.Linear(cfg.mlp_ratio * d, d, bias=False)
+
+        def forward(self, x):
+            b, t, d = x.shape
+            q, k, v = self.qkv(self.n1(x)).split(d, dim=-1)
+            q, k, v = (z.view(b, t, cfg.heads, hd).transpose(1, 2) for z in (q, k, v))
+            o = F.scaled_dot_product_attention(rope(q), rope(k), v, is_causal=True)
+            x = x + self.out(o.transpose(1, 2).reshape(b, t, d))
+            return x + self.down(F.gelu(self.up(self.n2(x)), approximate="tanh"))
+
+    class Model(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = tnn.Embedding(260, cfg.hidden_size)
+            self.blocks = tnn.ModuleList([Block() for _ in range(cfg.layers)])
+            self.norm = tnn.RMSNorm(cfg.hidden_size)
+
+        def forward(self, x):
+            h = self.embed(x)
+            for blk in self.blocks:
+                h = blk(h)
+            return self.norm(h) @ self.embed.weight.T
+
+    model = Model()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randint(0, 256, (B, T))
+    y = torch.randint(0, 256, (B, T))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x).reshape(-1, 260), y.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    dt = (time.perf_counter() - t0) / steps
+    del math
+    return {"tokens_per_sec": B * T / dt, "ms_per_step": dt * 1000, "threads": torch.get_num_threads()}
+
+
+def run_child(kind: str, config: str, steps: int, env_extra: dict[str, str], drop_preload: bool) -> dict | None:
+    env = dict(os.environ)
+    env.update(env_extra)
+    env["EXE_CODER_NO_BLAS_PRELOAD"] = "1"
+    if drop_preload:
+        env.pop("LD_PRELOAD", None)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--config", config, "--steps", str(steps)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        print(f"  {kind}: failed\n{proc.stderr.strip()[-2000:]}")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(REPO / "configs" / "sft_stage1_pilot.toml"))
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--child", choices=["mlx", "torch"])
+    args = parser.parse_args()
+
+    if args.child == "mlx":
+        print(json.dumps(bench_mlx(args.config, args.steps)))
+        return
+    if args.child == "torch":
+        print(json.dumps(bench_torch(args.config, args.steps)))
+        return
+
+    from exe_coder.model.transformer import Transformer, count_parameters
+    from exe_coder.train.blas import find_openblas
+    from exe_coder.train.config import load_config
+
+    cfg = load_config(args.config)
+    n_params = count_parameters(Transformer.from_config(cfg.model))
+    m = cfg.model
+    print(
+        f"model {Path(args.config).name}: {m.layers} layers x {m.hidden_size} wide, {m.heads} heads, "
+        f"{n_params:,} parameters; batch {cfg.train.batch_size} x {SEQ_LEN} tokens; {args.steps} timed steps"
+    )
+    results: dict[str, dict | None] = {}
+    results["mlx reference BLAS"] = run_child("mlx", args.config, args.steps, {}, drop_preload=True)
+    blas = find_openblas()
+    if blas is None:
+        print("  no OpenBLAS installed (apt install libopenblas0-pthread): optimised-BLAS run skipped")
+        results["mlx optimised BLAS"] = None
+    else:
+        results["mlx optimised BLAS"] = run_child("mlx", args.config, args.steps, {"LD_PRELOAD": str(blas)}, False)
+    try:
+        import torch  # noqa: F401
+
+        results["pytorch cpu"] = run_child("torch", args.config, args.steps, {}, drop_preload=True)
+    except ImportError:
+        print("  torch is not installed (benchmark-only): uv pip install "
+              "/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
+        results["pytorch cpu"] = None
+
+    for name, r in results.items():
+        if r is not None:
+            print(f"  {name:20s} {r['tokens_per_sec']:>10,.0f} tokens/s  {r['ms_per_step']:8.1f} ms/step")
+    ref, fast, pt = (results[k] for k in ("mlx reference BLAS", "mlx optimised BLAS", "pytorch cpu"))
+    if ref and fast:
+        print(f"  optimised / reference BLAS: {fast['tokens_per_sec'] / ref['tokens_per_sec']:.1f}x")
+    if fast and pt:
+        ratio = fast["tokens_per_sec"] / pt["tokens_per_sec"]
+        print(f"  MLX (optimised BLAS) / PyTorch: {ratio:.2f}x  (aim >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""A small decoder-only transformer in MLX (mlx-lm style): pre-norm blocks, RoPE, tied embeddings.
+
+``model(tokens[B, T], cache=None, pad_left=None) -> logits[B, T, V]``.
+
+``pad_left[B]`` counts left-padding tokens per row (batched generation pads prompts on the
+left): those keys are masked out, and positions are shifted so that each row's first real token
+is position 0 -- so a padded row computes exactly what it would alone. With a cache, pass the
+same ``pad_left`` on every call of one generation (the cache also remembers the first one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from exe_coder.model.tokenizer import VOCAB_SIZE
+
+
+class KVCache:
+    """Keys and values seen so far for one layer (``update_and_fetch`` as in mlx-lm).
+
+    Grows in steps of 256 positions so incremental decoding does not copy the cache each token.
+    """
+
+    step = 256
+
+    def __init__(self) -> None:
+        self.keys: mx.array | None = None
+        self.values: mx.array | None = None
+        self.offset = 0
+        self.pad_left: mx.array | None = None
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        prev = self.offset
+        n = keys.shape[2]
+        if self.keys is None or prev + n > self.keys.shape[2]:
+            B, H, _, D = keys.shape
+            grow = ((n + self.step - 1) // self.step) * self.step
+            new_k = mx.zeros((B, H, grow, D), keys.dtype)
+            new_v = mx.zeros((B, H, grow, values.shape[3]), values.dtype)
+            if self.keys is None:
+                self.keys, self.values = new_k, new_v
+            else:
+                self.keys = mx.concatenate([self.keys[..., :prev, :], new_k], axis=2)
+                self.values = mx.concatenate([self.values[..., :prev, :], new_v], axis=2)
+        self.offset += n
+        self.keys[..., prev : self.offset, :] = keys
+        self.values[..., prev : self.offset, :] = values
+        return self.keys[..., : self.offset, :], self.values[..., : self.offset, :]
+
+    @property
+    def state(self) -> tuple[mx.array, mx.array] | None:
+        if self.keys is None:
+            return None
+        return self.keys[..., : self.offset, :], self.values[..., : self.offset, :]
+
+
+class Attention(nn.Module):
+    def __init__(self, dims: int, heads: int, rope: bool, rope_theta: float):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dims // heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dims, 3 * dims, bias=False)
+        self.out = nn.Linear(dims, dims, bias=False)
+        self.rope = nn.RoPE(self.head_dim, traditional=False, base=rope_theta) if rope else None
+
+    def __call__(
+        self,
+        x: mx.array,
+        mask: mx.array | str | None,
+        positions: mx.array | int,
+        cache: KVCache | None,
+    ) -> mx.array:
+        B, T, _ = x.shape
+        q, k, v = mx.split(self.qkv(x), 3, axis=-1)
+        q, k, v = (t.reshape(B, T, self.heads, self.head_dim).transpose(0, 2, 1, 3) for t in (q, k, v))
+        if self.rope is not None:
+            q = self.rope(q, offset=positions)
+            k = self.rope(k, offset=positions)
+        if cache is not None:
+            k, v = cache.update_and_fetch(k, v)
+        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        return self.out(o.transpose(0, 2, 1, 3).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, dims: int, hidden: int):
+        super().__init__()
+        self.up = nn.Linear(dims, hidden, bias=False)
+        self.down = nn.Linear(hidden, dims, bias=False)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.down(nn.gelu_approx(self.up(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm: x + attn(norm(x)), then x + mlp(norm(x)); stable without warmup tricks."""
+
+    def __init__(self, dims: int, heads: int, mlp_ratio: int, dropout: float, rope: bool, rope_theta: float):
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(dims)
+        self.attn = Attention(dims, heads, rope, rope_theta)
+        self.mlp_norm = nn.RMSNorm(dims)
+        self.mlp = MLP(dims, mlp_ratio * dims)
+        self.dropout = nn.Dropout(dropout)
+
+    def __call__(self, x, mask, positions, cache=None):
+        x = x + self.dropout(self.attn(self.attn_norm(x), mask, positions, cache))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+
+
+class Transformer(nn.Module):
+    def __init__(
+        self,
+        layers: int,
+        hidden_size: int,
+        heads: int,
+        seq_len: int,
+        dropout: float = 0.0,
+        mlp_ratio: int = 4,
+        position: str = "rope",
+        rope_theta: float = 10000.0,
+        tie_embeddings: bool = True,
+        vocab_size: int = VOCAB_SIZE,
+    ):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.seq_len = seq_len
+        self.use_rope = position == "rope"
+        self.embed = nn.Embedding(vocab_size, hidden_size)
+        if not self.use_rope:
+            self.pos_embed = nn.Embedding(seq_len, hidden_size)
+        self.blocks = [
+            Block(hidden_size, heads, mlp_ratio, dropout, self.use_rope, rope_theta) for _ in range(layers)
+        ]
+        self.norm = nn.RMSNorm(hidden_size)
+        self.tie_embeddings = tie_embeddings
+        if not tie_embeddings:
+            self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Transformer:
+        """From a ``[model]`` table (``exe_coder.train.config.ModelConfig``)."""
+        return cls(
+            layers=cfg.layers,
+            hidden_size=cfg.hidden_size,
+            heads=cfg.heads,
+            seq_len=cfg.seq_len,
+            dropout=cfg.dropout,
+            mlp_ratio=cfg.mlp_ratio,
+            position=cfg.position,
+            rope_theta=cfg.rope_theta,
+            tie_embeddings=cfg.tie_embeddings,
+        )
+
+    def make_cache(self) -> list[KVCache]:
+        return [KVCache() for _ in self.blocks]
+
+    def __call__(
+        self,
+        tokens: mx.array,
+        cache: list[KVCache] | None = None,
+        pad_left: mx.array | None = None,
+    ) -> mx.array:
+        B, T = tokens.shape
+        offset = cache[0].offset if cache is not None else 0
+        if cache is not None:
+            if pad_left is None:
+                pad_left = cache[0].pad_left
+            elif cache[0].pad_left is None:
+                for c in cache:
+                    c.pad_left = pad_left
+
+        if pad_left is None:
+            # Every row starts at position 0: a plain causal mask (fast path used in training).
+            positions: mx.array | int = offset
+            mask: mx.array | str | None = "causal" if T > 1 and offset == 0 else None
+            if T > 1 and offset > 0:
+                mask = _causal_mask(T, offset)
+        else:
+            pad_left = pad_left.astype(mx.int32)
+            positions = offset - pad_left  # RoPE offset per row: first real token at 0
+            q_idx = offset + mx.arange(T)[:, None]
+            k_idx = mx.arange(offset + T)[None, :]
+            keep = (k_idx <= q_idx)[None] & (k_idx[None] >= pad_left[:, None, None])  # [B, T, S]
+            # A pad query sees no real key; let it see itself so softmax stays finite.
+            keep = keep | (k_idx == q_idx)[None]
+            mask = keep[:, None]
+
+        x = self.embed(tokens)
+        if not self.use_rope:
+            pos = offset + mx.arange(T)[None, :]
+            if pad_left is not None:
+                pos = mx.maximum(pos - pad_left[:, None], 0)
+            x = x + self.pos_embed(pos)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, positions, cache[i] if cache is not None else None)
+        x = self.norm(x)
+        if self.tie_embeddings:
+            return self.embed.as_linear(x)
+        return self.lm_head(x)
+
+
+def _causal_mask(T: int, offset: int) -> mx.array:
+    q_idx = offset + mx.arange(T)[:, None]
+    k_idx = mx.arange(offset + T)[None, :]
+    return k_idx <= q_idx
+
+
+def count_parameters(model: nn.Module) -> int:
+    from mlx.utils import tree_flatten
+
+    return sum(v.size for _, v in tree_flatten(model.parameters()))

@@ -1,0 +1,226 @@
+"""The training config: the seed's TOML schema as pydantic models.
+
+Every table forbids unknown keys, so a typo such as ``lr_adam = 3e-4`` is an error that names
+the key, the file and the line instead of a silently ignored setting. ``load_config`` is the
+one way in; it raises ``UserError`` for every bad file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from exe_coder.errors import UserError
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunConfig(_Table):
+    phase: Literal["sft", "rl"]
+    name: str = Field(min_length=1)
+    seed: int = 1337
+    output_dir: str = Field(min_length=1)
+
+
+class DataConfig(_Table):
+    train_jsonl: str
+    val_jsonl: str
+    test_jsonl: str | None = None  # optional; used for test-on-best evaluation
+    tokenization_mode: Literal["byte"] = "byte"  # prompt bytes + specials; see model/tokenizer.py
+    track: Literal["template_delta_operand_patch", "strict_one_shot"] = "template_delta_operand_patch"
+    target_mode: Literal["patch_text", "full_hex"] = "patch_text"
+    decode_min_int: int
+    decode_max_int: int
+
+    @model_validator(mode="after")
+    def _bounds(self) -> DataConfig:
+        if self.decode_min_int > self.decode_max_int:
+            raise ValueError("decode_min_int must not exceed decode_max_int")
+        return self
+
+
+class ModelConfig(_Table):
+    layers: int = Field(ge=1, le=64)
+    hidden_size: int = Field(ge=8)
+    heads: int = Field(ge=1)
+    seq_len: int = Field(ge=8)  # longest sequence (prompt + target) the model accepts
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Additive to the seed's schema; defaults are the architecture chosen by measurement.
+    mlp_ratio: int = Field(default=4, ge=1)
+    position: Literal["rope", "learned"] = "rope"
+    rope_theta: float = Field(default=10000.0, gt=0.0)
+    tie_embeddings: bool = True
+
+    @model_validator(mode="after")
+    def _heads(self) -> ModelConfig:
+        if self.hidden_size % self.heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by heads {self.heads}")
+        if self.position == "rope" and (self.hidden_size // self.heads) % 2:
+            raise ValueError("rope needs an even head dimension (hidden_size / heads)")
+        return self
+
+
+class OptimizerConfig(_Table):
+    scheme: Literal["adamw"] = "adamw"
+    lr_adamw: float = Field(gt=0.0)
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(default=1e-8, gt=0.0)
+
+    @model_validator(mode="after")
+    def _betas(self) -> OptimizerConfig:
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError("betas must lie in [0, 1)")
+        return self
+
+
+class InitConfig(_Table):
+    mode: Literal["scratch", "warmstart", "warmstart_textmix"] = "scratch"
+    warmstart_ckpt: str = ""
+    # warmstart_textmix: weight of the language-modelling loss on prompt tokens (see train/loop.py)
+    textmix_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _warmstart(self) -> InitConfig:
+        if self.mode != "scratch" and not self.warmstart_ckpt:
+            raise ValueError(f"mode = {self.mode!r} needs warmstart_ckpt")
+        if self.mode == "warmstart_textmix" and self.textmix_ratio <= 0.0:
+            raise ValueError("mode = 'warmstart_textmix' needs textmix_ratio > 0")
+        if self.mode != "warmstart_textmix" and self.textmix_ratio != 0.0:
+            raise ValueError("textmix_ratio is only used with mode = 'warmstart_textmix'")
+        return self
+
+
+class RLConfig(_Table):
+    beta: float = Field(default=0.01, ge=0.0)
+    rollout_samples: int = Field(default=32, ge=1)
+    mode: Literal["mainline", "scratch_exploratory"] = "mainline"
+    init_ckpt: str = ""
+
+
+class TrainSection(_Table):
+    batch_size: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    max_steps: int = Field(ge=1)  # training stops at whichever of max_steps and epochs ends first
+    log_interval: int = Field(default=10, ge=1)
+    eval_interval: int = Field(default=100, ge=1)
+    full_eval_every: int = Field(default=5, ge=1)  # every Nth eval also runs the eval hook
+    save_interval: int = Field(default=100, ge=1)
+    eval_max_samples: int = Field(default=256, ge=1)
+    max_gen_tokens: int = Field(default=32, ge=1)
+    grad_clip_norm: float = Field(default=1.0, gt=0.0)
+    warmup_steps: int = Field(default=0, ge=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class TrainConfig(_Table):
+    run: RunConfig
+    data: DataConfig
+    model: ModelConfig
+    optimizer: OptimizerConfig
+    init: InitConfig = InitConfig()
+    rl: RLConfig | None = None
+    train: TrainSection
+
+    @model_validator(mode="after")
+    def _phase(self) -> TrainConfig:
+        if self.run.phase == "rl" and self.rl is None:
+            raise ValueError("phase = 'rl' needs an [rl] table")
+        return self
+
+    def to_toml(self) -> str:
+        """The config as TOML text (what a run directory keeps beside its weights)."""
+        return dump_toml(self.model_dump(mode="json", exclude_none=True))
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_toml().encode()).hexdigest()
+
+
+def parse_config(text: str, path: str | Path = "<config>") -> TrainConfig:
+    """Validate TOML text; every problem becomes one ``UserError`` naming key, file and line."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(err))
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(err))
+        raise UserError(
+            f"invalid TOML: {msg}",
+            path,
+            int(m.group(1)) if m else None,
+            int(m.group(2)) if m else None,
+        ) from None
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = [str(p) for p in first["loc"] if not isinstance(p, int)]
+        key = ".".join(loc) or "<top level>"
+        if first["type"] == "extra_forbidden":
+            what = f"unknown key '{key}'"
+        elif first["type"] == "missing":
+            what = f"missing key '{key}'"
+        else:
+            what = f"bad value for '{key}': {first['msg']}"
+        raise UserError(what, path, _line_of(text, loc)) from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError("config file not found", path) from None
+    except UnicodeDecodeError:
+        raise UserError("config file is not UTF-8 text", path) from None
+    return parse_config(text, path)
+
+
+def _line_of(text: str, loc: list[str]) -> int | None:
+    """The line of ``[table]`` ``key = ...`` in the TOML text (tomllib keeps no positions)."""
+    if not loc:
+        return None
+    table, key = loc[0], (loc[1] if len(loc) > 1 else None)
+    in_table = False
+    table_line = None
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        header = re.match(r"^\[\s*([A-Za-z0-9_.\-]+)\s*\]", stripped)
+        if header:
+            in_table = header.group(1) == table
+            if in_table:
+                table_line = n
+            continue
+        if key is None and re.match(rf"^{re.escape(table)}\s*=", stripped) and table_line is None:
+            return n  # a top-level key
+        if in_table and key is not None and re.match(rf"^{re.escape(key)}\s*=", stripped):
+            return n
+    return table_line
+
+
+def dump_toml(data: dict) -> str:
+    """A small TOML writer for this schema's value types (tables of scalars and lists)."""
+
+    def scalar(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{s}"'
+
+    lines: list[str] = []
+    for table, values in data.items():
+        lines.append(f"[{table}]")
+        lines.extend(f"{k} = {scalar(v)}" for k, v in values.items())
+        lines.append("")
+    return "\n".join(lines)

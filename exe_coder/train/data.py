@@ -1,0 +1,145 @@
+"""Training data: Example JSONL -> token arrays -> deterministic batches.
+
+The batch at step ``s`` is a pure function of (seed, s): epoch ``e = s // steps_per_epoch``
+shuffles with a generator seeded by ``(seed, e)``, and the step takes its slice of that
+permutation. So a resumed run sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import ValidationError
+
+from exe_coder.dataset.records import Example
+from exe_coder.errors import UserError
+from exe_coder.model.tokenizer import PAD, Tokenizer
+
+LENGTH_BUCKET = 16  # batches are padded to a multiple of this, so the compiled step sees few shapes
+
+
+def load_examples(path: str | Path) -> list[Example]:
+    """Read an Example JSONL file; a missing file tells the user how to build it."""
+    path = Path(path)
+    if not path.is_file():
+        stage = path.parent.name or "<stage>"
+        raise UserError(
+            f"data file not found; run `exe-coder build specs/{stage}.spec` first",
+            path,
+        )
+    examples = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                examples.append(Example.model_validate_json(line))
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "record"
+                raise UserError(f"bad Example record ({where}: {first['msg']})", path, n) from None
+    if not examples:
+        raise UserError("data file holds no examples", path)
+    return examples
+
+
+def manifest_sha256(train_jsonl: str | Path) -> str | None:
+    """The sha256 of ``manifest.json`` beside the train split, if the build wrote one."""
+    manifest = Path(train_jsonl).parent / "manifest.json"
+    if not manifest.is_file():
+        return None
+    return hashlib.sha256(manifest.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenizedSplit:
+    """Rows ``BOS prompt SEP target EOS`` right-padded with PAD to the longest row."""
+
+    tokens: np.ndarray  # [N, T] int32
+    target_mask: np.ndarray  # [N, T] bool: target bytes and EOS (the SFT loss)
+    prompt_mask: np.ndarray  # [N, T] bool: prompt bytes and SEP (the textmix LM loss)
+    lengths: np.ndarray  # [N] int32
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def tokenize(
+    examples: list[Example],
+    tokenizer: Tokenizer,
+    seq_len: int,
+    path: str | Path = "<data>",
+) -> TokenizedSplit:
+    rows, masks = [], []
+    for n, ex in enumerate(examples, 1):
+        ids, mask = tokenizer.encode_example(ex.prompt, ex.target)
+        if len(ids) > seq_len:
+            raise UserError(
+                f"example {ex.id} is {len(ids)} tokens, longer than [model].seq_len = {seq_len}",
+                path,
+                n,
+            )
+        rows.append(ids)
+        masks.append(mask)
+    T = max(len(r) for r in rows)
+    tokens = np.full((len(rows), T), PAD, dtype=np.int32)
+    target_mask = np.zeros((len(rows), T), dtype=bool)
+    prompt_mask = np.zeros((len(rows), T), dtype=bool)
+    for i, (ids, mask) in enumerate(zip(rows, masks)):
+        tokens[i, : len(ids)] = ids
+        target_mask[i, : len(ids)] = mask
+        n_prompt = mask.index(True)  # BOS + prompt bytes + SEP
+        prompt_mask[i, 1:n_prompt] = True  # every prompt token but BOS is predicted from its prefix
+    lengths = np.array([len(r) for r in rows], dtype=np.int32)
+    return TokenizedSplit(tokens, target_mask, prompt_mask, lengths)
+
+
+@dataclass(frozen=True)
+class Batch:
+    inputs: np.ndarray  # [B, T-1] tokens the model reads
+    targets: np.ndarray  # [B, T-1] the next token at each position
+    target_mask: np.ndarray  # [B, T-1] float32: 1 where the next token is a target token
+    prompt_mask: np.ndarray  # [B, T-1] float32: 1 where the next token is a prompt token
+
+
+def make_batch(split: TokenizedSplit, idx: np.ndarray) -> Batch:
+    longest = int(split.lengths[idx].max())
+    T = min(-(-longest // LENGTH_BUCKET) * LENGTH_BUCKET, split.tokens.shape[1])
+    tok = split.tokens[idx, :T]
+    return Batch(
+        inputs=tok[:, :-1],
+        targets=tok[:, 1:],
+        target_mask=split.target_mask[idx, 1:T].astype(np.float32),
+        prompt_mask=split.prompt_mask[idx, 1:T].astype(np.float32),
+    )
+
+
+class Batcher:
+    """Fixed-size shuffled batches; an epoch drops the last partial batch (reshuffled next epoch)."""
+
+    def __init__(self, split: TokenizedSplit, batch_size: int, seed: int):
+        self.split = split
+        self.batch_size = min(batch_size, len(split))
+        self.seed = seed
+        self.steps_per_epoch = len(split) // self.batch_size
+        self._cached: tuple[int, np.ndarray] | None = None
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.split)))
+        return self._cached[1]
+
+    def batch_at(self, step: int) -> Batch:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        idx = self._order(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
+        return make_batch(self.split, np.sort(idx))
+
+
+def eval_batches(split: TokenizedSplit, batch_size: int, limit: int | None = None):
+    """The first ``limit`` rows in file order, in batches (deterministic, no shuffling)."""
+    n = len(split) if limit is None else min(limit, len(split))
+    for start in range(0, n, batch_size):
+        yield make_batch(split, np.arange(start, min(start + batch_size, n)))

@@ -1,0 +1,320 @@
+"""The SFT loop: config in, checkpoints and ``metrics.jsonl`` out.
+
+Read top to bottom: load data, build the model (scratch or warmstart), build the optimizer and
+schedule, optionally restore a run, then step. The step is compiled with ``mx.compile`` over
+``[model.state, optimizer.state, mx.random.state]`` as in mlx-lm.
+
+Length of a run: ``total_steps = min(max_steps, epochs * steps_per_epoch)`` -- whichever ends
+first. An epoch is ``len(train) // batch_size`` steps (the last partial batch is dropped; the
+next epoch reshuffles, so every example is still seen). The schedule decays over total_steps.
+
+Objective: mean cross-entropy over target tokens (``A=..;B=..\\n`` and EOS); prompt tokens never
+enter it. With ``[init].mode = "warmstart_textmix"`` the objective adds ``textmix_ratio`` times
+the mean next-byte cross-entropy over the prompt's own tokens (prompt bytes and SEP, predicted
+from their prefix): a plain language-modelling loss on the prompt text, in the same batch.
+
+Determinism: parameters are initialised after ``mx.random.seed(seed)``; the batch at step s is a
+function of (seed, s) (``data.Batcher``); before step s the RNG is re-seeded from (seed, s), so
+dropout masks are too. Hence ``--resume`` from a checkpoint at step k continues bit for bit the
+run that was never interrupted, and the same config gives the same training curve.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from exe_coder.errors import UserError
+from exe_coder.model import checkpoint as ckpt
+from exe_coder.model.tokenizer import Tokenizer
+from exe_coder.model.transformer import Transformer, count_parameters
+from exe_coder.train.config import TrainConfig
+from exe_coder.train.data import Batch, Batcher, TokenizedSplit, eval_batches, load_examples, manifest_sha256, tokenize
+from exe_coder.train.schedule import warmup_cosine
+
+EvalHook = Callable[[nn.Module, int], dict]
+METRICS = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    steps: int
+    best_step: int | None
+    best_val_exact_match: float
+    best_val_loss: float
+    train_loss_start: float | None
+    train_loss_end: float | None
+    wall_s: float
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The RNG seed before step ``step`` (dropout): a pure function, so resume restores it."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+
+
+def sequence_losses(model: nn.Module, batch_inputs: mx.array, targets: mx.array, label_smoothing: float = 0.0):
+    """Per-token cross-entropy [B, T] and the logits it came from."""
+    logits = model(batch_inputs)
+    return nn.losses.cross_entropy(logits, targets, label_smoothing=label_smoothing), logits
+
+
+def evaluate(model: nn.Module, split: TokenizedSplit, batch_size: int, limit: int | None = None) -> dict:
+    """Validation loss (target tokens) and greedy exact match on the first ``limit`` rows.
+
+    Exact match is read off one teacher-forced forward pass: greedy decoding reproduces the gold
+    target (with EOS) if and only if the argmax at every target position equals the gold token --
+    by induction, each greedy step then sees exactly the teacher-forced prefix. So this equals
+    unconstrained greedy decoding exactly, at the cost of one forward pass. (Grammar-constrained
+    greedy can only agree with it or do better; the decode helper's eval hook measures that.)
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum, tok_sum, correct, rows = 0.0, 0.0, 0, 0
+    for batch in eval_batches(split, batch_size, limit):
+        ce, logits = sequence_losses(model, mx.array(batch.inputs), mx.array(batch.targets))
+        mask = mx.array(batch.target_mask)
+        hit = (mx.argmax(logits, axis=-1) == mx.array(batch.targets)) | (mask == 0)
+        row_ok = mx.all(hit, axis=1)
+        loss_b, tok_b, ok_b = (ce * mask).sum(), mask.sum(), row_ok.sum()
+        mx.eval(loss_b, tok_b, ok_b)
+        loss_sum += loss_b.item()
+        tok_sum += tok_b.item()
+        correct += int(ok_b.item())
+        rows += batch.inputs.shape[0]
+    model.train(was_training)
+    return {"val_loss": loss_sum / max(tok_sum, 1.0), "val_exact_match": correct / max(rows, 1)}
+
+
+def _init_model(config: TrainConfig) -> Transformer:
+    mx.random.seed(config.run.seed)
+    model = Transformer.from_config(config.model)
+    if config.init.mode != "scratch":
+        source, source_config = ckpt.load_model(config.init.warmstart_ckpt)
+        if source_config.model != config.model:
+            raise UserError(
+                "warmstart checkpoint's [model] differs from this config's [model]",
+                config.init.warmstart_ckpt,
+            )
+        model.update(source.parameters())
+    mx.eval(model.parameters())
+    model.train()
+    return model
+
+
+def _check_supported(config: TrainConfig) -> None:
+    if config.run.phase == "rl":
+        raise UserError(
+            "this is an RL config ([run].phase = 'rl'); it validates, but RL training is not "
+            "implemented yet -- train an SFT config first (configs/sft_*.toml)"
+        )
+    if config.data.track != "template_delta_operand_patch" or config.data.target_mode != "patch_text":
+        raise UserError(
+            "only Track A (track = 'template_delta_operand_patch', target_mode = 'patch_text') "
+            "can be trained; Track B (strict_one_shot / full_hex) is not implemented yet"
+        )
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    out_dir: str | Path | None = None,
+    eval_hook: EvalHook | None = None,
+    stop_after: int | None = None,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Run SFT as the config says. ``stop_after`` ends the run after that step without a final
+    save, as a kill would (the schedule still spans the full run) -- what a resume test needs."""
+    _check_supported(config)
+    console = console or Console(stderr=True)
+    t_start = time.perf_counter()
+    out = Path(out_dir or config.run.output_dir)
+    tokenizer = Tokenizer()
+
+    train_split = tokenize(load_examples(config.data.train_jsonl), tokenizer, config.model.seq_len, config.data.train_jsonl)
+    val_split = tokenize(load_examples(config.data.val_jsonl), tokenizer, config.model.seq_len, config.data.val_jsonl)
+    manifest = manifest_sha256(config.data.train_jsonl)
+
+    tc = config.train
+    batcher = Batcher(train_split, tc.batch_size, config.run.seed)
+    total_steps = min(tc.max_steps, tc.epochs * batcher.steps_per_epoch)
+
+    model = _init_model(config)
+    optimizer = optim.AdamW(
+        learning_rate=warmup_cosine(config.optimizer.lr_adamw, tc.warmup_steps, total_steps, tc.min_lr_ratio),
+        betas=list(config.optimizer.betas),
+        eps=config.optimizer.eps,
+        weight_decay=config.optimizer.weight_decay,
+    )
+    optimizer.init(model.trainable_parameters())
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = ckpt.TrainingState(manifest_sha256=manifest, config_sha256=config.sha256())
+    if resume:
+        state = ckpt.load_training_state(out, model, optimizer)
+        if state.config_sha256 != config.sha256():
+            raise UserError("config differs from the one the run started with (see its config.toml)", out / ckpt.CONFIG_FILE)
+        if state.manifest_sha256 != manifest:
+            raise UserError("dataset manifest changed since the run started; rebuild the same data or start fresh", config.data.train_jsonl)
+        _truncate_metrics(out / METRICS, state.step)
+        console.print(f"resuming {out} at step {state.step}/{total_steps}")
+    else:
+        if (out / ckpt.STATE).exists():
+            console.print(f"starting fresh in {out}: the earlier run there is replaced (use --resume to continue it)")
+        (out / METRICS).unlink(missing_ok=True)
+    ckpt.write_config(out, config)
+
+    textmix = config.init.textmix_ratio if config.init.mode == "warmstart_textmix" else 0.0
+    smoothing = tc.label_smoothing
+
+    def loss_fn(model, inputs, targets, target_mask, prompt_mask):
+        ce, _ = sequence_losses(model, inputs, targets, smoothing)
+        n_target = target_mask.sum()
+        target_loss = (ce * target_mask).sum() / n_target
+        objective = target_loss
+        if textmix > 0.0:
+            objective = objective + textmix * (ce * prompt_mask).sum() / mx.maximum(prompt_mask.sum(), 1.0)
+        return objective, target_loss
+
+    loss_and_grad = nn.value_and_grad(model, loss_fn)
+    compiled_state = [model.state, optimizer.state, mx.random.state]
+
+    @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
+    def train_step(inputs, targets, target_mask, prompt_mask):
+        (_, target_loss), grads = loss_and_grad(model, inputs, targets, target_mask, prompt_mask)
+        grads, grad_norm = optim.clip_grad_norm(grads, tc.grad_clip_norm)
+        optimizer.update(model, grads)
+        return target_loss, grad_norm
+
+    def run_eval(step: int) -> dict:
+        record = evaluate(model, val_split, max(tc.batch_size, 32), tc.eval_max_samples)
+        n_eval = step // tc.eval_interval
+        if eval_hook is not None and (n_eval % tc.full_eval_every == 0 or step == total_steps):
+            model.eval()
+            record.update(eval_hook(model, step))
+            model.train()
+        return record
+
+    console.print(
+        f"training {config.run.name}: {count_parameters(model):,} parameters, {len(train_split)} train / "
+        f"{len(val_split)} val examples, batch {batcher.batch_size}, {total_steps} steps "
+        f"({batcher.steps_per_epoch} a epoch) -> {out}"
+    )
+    metrics_file = (out / METRICS).open("a", encoding="utf-8")
+    loss_start: float | None = None
+    loss_end: float | None = None
+    window_losses: list[float] = []
+    window_tokens = 0
+    window_t0 = time.perf_counter()
+    end_step = total_steps if stop_after is None else min(stop_after, total_steps)
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show_progress,
+    )
+    try:
+        with progress:
+            task = progress.add_task("train", total=total_steps, completed=state.step, info="")
+            while state.step < end_step:
+                step = state.step
+                batch: Batch = batcher.batch_at(step)
+                mx.random.seed(step_seed(config.run.seed, step))
+                target_loss, _ = train_step(
+                    mx.array(batch.inputs),
+                    mx.array(batch.targets),
+                    mx.array(batch.target_mask),
+                    mx.array(batch.prompt_mask),
+                )
+                mx.eval(compiled_state, target_loss)
+                state.step = step + 1
+                loss = target_loss.item()
+                loss_start = loss if loss_start is None else loss_start
+                loss_end = loss
+                window_losses.append(loss)
+                window_tokens += int((batch.inputs != tokenizer.pad_id).sum())
+                progress.update(task, completed=state.step, info=f"loss {loss:.4f}")
+
+                record: dict = {}
+                if state.step % tc.log_interval == 0 or state.step == total_steps:
+                    elapsed = time.perf_counter() - window_t0
+                    record.update(
+                        loss=float(np.mean(window_losses)),
+                        lr=float(optimizer.learning_rate.item()),
+                        tokens_per_sec=window_tokens / max(elapsed, 1e-9),
+                        peak_memory_gb=mx.get_peak_memory() / 1e9,
+                    )
+                    window_losses, window_tokens = [], 0
+                if state.step % tc.eval_interval == 0 or state.step == total_steps:
+                    record.update(run_eval(state.step))
+                    if (record["val_exact_match"], -record["val_loss"]) > (state.best_exact_match, -state.best_val_loss):
+                        state.best_step = state.step
+                        state.best_exact_match = record["val_exact_match"]
+                        state.best_val_loss = record["val_loss"]
+                        ckpt.save_weights(out / ckpt.BEST, model, config, state.step)
+                if record:
+                    record = {"step": state.step, "epoch": step // batcher.steps_per_epoch, **record}
+                    metrics_file.write(json.dumps(record, sort_keys=True) + "\n")
+                    metrics_file.flush()
+                    progress.console.print(_format_record(record))
+                    window_t0 = time.perf_counter() if "loss" in record else window_t0
+                if state.step % tc.save_interval == 0 or state.step == total_steps:
+                    ckpt.save_weights(out / ckpt.step_weights_name(state.step), model, config, state.step)
+                    ckpt.save_weights(out / ckpt.LATEST, model, config, state.step)
+                    ckpt.save_training_state(out, model, optimizer, config, state)
+    finally:
+        metrics_file.close()
+
+    wall = time.perf_counter() - t_start
+    console.print(
+        f"done at step {state.step}: best val exact match {max(state.best_exact_match, 0.0):.4f} "
+        f"(step {state.best_step}), {wall:.1f} s"
+    )
+    return TrainResult(
+        out_dir=out,
+        steps=state.step,
+        best_step=state.best_step,
+        best_val_exact_match=state.best_exact_match,
+        best_val_loss=state.best_val_loss,
+        train_loss_start=loss_start,
+        train_loss_end=loss_end,
+        wall_s=wall,
+    )
+
+
+def _format_record(record: dict) -> str:
+    parts = [f"step {record['step']}"]
+    for key, value in record.items():
+        if key in ("step", "epoch"):
+            continue
+        if isinstance(value, float):
+            parts.append(f"{key} {value:.4g}" if key != "tokens_per_sec" else f"{key} {value:,.0f}")
+        else:
+            parts.append(f"{key} {value}")
+    return "  ".join(parts)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines past the resumed step, so the file reads as one uninterrupted run."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    ckpt.atomic_write_text(path, "".join(line + "\n" for line in kept))

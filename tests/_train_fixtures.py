@@ -1,0 +1,60 @@
+"""Small Example JSONL datasets and configs for the model/train tests (tiny on purpose)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from exe_coder.dataset.records import Example, patch_text, sign_pattern
+from exe_coder.train.config import TrainConfig, dump_toml, parse_config
+
+TEMPLATES = ["add {a} and {b}", "{a} + {b}?", "sum {a} {b}", "what is {a} plus {b}"]
+
+
+def make_examples(n: int, split: str, seed: int, lo: int = -20, hi: int = 20) -> list[Example]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        a, b = rng.randint(lo, hi), rng.randint(lo, hi)
+        t = rng.randrange(len(TEMPLATES))
+        out.append(
+            Example(
+                id=f"{split}-{i}", split=split, prompt=TEMPLATES[t].format(a=a, b=b), template_id=f"t{t}",
+                a=a, b=b, expected_stdout=f"{a + b}\n", target=patch_text(a, b),
+                sign_pattern=sign_pattern(a, b), magnitude_pair="core/core", binary_path=None,
+                binary_sha256="0" * 64,
+            )
+        )
+    return out
+
+
+def write_dataset(root: Path, n_train: int = 64, n_val: int = 16) -> Path:
+    """``root/tiny/{train,val}.jsonl`` and a manifest.json, as a build would write them."""
+    d = root / "tiny"
+    d.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 1), ("val", n_val, 2)):
+        rows = make_examples(n, split, seed)
+        (d / f"{split}.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in rows))
+    (d / "manifest.json").write_text('{"stage": "tiny"}\n')
+    return d
+
+
+def tiny_config(data_dir: Path, out_dir: Path, **train_overrides) -> TrainConfig:
+    raw = {
+        "run": {"phase": "sft", "name": "tiny", "seed": 7, "output_dir": str(out_dir)},
+        "data": {
+            "train_jsonl": str(data_dir / "train.jsonl"),
+            "val_jsonl": str(data_dir / "val.jsonl"),
+            "decode_min_int": -20,
+            "decode_max_int": 20,
+        },
+        "model": {"layers": 2, "hidden_size": 32, "heads": 2, "seq_len": 64, "dropout": 0.1},
+        "optimizer": {"lr_adamw": 3e-3, "weight_decay": 0.01, "betas": [0.9, 0.98], "eps": 1e-8},
+        "train": {
+            "batch_size": 8, "epochs": 100, "max_steps": 24, "log_interval": 4, "eval_interval": 8,
+            "save_interval": 8, "eval_max_samples": 16, "warmup_steps": 4, "min_lr_ratio": 0.1,
+            "grad_clip_norm": 1.0, "label_smoothing": 0.0,
+        },
+    }
+    raw["train"].update(train_overrides)
+    return parse_config(dump_toml(raw), "<tiny>")

@@ -1,0 +1,103 @@
+"""`exe-coder train` from the outside, and the optimised-BLAS re-exec."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _train_fixtures import tiny_config, write_dataset
+from exe_coder.paths import CONFIGS_DIR, REPO_ROOT
+from exe_coder.train import blas
+
+
+def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "exe_coder.cli", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+
+
+def test_missing_data_is_one_line_naming_the_build_command(tmp_path: Path):
+    cfg = tmp_path / "c.toml"
+    text = (CONFIGS_DIR / "sft_stage0_overfit.toml").read_text()
+    cfg.write_text(text.replace('"data/processed/stage0/', f'"{tmp_path}/nowhere/stage0/'))
+    proc = _cli("train", "--config", str(cfg), "--out-dir", str(tmp_path / "run"), "--no-eval-hook",
+                env_extra={"EXE_CODER_NO_BLAS_PRELOAD": "1"})
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: {tmp_path}/nowhere/stage0/train.jsonl: ")
+    assert "exe-coder build specs/stage0.spec" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_key_exits_2_with_file_and_line(tmp_path: Path):
+    cfg = tmp_path / "c.toml"
+    text = (CONFIGS_DIR / "sft_stage0_overfit.toml").read_text().replace("[train]\n", "[train]\nbatchsize = 3\n")
+    cfg.write_text(text)
+    proc = _cli("train", "--config", str(cfg), env_extra={"EXE_CODER_NO_BLAS_PRELOAD": "1"})
+    line_no = text.splitlines().index("batchsize = 3") + 1
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {cfg}:{line_no}: unknown key 'train.batchsize'"
+
+
+def test_rl_config_validates_but_says_rl_is_not_implemented():
+    proc = _cli("train", "--config", str(CONFIGS_DIR / "rl_mainline.toml"), env_extra={"EXE_CODER_NO_BLAS_PRELOAD": "1"})
+    assert proc.returncode == 2 and "RL training is not implemented" in proc.stderr
+
+
+def test_train_command_runs_with_overrides(tmp_path: Path):
+    data = write_dataset(tmp_path)
+    cfg_path = tmp_path / "tiny.toml"
+    cfg_path.write_text(tiny_config(data, tmp_path / "ignored").to_toml())
+    out = tmp_path / "run"
+    proc = _cli("train", "--config", str(cfg_path), "--max-steps", "6", "--out-dir", str(out), "--no-eval-hook")
+    assert proc.returncode == 0, proc.stderr
+    assert "6 steps" in proc.stdout
+    assert (out / "best_weights.safetensors").is_file() and not (tmp_path / "ignored").exists()
+    assert "max_steps = 6" in (out / "config.toml").read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is a Linux mechanism")
+class TestBlasReexec:
+    def _capture(self, monkeypatch):
+        calls = []
+        monkeypatch.setattr(blas.os, "execve", lambda exe, argv, env: calls.append((exe, argv, env)))
+        return calls
+
+    def test_reexecs_once_with_openblas_preloaded(self, monkeypatch, tmp_path: Path):
+        lib = tmp_path / "libopenblas.so.0"
+        lib.write_bytes(b"")
+        monkeypatch.setattr(blas, "find_openblas", lambda: lib)
+        for var in ("LD_PRELOAD", blas.OPT_OUT, blas._REEXECED):
+            monkeypatch.delenv(var, raising=False)
+        calls = self._capture(monkeypatch)
+        blas.ensure_optimized_blas()
+        assert len(calls) == 1
+        exe, argv, env = calls[0]
+        assert exe == sys.executable and argv[1:] == sys.orig_argv[1:]
+        assert env["LD_PRELOAD"] == str(lib) and env[blas._REEXECED] == "1"
+
+    def test_opt_out_and_already_preloaded_do_nothing(self, monkeypatch, tmp_path: Path):
+        monkeypatch.setattr(blas, "find_openblas", lambda: tmp_path / "libopenblas.so.0")
+        calls = self._capture(monkeypatch)
+        monkeypatch.setenv(blas.OPT_OUT, "1")
+        blas.ensure_optimized_blas()
+        monkeypatch.delenv(blas.OPT_OUT)
+        monkeypatch.setenv("LD_PRELOAD", "/x/libopenblas.so.0")
+        blas.ensure_optimized_blas()
+        assert calls == []
+
+    def test_says_once_which_package_to_install(self, monkeypatch):
+        monkeypatch.setattr(blas, "find_openblas", lambda: None)
+        for var in ("LD_PRELOAD", blas.OPT_OUT, blas._REEXECED):
+            monkeypatch.delenv(var, raising=False)
+        calls = self._capture(monkeypatch)
+        lines = []
+        blas.ensure_optimized_blas(lines.append)
+        assert calls == [] and len(lines) == 1 and "libopenblas0-pthread" in lines[0]

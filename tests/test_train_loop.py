@@ -1,0 +1,246 @@
+"""The SFT loop: masked loss, schedule, falling loss, determinism, resume == uninterrupted."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from _train_fixtures import tiny_config, write_dataset
+from exe_coder.errors import UserError
+from exe_coder.model import checkpoint as ckpt
+from exe_coder.model.tokenizer import Tokenizer
+from exe_coder.train.data import Batcher, load_examples, make_batch, tokenize
+from exe_coder.train.loop import evaluate, train
+from exe_coder.train.schedule import warmup_cosine
+
+TIMING_KEYS = {"tokens_per_sec", "peak_memory_gb"}
+
+
+def _curve(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+def _weights(path: Path) -> dict[str, np.ndarray]:
+    return {k: np.array(v) for k, v in mx.load(str(path)).items()}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def full_run(data_dir: Path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    result = train(tiny_config(data_dir, out), show_progress=False)
+    return out, result
+
+
+# --- data and loss masking ---------------------------------------------------------------
+
+
+def test_batch_mask_marks_exactly_the_target_tokens(data_dir: Path):
+    examples = load_examples(data_dir / "train.jsonl")
+    split = tokenize(examples, Tokenizer(), 64)
+    batch = make_batch(split, np.arange(8))
+    tok = Tokenizer()
+    for i, ex in enumerate(examples[:8]):
+        predicted = batch.targets[i][batch.target_mask[i] == 1].tolist()
+        assert predicted == tok.encode_target(ex.target)  # the target bytes and EOS, nothing else
+        prompt_part = batch.targets[i][batch.prompt_mask[i] == 1].tolist()
+        assert prompt_part == [*ex.prompt.encode(), tok.sep_id]
+    assert not np.any((batch.target_mask == 1) & (batch.prompt_mask == 1))
+
+
+def test_prompt_tokens_do_not_enter_the_loss(data_dir: Path):
+    """Corrupting every prompt-position target leaves the loss unchanged; a target token does not."""
+    from exe_coder.model.transformer import Transformer
+
+    split = tokenize(load_examples(data_dir / "train.jsonl"), Tokenizer(), 64)
+    batch = make_batch(split, np.arange(4))
+    mx.random.seed(0)
+    model = Transformer(layers=2, hidden_size=32, heads=2, seq_len=64)
+
+    def loss(targets):
+        from exe_coder.train.loop import sequence_losses
+
+        ce, _ = sequence_losses(model, mx.array(batch.inputs), mx.array(targets))
+        m = mx.array(batch.target_mask)
+        return ((ce * m).sum() / m.sum()).item()
+
+    base = loss(batch.targets)
+    corrupted = batch.targets.copy()
+    corrupted[batch.target_mask == 0] = 7
+    assert loss(corrupted) == base
+    one_target = batch.targets.copy()
+    row, col = np.argwhere(batch.target_mask == 1)[0]
+    one_target[row, col] = (one_target[row, col] + 1) % 256
+    assert loss(one_target) != base
+
+
+def test_batches_are_deterministic_and_cover_an_epoch(data_dir: Path):
+    split = tokenize(load_examples(data_dir / "train.jsonl"), Tokenizer(), 64)
+    a, b = Batcher(split, 8, seed=3), Batcher(split, 8, seed=3)
+    seen = []
+    for step in range(a.steps_per_epoch):
+        x, y = a.batch_at(step), b.batch_at(step)
+        assert np.array_equal(x.inputs, y.inputs)
+        seen.extend(map(tuple, x.inputs[:, :10].tolist()))
+    assert len(seen) == len(split)  # one epoch = every example once (64 = 8 x 8)
+    assert not np.array_equal(Batcher(split, 8, seed=4).batch_at(0).inputs, a.batch_at(0).inputs)
+
+
+def test_missing_data_file_tells_how_to_build_it(tmp_path: Path):
+    with pytest.raises(UserError, match=r"exe-coder build specs/stage9\.spec"):
+        load_examples(tmp_path / "stage9" / "train.jsonl")
+
+
+def test_bad_record_names_file_and_line(tmp_path: Path, data_dir: Path):
+    bad = tmp_path / "train.jsonl"
+    lines = (data_dir / "train.jsonl").read_text().splitlines()
+    bad.write_text("\n".join([lines[0], '{"id": "x"}', *lines[1:3]]) + "\n")
+    with pytest.raises(UserError) as info:
+        load_examples(bad)
+    assert info.value.line == 2 and info.value.path == str(bad)
+
+
+# --- schedule ----------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lr=st.floats(1e-5, 1e-1),
+    warmup=st.integers(0, 50),
+    extra=st.integers(2, 500),
+    ratio=st.floats(0.0, 1.0),
+)
+def test_schedule_values(lr: float, warmup: int, extra: int, ratio: float):
+    total = warmup + extra
+    f = warmup_cosine(lr, warmup, total, ratio)
+    values = [f(s).item() for s in range(total)]
+    if warmup:
+        assert values[0] == pytest.approx(lr / warmup, rel=1e-5)
+        assert values[warmup - 1] == pytest.approx(lr, rel=1e-5)
+        assert all(x <= y + 1e-12 for x, y in zip(values[:warmup], values[1:warmup]))  # rising
+    assert values[warmup] == pytest.approx(lr, rel=1e-5)  # the cosine starts at the peak
+    assert values[-1] == pytest.approx(lr * ratio, rel=1e-4, abs=1e-12)  # and ends at min_lr_ratio * lr
+    decay = values[warmup:]
+    assert all(y <= x + 1e-9 for x, y in zip(decay, decay[1:]))  # falling
+    mid = warmup + (total - 1 - warmup) / 2
+    if mid == int(mid):
+        assert values[int(mid)] == pytest.approx(lr * ratio + 0.5 * (lr - lr * ratio), rel=1e-4)
+    assert not any(math.isnan(v) for v in values)
+
+
+# --- whole runs --------------------------------------------------------------------------
+
+
+def test_tiny_run_loss_falls_and_writes_checkpoints(full_run):
+    out, result = full_run
+    curve = _curve(out)
+    losses = [r["loss"] for r in curve if "loss" in r]
+    assert losses[-1] < 0.6 * losses[0]
+    assert result.steps == 24 and result.train_loss_end < result.train_loss_start
+    evals = [r for r in curve if "val_exact_match" in r]
+    assert [r["step"] for r in evals] == [8, 16, 24]
+    for name in ("config.toml", "latest_weights.safetensors", "best_weights.safetensors",
+                 "training_state.safetensors", "run.json", "0000008_weights.safetensors", "0000024_weights.safetensors"):
+        assert (out / name).is_file(), name
+    state = json.loads((out / "run.json").read_text())
+    assert state["step"] == 24 and state["manifest_sha256"] is not None
+    assert not list(out.glob(".*tmp*"))  # no temporaries left behind
+
+
+def test_best_checkpoint_is_the_best_eval(full_run):
+    out, result = full_run
+    evals = [r for r in _curve(out) if "val_exact_match" in r]
+    best = max(evals, key=lambda r: (r["val_exact_match"], -r["val_loss"]))
+    assert result.best_step == best["step"]
+    assert _weights(out / "best_weights.safetensors").keys() == _weights(out / ckpt.step_weights_name(best["step"])).keys()
+    for k, v in _weights(out / "best_weights.safetensors").items():
+        assert np.array_equal(v, _weights(out / ckpt.step_weights_name(best["step"]))[k])
+
+
+def test_same_config_same_curve(full_run, data_dir: Path, tmp_path: Path):
+    out, _ = full_run
+    train(tiny_config(data_dir, tmp_path), show_progress=False)
+    assert _curve(tmp_path) == _curve(out)
+    a, b = _weights(out / "latest_weights.safetensors"), _weights(tmp_path / "latest_weights.safetensors")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_resume_reaches_the_same_weights(full_run, data_dir: Path, tmp_path: Path):
+    out, _ = full_run
+    cfg = tiny_config(data_dir, tmp_path)
+    first = train(cfg, stop_after=10, show_progress=False)  # "killed" after step 10
+    assert first.steps == 10
+    # what a kill after step 10 leaves: the last save, at step 8 (save_interval), and metrics to 10
+    assert json.loads((tmp_path / "run.json").read_text())["step"] == 8
+    resumed = train(cfg, resume=True, show_progress=False)
+    assert resumed.steps == 24
+    a, b = _weights(out / "latest_weights.safetensors"), _weights(tmp_path / "latest_weights.safetensors")
+    assert all(np.array_equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    assert _curve(tmp_path) == _curve(out)
+
+
+def test_resume_with_another_config_is_refused(full_run, data_dir: Path, tmp_path: Path):
+    cfg = tiny_config(data_dir, tmp_path)
+    train(cfg, stop_after=8, show_progress=False)
+    with pytest.raises(UserError, match="config differs"):
+        train(tiny_config(data_dir, tmp_path, max_steps=30), resume=True, show_progress=False)
+
+
+def test_load_model_reproduces_the_trained_model(full_run, data_dir: Path):
+    out, result = full_run
+    model, config = ckpt.load_model(out)  # the run dir: best weights
+    alone, _ = ckpt.load_model(out / "best_weights.safetensors")  # a lone file carries its config
+    assert config.run.name == "tiny" and config.model.hidden_size == 32
+    split = tokenize(load_examples(data_dir / "val.jsonl"), Tokenizer(), 64)
+    metrics = evaluate(model, split, 8, 16)
+    assert metrics["val_loss"] == pytest.approx(result.best_val_loss, rel=1e-5)
+    assert metrics["val_exact_match"] == result.best_val_exact_match
+    x = mx.array(split.tokens[:2])
+    assert np.array_equal(np.array(model(x)), np.array(alone(x)))
+
+
+def test_eval_hook_metrics_are_logged(data_dir: Path, tmp_path: Path):
+    calls = []
+
+    def hook(model, step):
+        calls.append((step, model.training))
+        return {"answer_accuracy": 0.5}
+
+    train(tiny_config(data_dir, tmp_path, max_steps=16, full_eval_every=2), eval_hook=hook, show_progress=False)
+    assert calls == [(16, False)]  # every 2nd eval (step 16), with the model in eval mode
+    logged = [r for r in _curve(tmp_path) if "answer_accuracy" in r]
+    assert [(r["step"], r["answer_accuracy"]) for r in logged] == [(16, 0.5)]
+
+
+def test_warmstart_textmix_starts_from_the_checkpoint(full_run, data_dir: Path, tmp_path: Path):
+    out, _ = full_run
+    base = tiny_config(data_dir, tmp_path, max_steps=8).model_dump(mode="json", exclude_none=True)
+    base["init"] = {"mode": "warmstart_textmix", "warmstart_ckpt": str(out), "textmix_ratio": 0.5}
+    from exe_coder.train.config import TrainConfig
+
+    cfg = TrainConfig.model_validate(base)
+    result = train(cfg, show_progress=False)
+    first_loss = _curve(tmp_path)[0]["loss"]
+    scratch_first = _curve(out)[0]["loss"]
+    assert first_loss < scratch_first  # it began from trained weights, not from scratch
+    assert result.steps == 8
+
+
+def test_rl_config_says_rl_is_not_implemented(data_dir: Path, tmp_path: Path):
+    from exe_coder.paths import CONFIGS_DIR
+    from exe_coder.train.config import load_config
+
+    with pytest.raises(UserError, match="RL training is not implemented"):
+        train(load_config(CONFIGS_DIR / "rl_mainline.toml"), show_progress=False)
