@@ -110,3 +110,25 @@ def test_native_demanded_off_a_mac_is_refused(programs, monkeypatch):
     monkeypatch.setattr("exe_coder.runtime.native.native_available", lambda: False)
     with pytest.raises(ValueError):
         verify(programs["ok_write"], native=True)
+
+
+def _wall_clock_outcome_in_child(image: bytes, queue) -> None:
+    outcome = verify(image, native=False, max_instructions=10**12, timeout_s=0.1)
+    queue.put((outcome.kind.value, outcome.detail))
+
+
+def test_forked_worker_gets_its_own_engine_and_watchdog(programs):
+    """A child forked after the parent emulated must still be stopped by the wall clock."""
+    import multiprocessing
+
+    verify(programs["ok_write"], native=False)  # the parent's engine (and watchdog thread) exist now
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_wall_clock_outcome_in_child, args=(programs["loop_forever"], queue))
+    child.start()
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child's run was never stopped")
+    kind, detail = queue.get(timeout=5)
+    assert kind == "timeout" and "wall clock" in detail

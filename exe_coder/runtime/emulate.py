@@ -15,6 +15,7 @@ restores a saved CPU context, so nothing of one run can leak into the next.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import time
 
@@ -130,6 +131,7 @@ class _Engine:
         self.layout: list[tuple[int, int, int]] = []  # (start, size, prot) currently mapped
         self.contents: list[bytes] = []  # what was last written to each mapped region
         self.watchdog = _Watchdog(uc)
+        self.pid = os.getpid()
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -351,7 +353,7 @@ _engines = threading.local()
 def emulate(f: MachO, *, max_instructions: int = DEFAULT_MAX_INSTRUCTIONS, timeout_s: float = DEFAULT_TIMEOUT_S) -> Execution:
     """Run a parsed (and validated) executable to its end, its budget or its first fault."""
     engine = getattr(_engines, "engine", None)
-    if engine is None:
+    if engine is None or engine.pid != os.getpid():  # a forked child has no watchdog thread: start afresh
         engine = _engines.engine = _Engine()
     try:
         return engine.run(f, max_instructions, timeout_s)
