@@ -127,7 +127,8 @@ MUTATIONS = {
     "segment_bounds": _segment_field_delta("__LINKEDIT", "filesize", 0x100000),
     "segment_alignment": _segment_field_delta("__LINKEDIT", "vmaddr", 0x1000),
     "pagezero": _segment_field("__PAGEZERO", "vmsize", 0x4000),
-    "text_segment": _both_prots("__TEXT", 7),
+    "segment_wx": _both_prots("__TEXT", 7),
+    "text_segment": _both_prots("__TEXT", 1),  # r--: no longer executable
     "linkedit": _both_prots("__LINKEDIT", 3),
     "dylinker": _replace_string(b"/usr/lib/dyld\0", b"/usr/lib/dyle\0"),
     "entry_point": lambda image: put(image, command_offset(image, m.LC_MAIN) + 8, "<Q", 0x20000),

@@ -99,6 +99,13 @@ def _segment_alignment(f: m.MachO) -> str | None:
     return None
 
 
+def _segment_wx(f: m.MachO) -> str | None:
+    for seg in f.segments:
+        if seg.initprot & m.VM_PROT_WRITE and seg.initprot & m.VM_PROT_EXECUTE:
+            return f"{seg.name} is mapped {m.prot_text(seg.initprot)}: writable and executable at once"
+    return None
+
+
 def _pagezero(f: m.MachO) -> str | None:
     if not f.segments or f.segments[0].name != "__PAGEZERO":
         return "the first segment is not __PAGEZERO"
@@ -238,6 +245,7 @@ RULES: tuple[Rule, ...] = (
     Rule("flags_pie", "MH_PIE is required on arm64", _flags_pie),
     Rule("segment_bounds", "segments and sections lie inside the file, are unique and do not overlap", _segment_bounds),
     Rule("segment_alignment", "segment file offsets and addresses are multiples of the 16 KiB page", _segment_alignment),
+    Rule("segment_wx", "Apple Silicon never maps a page writable and executable at once (W^X)", _segment_wx),
     Rule("pagezero", "__PAGEZERO comes first and reserves the low 4 GiB with no access", _pagezero),
     Rule("text_segment", "__TEXT starts at file offset 0, is r-x and holds __text after the load commands", _text_segment),
     Rule("linkedit", "__LINKEDIT is read-only, last, ends the file and holds all link-edit data", _linkedit),
