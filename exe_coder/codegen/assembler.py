@@ -103,9 +103,68 @@ class _Parsed(NamedTuple):  # a NamedTuple: made on every memo miss, so cheap to
     target_field: tuple[int, int] | None  # (lsb, width) of the word-offset field
 
 
+# An immediate literal exactly as isa.parse_int reads it; replaced by '#' it gives a line's shape.
+_IMMEDIATE = re.compile(r"#\s*[+-]?(?:0x[0-9a-fA-F]+|0b[01]+|\d+)\b")
+
+
+class _Plan(NamedTuple):
+    """How a shape of instruction matched: re-parse only its immediates for another value."""
+
+    form: isa.Form
+    width: int | None
+    values: dict[str, int]  # fields set by the operands that hold no immediate
+    target: tuple[str, object] | None
+    target_field: str | None
+    n_operands: int
+    immediate_operands: tuple[int, ...]  # indices of the operands that hold immediates
+
+
+_plans: dict[tuple[str, str], _Plan] = {}
+_MAX_PLANS = 4096
+
+
 @lru_cache(maxsize=8192)
 def _parse_instruction(mnemonic: str, operand_text: str) -> _Parsed:
-    """Match one instruction against its candidate forms; memoised (templates repeat lines)."""
+    """Match one instruction against its candidate forms; memoised (templates repeat lines).
+
+    A line seen before with other immediates (``movz w9, #17`` after ``movz w9, #5``) reuses
+    that match's plan and re-parses only the immediates. A plan is kept only when no form
+    before the matching one was refused for a value (every earlier refusal was about operand
+    kinds), so the plan picks the form a full match would; any doubt falls back to the full match.
+    """
+    shape = (mnemonic, _IMMEDIATE.sub("#", operand_text))
+    plan = _plans.get(shape)
+    if plan is not None:
+        parsed = _reparse(plan, mnemonic, operand_text)
+        if parsed is not None:
+            return parsed
+    parsed, plan = _match(mnemonic, operand_text)
+    if plan is not None:
+        if len(_plans) >= _MAX_PLANS:
+            _plans.clear()
+        _plans[shape] = plan
+    return parsed
+
+
+def _reparse(plan: _Plan, mnemonic: str, operand_text: str) -> _Parsed | None:
+    try:
+        operands = _split_operands(operand_text)
+    except _LineError:
+        return None
+    if len(operands) != plan.n_operands:
+        return None
+    ctx = isa.Context(values=dict(plan.values))
+    ctx.width, ctx.target, ctx.target_field = plan.width, plan.target, plan.target_field
+    try:
+        for i in plan.immediate_operands:
+            plan.form.operands[i].parse(operands[i], ctx)
+        return _complete(plan.form, ctx, mnemonic)
+    except (isa.OperandMismatch, isa.OperandError, _LineError):
+        return None
+
+
+def _match(mnemonic: str, operand_text: str) -> tuple[_Parsed, _Plan | None]:
+    """Try the mnemonic's forms in table order; the first whose operands all parse wins."""
     preset: dict[str, int] = {}
     key = mnemonic
     if mnemonic.startswith("b."):
@@ -117,7 +176,9 @@ def _parse_instruction(mnemonic: str, operand_text: str) -> _Parsed:
     if not forms:
         raise _LineError(f"unsupported instruction {mnemonic!r}")
     operands = _split_operands(operand_text)
+    immediate_operands = tuple(i for i, text in enumerate(operands) if _IMMEDIATE.search(text))
     best: tuple[int, str] = (-1, "")
+    value_refused = False  # an earlier form was refused for a value, not for operand kinds
     for form in forms:
         required = form.required
         if not required <= len(operands) <= len(form.operands):
@@ -140,28 +201,48 @@ def _parse_instruction(mnemonic: str, operand_text: str) -> _Parsed:
             continue
         except isa.OperandError as err:
             best = max(best, (100, str(err)))
+            value_refused = True
             continue
-        values = ctx.values
-        values.pop("_rt_width", None)
-        values.update(form.fixed)
-        for dst, src in form.copies.items():
-            values[dst] = values[src]
-        if form.sized:
-            values["sf"] = 1 if (ctx.width or 64) == 64 else 0
-        if form.writeback:
-            rt, rn = (values[f] for f in form.writeback)
-            if rt == rn and rn != 31:
-                raise _LineError(f"{mnemonic}: writeback base register is also the transfer register (unpredictable)")
-        target_field = None
-        if ctx.target_field is not None:
-            target_field = form.fields[ctx.target_field]
-            values[ctx.target_field] = 0
-        try:
-            word = form.encode(values)
-        except isa.OperandError as err:
-            raise _LineError(f"{mnemonic}: {err}") from None
-        return _Parsed(form, word, ctx.target, target_field)
+        return _complete(form, ctx, mnemonic), None if value_refused else _plan(form, preset, operands, immediate_operands)
     raise _LineError(f"invalid operands for {mnemonic}: {best[1]}")
+
+
+def _plan(form: isa.Form, preset: dict[str, int], operands: list[str], immediate_operands: tuple[int, ...]) -> _Plan | None:
+    """Parse the operands that hold no immediate once more, on their own, as the plan's base."""
+    plain = isa.Context(values=dict(preset))
+    try:
+        for i, spec in enumerate(form.operands):
+            if i >= len(operands):
+                spec.default(plain)
+            elif i not in immediate_operands:
+                spec.parse(operands[i], plain)
+    except (isa.OperandMismatch, isa.OperandError):
+        return None
+    return _Plan(form, plain.width, plain.values, plain.target, plain.target_field, len(operands), immediate_operands)
+
+
+def _complete(form: isa.Form, ctx: isa.Context, mnemonic: str) -> _Parsed:
+    """Fill the fields the syntax implies, check constraints, encode (branch offset left zero)."""
+    values = ctx.values
+    values.pop("_rt_width", None)
+    values.update(form.fixed)
+    for dst, src in form.copies.items():
+        values[dst] = values[src]
+    if form.sized:
+        values["sf"] = 1 if (ctx.width or 64) == 64 else 0
+    if form.writeback:
+        rt, rn = (values[f] for f in form.writeback)
+        if rt == rn and rn != 31:
+            raise _LineError(f"{mnemonic}: writeback base register is also the transfer register (unpredictable)")
+    target_field = None
+    if ctx.target_field is not None:
+        target_field = form.fields[ctx.target_field]
+        values[ctx.target_field] = 0
+    try:
+        word = form.encode(values)
+    except isa.OperandError as err:
+        raise _LineError(f"{mnemonic}: {err}") from None
+    return _Parsed(form, word, ctx.target, target_field)
 
 
 class _Line(NamedTuple):
