@@ -76,7 +76,7 @@ def _split_operands(text: str) -> list[str]:
     """Split on commas outside brackets: 'w1, [x0, #-1]!' -> ['w1', '[x0, #-1]!']."""
     if "[" not in text:
         parts = [p.strip() for p in text.split(",")] if text else []
-        if any(not p for p in parts):
+        if "" in parts:
             raise _LineError("empty operand")
         return parts
     parts, depth, start = [], 0, 0
@@ -91,7 +91,7 @@ def _split_operands(text: str) -> list[str]:
     last = text[start:].strip()
     if last or parts:
         parts.append(last)
-    if any(not p for p in parts):
+    if "" in parts:
         raise _LineError("empty operand")
     return parts
 
