@@ -120,6 +120,8 @@ HEADER = "    .text\n    .globl _main\n_main:\n"
             "does not reproduce",
         ),
         ("    movz w9, #{{ a | lo16 }\n", "template syntax"),
+        # an annotation names an operand the template never renders
+        ("    movz w9, #0  // patch: c[15:0]\n    movk w9, #0, lsl #16  // patch: c[31:16]\n", "never renders"),
         ("    movz w9, #{{ a | lo16 }}  // patch: a[15:0]\n    frob\n", "unsupported instruction"),
     ],
 )

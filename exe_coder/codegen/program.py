@@ -99,6 +99,9 @@ class ProgramTemplate:
         unpatched = variables - set(self.operands)
         if unpatched:
             raise UserError(f"operands {sorted(unpatched)} have no '// patch:' site", path=self.path)
+        unused = set(self.operands) - variables
+        if unused:
+            raise UserError(f"'// patch:' names {sorted(unused)}, which the template never renders", path=self.path)
         for operand in self.operands:
             slices = sorted((s.value_lsb, s.field_width) for s in self.patch_sites if s.operand == operand)
             covered = 0
