@@ -25,6 +25,7 @@ EXPECTED = {
     "exit_3": (OutcomeKind.NONZERO_EXIT, b"13\n", 3),
     "return_7": (OutcomeKind.NONZERO_EXIT, b"", 7),
     "stderr_only": (OutcomeKind.OK, b"", 0),
+    "leak_state": (OutcomeKind.OK, bytes(256), 0),  # registers and unused stack start zeroed
 }
 
 
@@ -104,6 +105,14 @@ def test_runs_do_not_leak_into_each_other(programs):
     first = {name: verify(image, native=False) for name, image in programs.items()}
     for name in reversed(sorted(programs)):
         assert verify(programs[name], native=False) == first[name]
+
+
+def test_a_run_sees_nothing_of_the_runs_before_it(programs):
+    first = verify(programs["leak_state"], native=False)
+    for name in ("leak_state", "stack_digits", "crash_null", "forbidden_syscall"):  # they dirty registers and stack
+        verify(programs[name], native=False)
+        assert verify(programs["leak_state"], native=False) == first
+    assert first.stdout == bytes(256)
 
 
 def test_native_demanded_off_a_mac_is_refused(programs, monkeypatch):

@@ -85,7 +85,6 @@ CPU_MODEL = a64.UC_CPU_ARM64_A72
 CPU_MODEL_NAME = "Cortex-A72"
 
 PROT_BITS = {1: UC_PROT_READ, 2: UC_PROT_WRITE, 4: UC_PROT_EXEC}  # VM_PROT_* -> UC_PROT_*
-X_REGS = [getattr(a64, f"UC_ARM64_REG_X{i}") for i in range(29)]
 
 
 def _round_up(value: int, align: int) -> int:
