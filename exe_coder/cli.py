@@ -296,6 +296,9 @@ def run_stage_cmd(
     force: bool = typer.Option(False, "--force", help="Rebuild the dataset and train from scratch."),
 ) -> None:
     """Build, train, infer (model and regex baseline) and evaluate one stage; print the gates."""
+    from exe_coder.train.blas import ensure_optimized_blas
+
+    ensure_optimized_blas(lambda line: typer.echo(line, err=True))
     from exe_coder.stages import run_stage
 
     result = run_stage(stage, config=config, force=force)
@@ -313,6 +316,9 @@ def acceptance_cmd(
     work: Path | None = typer.Option(None, "--work", help="Work dir (default outputs/acceptance, replaced)."),
 ) -> None:
     """Quick smoke run of the whole pipeline on a tiny stage0-shaped build; exit 1 on any failed check."""
+    from exe_coder.train.blas import ensure_optimized_blas
+
+    ensure_optimized_blas(lambda line: typer.echo(line, err=True))
     from exe_coder.stages import run_acceptance
 
     checks, result = run_acceptance(train_n=train_n, val_n=val_n, test_n=test_n, steps=steps, work=work)

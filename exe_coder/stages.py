@@ -100,9 +100,13 @@ class _Clock:
 
 
 def _train(config_path: Path, force: bool, console: Console):
-    """Train as ``exe-coder train`` does; continue an unfinished run of the same config."""
+    """Train as ``exe-coder train`` does (with its grammar-constrained eval hook); continue an
+    unfinished run of the same config, so an interrupted stage picks up where it stopped."""
+    from exe_coder.decode.grammar import compile_grammar
+    from exe_coder.decode.infer import make_eval_hook
     from exe_coder.model import checkpoint as ckpt
     from exe_coder.train.config import load_config
+    from exe_coder.train.data import load_examples
     from exe_coder.train.loop import train
 
     config = load_config(config_path)
@@ -110,11 +114,15 @@ def _train(config_path: Path, force: bool, console: Console):
     same_run = (run_dir / ckpt.STATE).is_file() and (run_dir / ckpt.CONFIG_FILE).is_file() and (
         (run_dir / ckpt.CONFIG_FILE).read_text() == config.to_toml()
     )
-    # an interrupted (or finished) run of this very config resumes; a finished one is a no-op
-    resume = same_run and not force
+    resume = same_run and not force  # a finished run of this config resumes as a no-op
     if resume:
         console.print(f"continuing the run in {run_dir} (--force trains from scratch)")
-    train(config, resume=resume, console=console)
+    hook = make_eval_hook(
+        load_examples(config.data.val_jsonl),
+        compile_grammar(config.data.decode_min_int, config.data.decode_max_int),
+        limit=config.train.eval_max_samples,
+    )
+    train(config, resume=resume, eval_hook=hook, console=console)
     return config, run_dir
 
 
@@ -342,7 +350,7 @@ def check_outputs(result: StageResult, paths: StagePaths, sizes: dict[str, int],
         names = sorted(p.name for p in files)
         want = sorted(f"stage0_{split}{s}" for s in (".json", ".md", "_training.png", "_slices.png"))
         ok = names == want and all(p.is_file() and p.stat().st_size > 0 for p in files)
-        pngs = all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in files if p.suffix == ".png")
+        pngs = all(p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in files if p.suffix == ".png")
         check(f"evaluate {split} report", ok and pngs, ", ".join(names) or "no files")
         report = result.reports.get(split)
         check(f"evaluate {split} gates", report is not None and len(report.milestone_gates) == 3,
