@@ -75,3 +75,14 @@ def test_patched_binary_differs_only_where_expected(add):
     one, two = m.parse(add.patch(a=1, b=2)), m.parse(add.patch(a=3, b=4))
     assert one.uuid != two.uuid
     assert one.segments == two.segments
+
+
+def test_threads_verify_concurrently(add):
+    """Each thread has its own engine: concurrent runs never see each other's programs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = [(a, -3 * a + 7) for a in range(-60, 60)]
+    images = [add.patch(a=a, b=b) for a, b in pairs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(lambda image: verify(image, native=False), images))
+    assert [o.stdout for o in outcomes] == [f"{a + b}\n".encode() for a, b in pairs]
