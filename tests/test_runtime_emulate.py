@@ -141,3 +141,24 @@ def test_forked_worker_gets_its_own_engine_and_watchdog(programs):
         pytest.fail("the forked child's run was never stopped")
     kind, detail = queue.get(timeout=5)
     assert kind == "timeout" and "wall clock" in detail
+
+
+def test_a_finished_threads_engine_and_watchdog_go_away(programs):
+    import gc
+    import threading
+    import time
+
+    def watchdogs() -> int:
+        return sum(t.name == "exe-coder-emulator-watchdog" for t in threading.enumerate())
+
+    before = watchdogs()
+    for _ in range(3):
+        worker = threading.Thread(target=lambda: verify(programs["ok_write"], native=False))
+        worker.start()
+        worker.join()
+    assert watchdogs() >= before  # each thread made its own engine
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while watchdogs() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert watchdogs() == before

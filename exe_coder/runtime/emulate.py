@@ -18,6 +18,7 @@ import ctypes
 import os
 import threading
 import time
+import weakref
 
 import numpy as np
 from unicorn import (
@@ -130,6 +131,7 @@ class _Engine:
         self.layout: list[tuple[int, int, int]] = []  # (start, size, prot) currently mapped
         self.contents: list[bytes] = []  # what was last written to each mapped region
         self.watchdog = _Watchdog(uc)
+        weakref.finalize(self, self.watchdog.close)
         self.pid = os.getpid()
         self._reset_run()
 
@@ -311,15 +313,17 @@ class _Watchdog:
     """Stops a run that outlives its wall-clock limit (a stuck hook, a pathological instruction).
 
     unicorn's own ``timeout`` starts a thread for every ``emu_start`` (~0.3 ms, more than a run);
-    this one thread sleeps until armed and then polls the deadline.
+    this one thread sleeps until armed and then polls the deadline. It holds its engine only
+    weakly, and ends when the engine is collected (e.g. when the thread that owned it ends).
     """
 
     POLL_S = 0.01
 
     def __init__(self, uc: Uc) -> None:
-        self.uc = uc
+        self.uc = weakref.ref(uc)
         self.deadline = 0.0
         self.fired = False
+        self.closed = False
         self.armed = threading.Event()
         self.lock = threading.Lock()  # arm/disarm and the deadline check never interleave
         self.thread = threading.Thread(target=self._watch, name="exe-coder-emulator-watchdog", daemon=True)
@@ -336,13 +340,21 @@ class _Watchdog:
             self.armed.clear()
             return self.fired
 
+    def close(self) -> None:
+        self.closed = True
+        self.armed.set()  # wake the thread so that it sees `closed` and ends
+
     def _watch(self) -> None:
         while True:
             self.armed.wait()
+            if self.closed:
+                return
             with self.lock:
                 if self.armed.is_set() and not self.fired and time.monotonic() >= self.deadline:
-                    self.fired = True
-                    self.uc.emu_stop()
+                    uc = self.uc()
+                    if uc is not None:
+                        self.fired = True
+                        uc.emu_stop()
             time.sleep(self.POLL_S)
 
 
