@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from runtime_programs import programs  # noqa: F401  (session fixture)
 
 from exe_coder.runtime import emulate as emu
@@ -166,3 +168,20 @@ def test_a_finished_threads_engine_and_watchdog_go_away(programs):
     while watchdogs() > before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert watchdogs() == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(old=st.binary(min_size=8, max_size=256).map(lambda b: b[: len(b) - len(b) % 8]), data=st.data())
+def test_changed_spans_cover_exactly_the_changed_words(old, data):
+    """The code-cache invalidation drops every changed word and nothing outside the buffer."""
+    new = bytearray(old)
+    for index in data.draw(st.lists(st.integers(0, len(old) - 1), max_size=6)):
+        new[index] ^= data.draw(st.integers(1, 255))
+    spans = emu._changed_spans(old, bytes(new))
+    covered = set()
+    for lo, hi in spans:
+        assert 0 <= lo < hi <= len(old) and lo % 8 == 0 and hi % 8 == 0
+        covered.update(range(lo, hi))
+    assert {i for i in range(len(old)) if old[i] != new[i]} <= covered
+    assert (spans == []) == (bytes(new) == old)
+    assert spans == sorted(spans)

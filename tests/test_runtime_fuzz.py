@@ -81,8 +81,11 @@ def test_random_code_reaches_the_emulator(programs, words):
     code = m.parse(bytes(image)).segment("__TEXT").section("__text")
     blob = struct.pack(f"<{len(words)}I", *words)[: code.size]
     image[code.offset : code.offset + len(blob)] = blob
-    outcome = _checked(resign(bytes(image)))
+    image = resign(bytes(image))
+    outcome = _checked(image)
     assert outcome.is_valid_macho  # structure and signature intact: the verdict came from running it
+    verify(programs["stack_digits"], native=False)  # another program in between
+    assert _checked(image) == outcome  # the same bytes, the same verdict, down to the detail
 
 
 def test_internal_errors_become_an_outcome(programs, monkeypatch):
