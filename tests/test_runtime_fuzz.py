@@ -106,3 +106,17 @@ def test_degenerate_inputs(image):
 def test_non_bytes_like_input_is_an_outcome():
     assert isinstance(verify(bytearray(b"\xcf\xfa"), native=False), Outcome)
     assert isinstance(verify(memoryview(b"\xcf\xfa\xed\xfe"), native=False), Outcome)
+
+
+@FUZZ
+@given(edits=st.lists(st.tuples(st.integers(0, 0x7FF), st.integers(0, 255)), max_size=8), cut=st.integers(0, 60000))
+def test_inspect_describes_any_mutant(programs, edits, cut):
+    from exe_coder.runtime.describe import inspect_image
+
+    image = bytearray(programs["ok_write"][:cut])
+    for offset, value in edits:
+        if offset < len(image):
+            image[offset] = value
+    inspection = inspect_image(bytes(image), "mutant")
+    assert inspection.lines and inspection.lines[0].startswith("file")
+    assert inspection.valid == (verify(bytes(image), native=False).is_valid_macho)
