@@ -153,7 +153,19 @@ def test_a_finished_threads_engine_and_watchdog_go_away(programs):
     def watchdogs() -> int:
         return sum(t.name == "exe-coder-emulator-watchdog" for t in threading.enumerate())
 
-    before = watchdogs()
+    def settled() -> int:
+        """Collect, then wait for the watchdogs of collected engines to end."""
+        gc.collect()
+        deadline = time.monotonic() + 5
+        count = watchdogs()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if watchdogs() == count:
+                return count
+            count = watchdogs()
+        return count
+
+    before = settled()  # engines of earlier tests' finished threads are gone now
     gc.disable()  # engines are reference cycles (unicorn holds their hooks): freed by the collector
     try:
         for _ in range(3):
@@ -163,11 +175,7 @@ def test_a_finished_threads_engine_and_watchdog_go_away(programs):
         assert watchdogs() == before + 3  # each thread made its own engine
     finally:
         gc.enable()
-    gc.collect()
-    deadline = time.monotonic() + 5
-    while watchdogs() > before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert watchdogs() == before
+    assert settled() == before
 
 
 @settings(max_examples=200, deadline=None)
