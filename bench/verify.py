@@ -22,7 +22,7 @@ from rich.table import Table
 from exe_coder.codegen.program import OPERAND_MAX, OPERAND_MIN, ProgramTemplate
 from exe_coder.runtime.emulate import emulate
 from exe_coder.runtime.signature import check_signature
-from exe_coder.runtime.validate import validate
+from exe_coder.runtime.validate import RULES, validate
 from exe_coder.runtime.verify import DEFAULT_MAX_INSTRUCTIONS, verify
 
 AIM_PER_S = 2000
@@ -73,7 +73,7 @@ def main() -> None:
     few = max(args.n // 30, 10)
 
     rows = [
-        ("validate (parse + 20 rules)", measure(validate, images)),
+        (f"validate (parse + {len(RULES)} rules)", measure(validate, images)),
         ("signature (page hashes)", measure(check_signature, parsed)),
         ("emulate", measure(emulate, parsed)),
         ("verify golden a+b (whole)", measure(lambda c: verify(c[0], c[1], native=False), cases)),
