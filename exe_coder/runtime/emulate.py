@@ -15,6 +15,7 @@ restores a saved CPU context, so nothing of one run can leak into the next.
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import threading
 import time
@@ -117,9 +118,11 @@ class _Engine:
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         uc.hook_add(UC_HOOK_BLOCK, self._on_block)
         uc.hook_add(UC_HOOK_MEM_INVALID, self._on_bad_access)
-        # The stack lives in a host buffer so that zeroing it is one memset, not a 256 KiB copy.
-        self.stack = (ctypes.c_char * STACK_SIZE)()
-        uc.mem_map_ptr(STACK_BASE, STACK_SIZE, UC_PROT_READ | UC_PROT_WRITE, ctypes.addressof(self.stack))
+        # The stack lives in host memory we own (page-aligned, from mmap) so that zeroing it is
+        # one memset, not a 256 KiB copy through unicorn.
+        self.stack_memory = mmap.mmap(-1, STACK_SIZE)
+        self.stack = ctypes.addressof(ctypes.c_char.from_buffer(self.stack_memory))
+        uc.mem_map_ptr(STACK_BASE, STACK_SIZE, UC_PROT_READ | UC_PROT_WRITE, self.stack)
         uc.reg_write(a64.UC_ARM64_REG_SP, INITIAL_SP)
         uc.reg_write(a64.UC_ARM64_REG_X0, 1)  # argc
         uc.reg_write(a64.UC_ARM64_REG_X1, INITIAL_SP + 8)  # argv
@@ -270,7 +273,7 @@ class _Engine:
         if problem is not None:
             return Execution(Ending.CRASHED, detail=problem)
         ctypes.memset(self.stack, 0, STACK_SIZE)
-        ctypes.memmove(ctypes.addressof(self.stack) + (INITIAL_SP - STACK_BASE), INITIAL_FRAME, len(INITIAL_FRAME))
+        ctypes.memmove(self.stack + (INITIAL_SP - STACK_BASE), INITIAL_FRAME, len(INITIAL_FRAME))
         for start, _size, prot in self.layout:
             if prot & UC_PROT_READ:
                 self.readable.append((start, start + _size))
