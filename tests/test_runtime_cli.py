@@ -82,13 +82,14 @@ def test_missing_file_is_one_line_and_exit_2(tmp_path):
         (["verify", "{folder}"], "is a directory"),
         (["inspect", "{missing}"], "no such file"),
         (["verify", "{binary}", "--run", "fast"], "--run must be one of"),
+        (["selfcheck", "--template", "nope"], "no template 'nope'"),
     ],
 )
 def test_bad_input_is_a_user_error(add17, tmp_path, args, message):
     values = {"missing": str(tmp_path / "nope"), "folder": str(tmp_path), "binary": str(add17)}
     result = runner.invoke(app, [a.format(**values) for a in args])
     assert isinstance(result.exception, UserError) and message in str(result.exception)
-    assert result.output == ""  # nothing printed before the error
+    assert result.output.strip() == ""  # nothing printed before the error
 
 
 def test_inspect_valid_binary_exits_0(add17):
