@@ -9,21 +9,45 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exe_coder.model.tokenizer import PAD, VOCAB_SIZE
-from exe_coder.model.transformer import Transformer
+from exe_coder.model.transformer import Transformer, digit_places
 
 TOL = 1e-4
 
 
-def _model(position: str) -> Transformer:
+def _model(position: str, digit_positions: bool = False) -> Transformer:
     mx.random.seed(0)
-    model = Transformer(layers=2, hidden_size=64, heads=4, seq_len=64, position=position)
+    model = Transformer(
+        layers=2, hidden_size=64, heads=4, seq_len=64, position=position, digit_positions=digit_positions
+    )
     mx.eval(model.parameters())
     model.eval()
     return model
 
 
-MODELS = {p: _model(p) for p in ("rope", "learned")}
-rows = st.lists(st.integers(0, VOCAB_SIZE - 1), min_size=1, max_size=12)
+MODELS = {"rope": _model("rope"), "learned": _model("learned"), "rope+digits": _model("rope", True)}
+# rows rich in digits, so digit runs cross the prompt/cache boundaries
+token = st.one_of(st.integers(48, 57), st.integers(0, VOCAB_SIZE - 1))
+rows = st.lists(token, min_size=1, max_size=12)
+
+
+def _places_reference(row: list[int]) -> list[int]:
+    out, run = [], 0
+    for t in row:
+        run = run + 1 if 48 <= t <= 57 else 0
+        out.append(run)
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=st.lists(rows, min_size=1, max_size=4).map(lambda b: [r + [65] * (12 - len(r)) for r in b]), cut=st.integers(0, 12))
+def test_digit_places_match_a_reference_and_carry_across_chunks(batch: list[list[int]], cut: int):
+    tokens = mx.array(batch)
+    want = [_places_reference(r) for r in batch]
+    assert digit_places(tokens).tolist() == want
+    if 0 < cut < 12:
+        head = digit_places(tokens[:, :cut])
+        tail = digit_places(tokens[:, cut:], head[:, -1])
+        assert mx.concatenate([head, tail], axis=1).tolist() == want
 
 
 def test_output_shape():
@@ -31,7 +55,7 @@ def test_output_shape():
     assert out.shape == (1, 3, VOCAB_SIZE)
 
 
-@pytest.mark.parametrize("position", ["rope", "learned"])
+@pytest.mark.parametrize("position", list(MODELS))
 @settings(max_examples=15, deadline=None)
 @given(batch=st.lists(rows, min_size=1, max_size=4))
 def test_left_padded_batch_equals_single_rows(position: str, batch: list[list[int]]):
@@ -46,7 +70,7 @@ def test_left_padded_batch_equals_single_rows(position: str, batch: list[list[in
         assert np.abs(np.array(got - alone)).max() < TOL
 
 
-@pytest.mark.parametrize("position", ["rope", "learned"])
+@pytest.mark.parametrize("position", list(MODELS))
 @settings(max_examples=15, deadline=None)
 @given(batch=st.lists(rows, min_size=1, max_size=3), split=st.integers(1, 6))
 def test_cached_incremental_decoding_equals_full_forward(position: str, batch: list[list[int]], split: int):

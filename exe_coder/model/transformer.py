@@ -1,5 +1,11 @@
 """A small decoder-only transformer in MLX (mlx-lm style): pre-norm blocks, RoPE, tied embeddings.
 
+Optionally (``digit_positions``) each token also gets an embedding of its place inside its run of
+decimal digits (0 = not a digit, 1 = first digit, 2 = second, ...), computed from the token ids
+alone, as in "Abacus" embeddings (McLeish et al., 2024). Copying the k-th digit of an operand
+then becomes "attend to the digit whose place is k", whatever the digit and wherever the
+number sits in the prompt -- the operation Track A needs on unseen magnitudes and templates.
+
 ``model(tokens[B, T], cache=None, pad_left=None) -> logits[B, T, V]``.
 
 ``pad_left[B]`` counts left-padding tokens per row (batched generation pads prompts on the
@@ -18,6 +24,9 @@ import mlx.nn as nn
 from exe_coder.model.tokenizer import VOCAB_SIZE
 
 
+MAX_DIGIT_PLACE = 16  # places past this share one embedding (int32 operands have at most 10 digits)
+
+
 class KVCache:
     """Keys and values seen so far for one layer (``update_and_fetch`` as in mlx-lm).
 
@@ -31,6 +40,7 @@ class KVCache:
         self.values: mx.array | None = None
         self.offset = 0
         self.pad_left: mx.array | None = None
+        self.digit_run: mx.array | None = None  # [B] digits in the run that ends the cache
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         prev = self.offset
@@ -124,6 +134,7 @@ class Transformer(nn.Module):
         position: str = "rope",
         rope_theta: float = 10000.0,
         tie_embeddings: bool = True,
+        digit_positions: bool = False,
         vocab_size: int = VOCAB_SIZE,
     ):
         super().__init__()
@@ -133,6 +144,9 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(vocab_size, hidden_size)
         if not self.use_rope:
             self.pos_embed = nn.Embedding(seq_len, hidden_size)
+        self.digit_positions = digit_positions
+        if digit_positions:
+            self.digit_embed = nn.Embedding(MAX_DIGIT_PLACE + 1, hidden_size)
         self.blocks = [
             Block(hidden_size, heads, mlp_ratio, dropout, self.use_rope, rope_theta) for _ in range(layers)
         ]
@@ -154,6 +168,7 @@ class Transformer(nn.Module):
             position=cfg.position,
             rope_theta=cfg.rope_theta,
             tie_embeddings=cfg.tie_embeddings,
+            digit_positions=cfg.digit_positions,
         )
 
     def make_cache(self) -> list[KVCache]:
@@ -196,12 +211,32 @@ class Transformer(nn.Module):
             if pad_left is not None:
                 pos = mx.maximum(pos - pad_left[:, None], 0)
             x = x + self.pos_embed(pos)
+        if self.digit_positions:
+            carry = cache[0].digit_run if cache is not None else None
+            places = digit_places(tokens, carry)
+            if cache is not None:
+                cache[0].digit_run = places[:, -1]
+            x = x + self.digit_embed(mx.minimum(places, MAX_DIGIT_PLACE))
         for i, block in enumerate(self.blocks):
             x = block(x, mask, positions, cache[i] if cache is not None else None)
         x = self.norm(x)
         if self.tie_embeddings:
             return self.embed.as_linear(x)
         return self.lm_head(x)
+
+
+def digit_places(tokens: mx.array, carry: mx.array | None = None) -> mx.array:
+    """Each token's place in its run of ASCII digits: 0 for a non-digit, 1, 2, ... for digits.
+
+    ``carry[B]`` is the place of the token just before ``tokens`` (incremental decoding).
+    """
+    B, T = tokens.shape
+    is_digit = (tokens >= 48) & (tokens <= 57)
+    t = mx.broadcast_to(mx.arange(T)[None], (B, T))
+    last_break = mx.cummax(mx.where(is_digit, -1, t), axis=1)  # latest non-digit at or before t
+    start = mx.zeros((B,), mx.int32) if carry is None else carry.astype(mx.int32)
+    places = mx.where(last_break < 0, start[:, None] + t + 1, t - last_break)
+    return mx.where(is_digit, places, 0).astype(mx.int32)
 
 
 def _causal_mask(T: int, offset: int) -> mx.array:
