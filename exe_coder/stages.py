@@ -26,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from exe_coder.errors import UserError
-from exe_coder.paths import CONFIGS_DIR, REPO_ROOT, SPECS_DIR
+from exe_coder.paths import CONFIGS_DIR, SPECS_DIR
 
 # stage -> the training config that trains it (configs/<name>.toml)
 STAGE_CONFIGS: dict[str, str] = {
@@ -38,7 +38,7 @@ STAGE_CONFIGS: dict[str, str] = {
     "stage3": "sft_stage3_words",
 }
 EVAL_SPLITS = ("val", "test")
-OUTPUTS_DIR = REPO_ROOT / "outputs"
+OUTPUTS_DIR = Path("outputs")  # relative to the working dir, like the configs' paths
 INFER_BATCH = 64
 
 

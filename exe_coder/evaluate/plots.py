@@ -77,16 +77,16 @@ def slice_accuracy_png(
             ax.barh([y - 0.18 for y in ys], [a or 0.0 for a in accs], color="tab:blue", height=0.36, label=label)
             ax.barh([y + 0.18 for y in ys], b_accs, color="tab:gray", height=0.36, label=baseline_label)
             if axis == axes_names[0]:
-                ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
+                fig.legend(fontsize=7, loc="upper right", ncol=2, frameon=False)
         for y, v, a in zip(ys, names, accs):
             n = slices[axis][v].n
             ax.text(1.01, y, f"n={n}" if a is None else f"{a:.2f} (n={n})", va="center", fontsize=7,
                     transform=ax.get_yaxis_transform())
         ax.set_yticks(list(ys), names, fontsize=7)
-        ax.invert_yaxis()
+        ax.set_ylim(max(len(names), 1) - 0.5, -0.5)  # first slice on top, no padding
         ax.set_xlim(0, 1)
         ax.set_title(axis, fontsize=9, loc="left")
         ax.grid(True, axis="x", alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return _png(fig)
