@@ -309,6 +309,9 @@ def run_acceptance(
     console = console or Console(stderr=True)
     work = Path(work or ACCEPTANCE_DIR)
     if work.exists():
+        # replace only an earlier acceptance run (it has the marker), never a folder of the user's
+        if not work.is_dir() or (any(work.iterdir()) and not (work / "acceptance.toml").is_file()):
+            raise UserError("not an earlier acceptance run's folder; choose a new or empty one", work)
         shutil.rmtree(work)
     data_dir, bin_dir = work / "data" / "stage0", work / "bin" / "stage0"
     config = acceptance_config(CONFIGS_DIR / f"{STAGE_CONFIGS['stage0']}.toml", work, data_dir, steps)
@@ -320,7 +323,7 @@ def run_acceptance(
         "stage0", paths=paths, force=True, sizes={"train": train_n, "val": val_n, "test": test_n},
         data_dir=data_dir, binaries_dir=bin_dir, console=console,
     )
-    checks = check_outputs(result, paths, {"train": train_n, "val": val_n, "test": test_n}, data_dir)
+    checks = check_outputs(result, paths, {"train": train_n, "val": val_n, "test": test_n}, data_dir, bin_dir)
     checks.append(_oracle_check(data_dir / "val.jsonl", work, console))
     return checks, result
 
@@ -329,7 +332,10 @@ def _lines(path: Path) -> int:
     return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else -1
 
 
-def check_outputs(result: StageResult, paths: StagePaths, sizes: dict[str, int], data_dir: Path) -> list[AcceptanceCheck]:
+def check_outputs(
+    result: StageResult, paths: StagePaths, sizes: dict[str, int], data_dir: Path, bin_dir: Path | None = None
+) -> list[AcceptanceCheck]:
+    """One check per output a stage run must leave; each says what it found."""
     checks = []
 
     def check(name: str, passed: bool, detail: str) -> None:
@@ -339,6 +345,13 @@ def check_outputs(result: StageResult, paths: StagePaths, sizes: dict[str, int],
         got = _lines(data_dir / f"{split}.jsonl")
         check(f"build {split}.jsonl", got == n, f"{got} examples, expected {n}")
     check("build manifest.json", (data_dir / "manifest.json").is_file(), str(data_dir / "manifest.json"))
+    if bin_dir is not None:
+        for split in EVAL_SPLITS:
+            jsonl = data_dir / f"{split}.jsonl"
+            named = [json.loads(line).get("binary_path") for line in jsonl.read_text().splitlines()] if jsonl.is_file() else []
+            present = [p for p in named if p and (bin_dir / p).is_file()]
+            check(f"build {split} binaries", named and len(present) == len(named),
+                  f"{len(present)} of {len(named)} golden binaries on disk under {bin_dir}")
     for name in ("metrics.jsonl", "best_weights.safetensors", "latest_weights.safetensors", "config.toml"):
         check(f"train {name}", (result.run_dir / name).is_file(), str(result.run_dir / name))
     for path in result.prediction_files:

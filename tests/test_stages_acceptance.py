@@ -36,7 +36,8 @@ def test_acceptance_end_to_end(tmp_path):
     failed = [f"{c.name}: {c.detail}" for c in checks if not c.passed]
     assert not failed
     names = {c.name for c in checks}
-    assert {"build train.jsonl", "train metrics.jsonl", "evaluate val report", "oracle scores 1.0"} <= names
+    assert {"build train.jsonl", "build val binaries", "train metrics.jsonl", "evaluate val report",
+            "oracle scores 1.0"} <= names
 
     report = json.loads((work / "reports" / "stage0_val.json").read_text())
     assert report["metrics"]["n"] == 8 and report["baseline"]["mode"] == "regex_baseline"
@@ -52,7 +53,18 @@ def test_acceptance_end_to_end(tmp_path):
     pred.write_text("".join(pred.read_text().splitlines(keepends=True)[:-1]))
     paths = default_paths("stage0")
     paths.predictions_dir, paths.reports_dir = work / "predictions", work / "reports"
-    again = {c.name: c.passed for c in check_outputs(result, paths, sizes, work / "data" / "stage0")}
+    (work / "bin" / "stage0" / json.loads((work / "data" / "stage0" / "test.jsonl").read_text().splitlines()[0])["binary_path"]).unlink()
+    again = {c.name: c.passed for c in check_outputs(result, paths, sizes, work / "data" / "stage0", work / "bin" / "stage0")}
     assert again["evaluate test report"] is False
     assert again["infer stage0_val_model.jsonl"] is False
-    assert again["evaluate val report"] is True
+    assert again["build test binaries"] is False
+    assert again["evaluate val report"] is True and again["build val binaries"] is True
+
+
+def test_acceptance_never_deletes_a_foreign_folder(tmp_path):
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("precious\n")
+    with pytest.raises(UserError, match="not an earlier acceptance run"):
+        run_acceptance(work=keep)
+    assert (keep / "notes.txt").read_text() == "precious\n"
