@@ -99,17 +99,15 @@ class _Clock:
         return out
 
 
-def _train(config_path: Path, force: bool, console: Console):
+def _train(config, force: bool, console: Console) -> Path:
     """Train as ``exe-coder train`` does (with its grammar-constrained eval hook); continue an
     unfinished run of the same config, so an interrupted stage picks up where it stopped."""
     from exe_coder.decode.grammar import compile_grammar
     from exe_coder.decode.infer import make_eval_hook
     from exe_coder.model import checkpoint as ckpt
-    from exe_coder.train.config import load_config
     from exe_coder.train.data import load_examples
     from exe_coder.train.loop import train
 
-    config = load_config(config_path)
     run_dir = Path(config.run.output_dir)
     same_run = (run_dir / ckpt.STATE).is_file() and (run_dir / ckpt.CONFIG_FILE).is_file() and (
         (run_dir / ckpt.CONFIG_FILE).read_text() == config.to_toml()
@@ -123,7 +121,7 @@ def _train(config_path: Path, force: bool, console: Console):
         limit=config.train.eval_max_samples,
     )
     train(config, resume=resume, eval_hook=hook, console=console)
-    return config, run_dir
+    return run_dir
 
 
 def _infer(config, run_dir: Path, stage: str, split: str, paths: StagePaths) -> tuple[Path, Path]:
@@ -169,13 +167,16 @@ def run_stage(
     from exe_coder.train.config import load_config
 
     cfg = load_config(paths.config)  # a bad config fails now, not after a long build
+    data_folder = Path(cfg.data.train_jsonl).parent.name
+    if data_folder in STAGE_CONFIGS and data_folder != stage:
+        raise UserError(f"this config trains on {data_folder}'s data, not {stage}'s", paths.config)
     clock = _Clock(console, stage)
     # build where the config's training reads, so the two can never disagree
     dataset_dir = clock.run(
         "build", build_dataset, paths.spec, force=force, sizes=sizes,
         out_dir=data_dir or Path(cfg.data.train_jsonl).parent, binaries_dir=binaries_dir, console=console,
     )
-    cfg, run_dir = clock.run("train", _train, paths.config, force, console)
+    run_dir = clock.run("train", _train, cfg, force, console)
     result = StageResult(stage=stage, dataset_dir=dataset_dir, run_dir=run_dir)
 
     from exe_coder.evaluate.report import evaluate_files, headline_lines

@@ -68,3 +68,12 @@ def test_acceptance_never_deletes_a_foreign_folder(tmp_path):
     with pytest.raises(UserError, match="not an earlier acceptance run"):
         run_acceptance(work=keep)
     assert (keep / "notes.txt").read_text() == "precious\n"
+
+
+def test_a_config_for_another_stage_is_refused_before_any_work(tmp_path):
+    from exe_coder.stages import run_stage
+
+    with pytest.raises(UserError, match="trains on stage0's data, not stage1's"):
+        run_stage("stage1", config=CONFIGS_DIR / "sft_stage0_overfit.toml")
+    with pytest.raises(UserError, match="config file not found"):
+        run_stage("stage0", config=tmp_path / "none.toml")
