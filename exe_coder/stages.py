@@ -216,6 +216,10 @@ def _write_run_summary(result: StageResult, paths: StagePaths) -> Path:
             split: {
                 "answer_accuracy": r.metrics.answer_accuracy,
                 "baseline_answer_accuracy": r.baseline.metrics.answer_accuracy if r.baseline else None,
+                # the held-out magnitude slices, the numbers a stage note quotes
+                "answer_accuracy_by_magnitude_pair": {
+                    pair: m.answer_accuracy for pair, m in r.slices["magnitude_pair"].items() if m.n
+                },
                 "gates": {g: res.passed for g, res in r.milestone_gates.items()},
             }
             for split, r in result.reports.items()
