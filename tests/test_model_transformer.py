@@ -9,15 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exe_coder.model.tokenizer import PAD, VOCAB_SIZE
-from exe_coder.model.transformer import Transformer, digit_places
+from exe_coder.model.transformer import Transformer, digit_places, number_ordinals
 
 TOL = 1e-4
 
 
-def _model(position: str, digit_positions: bool = False) -> Transformer:
+def _model(position: str, digits: bool = False) -> Transformer:
     mx.random.seed(0)
     model = Transformer(
-        layers=2, hidden_size=64, heads=4, seq_len=64, position=position, digit_positions=digit_positions
+        layers=2, hidden_size=64, heads=4, seq_len=64, position=position, digit_positions=digits,
+        number_positions=digits,
     )
     mx.eval(model.parameters())
     model.eval()
@@ -38,16 +39,30 @@ def _places_reference(row: list[int]) -> list[int]:
     return out
 
 
+def _ordinals_reference(row: list[int]) -> list[int]:
+    out, count, prev_digit = [], 0, False
+    for t in row:
+        digit = 48 <= t <= 57
+        count += digit and not prev_digit
+        out.append(count if digit else 0)
+        prev_digit = digit
+    return out
+
+
 @settings(max_examples=100, deadline=None)
 @given(batch=st.lists(rows, min_size=1, max_size=4).map(lambda b: [r + [65] * (12 - len(r)) for r in b]), cut=st.integers(0, 12))
 def test_digit_places_match_a_reference_and_carry_across_chunks(batch: list[list[int]], cut: int):
     tokens = mx.array(batch)
     want = [_places_reference(r) for r in batch]
     assert digit_places(tokens).tolist() == want
+    assert number_ordinals(digit_places(tokens)).tolist() == [_ordinals_reference(r) for r in batch]
     if 0 < cut < 12:
         head = digit_places(tokens[:, :cut])
         tail = digit_places(tokens[:, cut:], head[:, -1])
         assert mx.concatenate([head, tail], axis=1).tolist() == want
+        runs_before = (head == 1).astype(mx.int32).sum(axis=1)
+        ordinals = mx.concatenate([number_ordinals(head), number_ordinals(tail, runs_before)], axis=1)
+        assert ordinals.tolist() == [_ordinals_reference(r) for r in batch]
 
 
 def test_output_shape():

@@ -5,6 +5,9 @@ decimal digits (0 = not a digit, 1 = first digit, 2 = second, ...), computed fro
 alone, as in "Abacus" embeddings (McLeish et al., 2024). Copying the k-th digit of an operand
 then becomes "attend to the digit whose place is k", whatever the digit and wherever the
 number sits in the prompt -- the operation Track A needs on unseen magnitudes and templates.
+``number_positions`` adds the same idea one level up: each digit's number's ordinal in the
+sequence (1 = first run of digits, 2 = second, ...), so "the first digit of the second number"
+is one attention lookup instead of a count the model must learn from few examples.
 
 ``model(tokens[B, T], cache=None, pad_left=None) -> logits[B, T, V]``.
 
@@ -25,6 +28,7 @@ from exe_coder.model.tokenizer import VOCAB_SIZE
 
 
 MAX_DIGIT_PLACE = 16  # places past this share one embedding (int32 operands have at most 10 digits)
+MAX_NUMBER_ORDINAL = 8  # numbers past the 8th share one embedding
 
 
 class KVCache:
@@ -41,6 +45,7 @@ class KVCache:
         self.offset = 0
         self.pad_left: mx.array | None = None
         self.digit_run: mx.array | None = None  # [B] digits in the run that ends the cache
+        self.number_count: mx.array | None = None  # [B] digit runs seen so far
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         prev = self.offset
@@ -135,6 +140,7 @@ class Transformer(nn.Module):
         rope_theta: float = 10000.0,
         tie_embeddings: bool = True,
         digit_positions: bool = False,
+        number_positions: bool = False,
         vocab_size: int = VOCAB_SIZE,
     ):
         super().__init__()
@@ -147,6 +153,9 @@ class Transformer(nn.Module):
         self.digit_positions = digit_positions
         if digit_positions:
             self.digit_embed = nn.Embedding(MAX_DIGIT_PLACE + 1, hidden_size)
+        self.number_positions = number_positions
+        if number_positions:
+            self.number_embed = nn.Embedding(MAX_NUMBER_ORDINAL + 1, hidden_size)
         self.blocks = [
             Block(hidden_size, heads, mlp_ratio, dropout, self.use_rope, rope_theta) for _ in range(layers)
         ]
@@ -169,6 +178,7 @@ class Transformer(nn.Module):
             rope_theta=cfg.rope_theta,
             tie_embeddings=cfg.tie_embeddings,
             digit_positions=cfg.digit_positions,
+            number_positions=cfg.number_positions,
         )
 
     def make_cache(self) -> list[KVCache]:
@@ -211,12 +221,18 @@ class Transformer(nn.Module):
             if pad_left is not None:
                 pos = mx.maximum(pos - pad_left[:, None], 0)
             x = x + self.pos_embed(pos)
-        if self.digit_positions:
-            carry = cache[0].digit_run if cache is not None else None
-            places = digit_places(tokens, carry)
-            if cache is not None:
-                cache[0].digit_run = places[:, -1]
-            x = x + self.digit_embed(mx.minimum(places, MAX_DIGIT_PLACE))
+        if self.digit_positions or self.number_positions:
+            c = cache[0] if cache is not None else None
+            places = digit_places(tokens, c.digit_run if c is not None else None)
+            ordinals = number_ordinals(places, c.number_count if c is not None else None)
+            if c is not None:
+                runs_before = c.number_count if c.number_count is not None else 0
+                c.digit_run = places[:, -1]
+                c.number_count = runs_before + (places == 1).astype(mx.int32).sum(axis=1)
+            if self.digit_positions:
+                x = x + self.digit_embed(mx.minimum(places, MAX_DIGIT_PLACE))
+            if self.number_positions:
+                x = x + self.number_embed(mx.minimum(ordinals, MAX_NUMBER_ORDINAL))
         for i, block in enumerate(self.blocks):
             x = block(x, mask, positions, cache[i] if cache is not None else None)
         x = self.norm(x)
@@ -237,6 +253,18 @@ def digit_places(tokens: mx.array, carry: mx.array | None = None) -> mx.array:
     start = mx.zeros((B,), mx.int32) if carry is None else carry.astype(mx.int32)
     places = mx.where(last_break < 0, start[:, None] + t + 1, t - last_break)
     return mx.where(is_digit, places, 0).astype(mx.int32)
+
+
+def number_ordinals(places: mx.array, carry: mx.array | None = None) -> mx.array:
+    """Each digit's number's ordinal (1 = first run of digits in the sequence); 0 for non-digits.
+
+    ``places`` comes from ``digit_places``; ``carry[B]`` counts runs before these tokens.
+    """
+    starts = (places == 1).astype(mx.int32)
+    count = mx.cumsum(starts, axis=1)
+    if carry is not None:
+        count = count + carry.astype(mx.int32)[:, None]
+    return mx.where(places > 0, count, 0).astype(mx.int32)
 
 
 def _causal_mask(T: int, offset: int) -> mx.array:
