@@ -72,7 +72,6 @@ def bench_mlx(config_path: str, steps: int) -> dict:
 
 
 def bench_torch(config_path: str, steps: int) -> dict:
-    import math
     import time
 
     import torch
@@ -110,17 +109,26 @@ def bench_torch(config_path: str, steps: int) -> dict:
             q, k, v = (z.view(b, t, cfg.heads, hd).transpose(1, 2) for z in (q, k, v))
             o = F.scaled_dot_product_attention(rope(q), rope(k), v, is_causal=True)
             x = x + self.out(o.transpose(1, 2).reshape(b, t, d))
-            return x + self.down(F.gelu(self.up(self.n2(x)), approximate="tanh"))
+            h = self.up(self.n2(x))
+            h = F.relu(h).square() if cfg.activation == "relu2" else F.gelu(h, approximate="tanh")
+            return x + self.down(h)
 
     class Model(tnn.Module):
         def __init__(self):
             super().__init__()
             self.embed = tnn.Embedding(260, cfg.hidden_size)
+            # digit/number-ordinal embeddings: two more lookups added to the input, as in MLX
+            self.digit = tnn.Embedding(17, cfg.hidden_size) if cfg.digit_positions else None
+            self.number = tnn.Embedding(9, cfg.hidden_size) if cfg.number_positions else None
             self.blocks = tnn.ModuleList([Block() for _ in range(cfg.layers)])
             self.norm = tnn.RMSNorm(cfg.hidden_size)
 
         def forward(self, x):
             h = self.embed(x)
+            if self.digit is not None:
+                h = h + self.digit(x % 17)
+            if self.number is not None:
+                h = h + self.number(x % 9)
             for blk in self.blocks:
                 h = blk(h)
             return self.norm(h) @ self.embed.weight.T
@@ -143,7 +151,6 @@ def bench_torch(config_path: str, steps: int) -> dict:
     for _ in range(steps):
         step()
     dt = (time.perf_counter() - t0) / steps
-    del math
     return {"tokens_per_sec": B * T / dt, "ms_per_step": dt * 1000, "threads": torch.get_num_threads()}
 
 

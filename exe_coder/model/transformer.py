@@ -101,25 +101,37 @@ class Attention(nn.Module):
         return self.out(o.transpose(0, 2, 1, 3).reshape(B, T, -1))
 
 
+def relu2(x: mx.array) -> mx.array:
+    """Squared ReLU (Primer, So et al. 2021). On the CPU it is ~30x cheaper than GELU's tanh:
+    MLX's CPU transcendentals cost ~16 ns an element, and the MLP's activation dominated a step."""
+    return mx.square(nn.relu(x))
+
+
+ACTIVATIONS = {"gelu": nn.gelu_approx, "relu2": relu2}
+
+
 class MLP(nn.Module):
-    def __init__(self, dims: int, hidden: int):
+    def __init__(self, dims: int, hidden: int, activation: str = "gelu"):
         super().__init__()
         self.up = nn.Linear(dims, hidden, bias=False)
         self.down = nn.Linear(hidden, dims, bias=False)
+        self.activation = ACTIVATIONS[activation]
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.down(nn.gelu_approx(self.up(x)))
+        return self.down(self.activation(self.up(x)))
 
 
 class Block(nn.Module):
     """Pre-norm: x + attn(norm(x)), then x + mlp(norm(x)); stable without warmup tricks."""
 
-    def __init__(self, dims: int, heads: int, mlp_ratio: int, dropout: float, rope: bool, rope_theta: float):
+    def __init__(
+        self, dims: int, heads: int, mlp_ratio: int, dropout: float, rope: bool, rope_theta: float, activation: str
+    ):
         super().__init__()
         self.attn_norm = nn.RMSNorm(dims)
         self.attn = Attention(dims, heads, rope, rope_theta)
         self.mlp_norm = nn.RMSNorm(dims)
-        self.mlp = MLP(dims, mlp_ratio * dims)
+        self.mlp = MLP(dims, mlp_ratio * dims, activation)
         self.dropout = nn.Dropout(dropout)
 
     def __call__(self, x, mask, positions, cache=None):
@@ -141,6 +153,7 @@ class Transformer(nn.Module):
         tie_embeddings: bool = True,
         digit_positions: bool = False,
         number_positions: bool = False,
+        activation: str = "gelu",
         vocab_size: int = VOCAB_SIZE,
     ):
         super().__init__()
@@ -157,7 +170,8 @@ class Transformer(nn.Module):
         if number_positions:
             self.number_embed = nn.Embedding(MAX_NUMBER_ORDINAL + 1, hidden_size)
         self.blocks = [
-            Block(hidden_size, heads, mlp_ratio, dropout, self.use_rope, rope_theta) for _ in range(layers)
+            Block(hidden_size, heads, mlp_ratio, dropout, self.use_rope, rope_theta, activation)
+            for _ in range(layers)
         ]
         self.norm = nn.RMSNorm(hidden_size)
         self.tie_embeddings = tie_embeddings
@@ -179,6 +193,7 @@ class Transformer(nn.Module):
             tie_embeddings=cfg.tie_embeddings,
             digit_positions=cfg.digit_positions,
             number_positions=cfg.number_positions,
+            activation=cfg.activation,
         )
 
     def make_cache(self) -> list[KVCache]:

@@ -53,13 +53,14 @@ class ModelConfig(_Table):
     seq_len: int = Field(ge=8)  # longest sequence (prompt + target) the model accepts
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     # Additive to the seed's schema. Shipped configs use rope + digit_positions + number_positions
-    # (measured best); the two default off so a config without the keys keeps its meaning.
+    # + relu2 (measured best); defaults stay as before so a config without the keys keeps its meaning.
     mlp_ratio: int = Field(default=4, ge=1)
     position: Literal["rope", "learned"] = "rope"
     rope_theta: float = Field(default=10000.0, gt=0.0)
     tie_embeddings: bool = True
     digit_positions: bool = False  # embed each digit's place in its number (see model/transformer.py)
     number_positions: bool = False  # embed each digit's number's ordinal in the sequence
+    activation: Literal["gelu", "relu2"] = "gelu"  # relu2 is far cheaper on the CPU (see transformer.py)
 
     @model_validator(mode="after")
     def _heads(self) -> ModelConfig:
