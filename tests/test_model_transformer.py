@@ -25,7 +25,9 @@ def _model(position: str, digits: bool = False) -> Transformer:
     return model
 
 
-MODELS = {"rope": _model("rope"), "learned": _model("learned"), "shipped": _model("rope", True)}
+MODELS = {
+    "rope": _model("rope"), "learned": _model("learned"), "none": _model("none", True), "shipped": _model("rope", True)
+}
 # rows rich in digits, so digit runs cross the prompt/cache boundaries
 token = st.one_of(st.integers(48, 57), st.integers(0, VOCAB_SIZE - 1))
 rows = st.lists(token, min_size=1, max_size=12)

@@ -244,3 +244,34 @@ def test_rl_config_says_rl_is_not_implemented(data_dir: Path, tmp_path: Path):
 
     with pytest.raises(UserError, match="RL training is not implemented"):
         train(load_config(CONFIGS_DIR / "rl_mainline.toml"), show_progress=False)
+
+
+@settings(max_examples=20, deadline=None)
+@given(step=st.integers(0, 50), rate=st.floats(0.05, 0.9))
+def test_prompt_noise_spares_digits_signs_and_targets(step: int, rate: float):
+    split = _noise_split()
+    clean = Batcher(split, 8, seed=5).batch_at(step)
+    noisy = Batcher(split, 8, seed=5, prompt_noise=rate).batch_at(step)
+    again = Batcher(split, 8, seed=5, prompt_noise=rate).batch_at(step)
+    assert np.array_equal(noisy.inputs, again.inputs)  # a function of (seed, step)
+    assert np.array_equal(noisy.targets, clean.targets) and np.array_equal(noisy.target_mask, clean.target_mask)
+    changed = noisy.inputs != clean.inputs
+    keep = np.isin(clean.inputs, [ord(c) for c in "0123456789-"]) | (clean.inputs >= 256)
+    assert not np.any(changed & keep)
+    is_prompt_input = np.zeros_like(changed)
+    is_prompt_input[:, 1:] = clean.prompt_mask[:, :-1] == 1
+    assert not np.any(changed & ~is_prompt_input)  # the target side of the input is never touched
+    noisable = is_prompt_input & ~keep
+    if rate >= 0.5:  # with ~100 noisable bytes a batch, some surely change
+        assert changed.sum() > 0.25 * noisable.sum()
+
+
+_NOISE_SPLIT = []
+
+
+def _noise_split():
+    if not _NOISE_SPLIT:
+        from _train_fixtures import make_examples
+
+        _NOISE_SPLIT.append(tokenize(make_examples(64, "train", 9), Tokenizer(), 64))
+    return _NOISE_SPLIT[0]

@@ -160,8 +160,9 @@ class Transformer(nn.Module):
         self.vocab_size = vocab_size
         self.seq_len = seq_len
         self.use_rope = position == "rope"
+        self.use_learned = position == "learned"  # "none": no position signal but the causal mask
         self.embed = nn.Embedding(vocab_size, hidden_size)
-        if not self.use_rope:
+        if self.use_learned:
             self.pos_embed = nn.Embedding(seq_len, hidden_size)
         self.digit_positions = digit_positions
         if digit_positions:
@@ -231,7 +232,7 @@ class Transformer(nn.Module):
             mask = keep[:, None]
 
         x = self.embed(tokens)
-        if not self.use_rope:
+        if self.use_learned:
             pos = offset + mx.arange(T)[None, :]
             if pad_left is not None:
                 pos = mx.maximum(pos - pad_left[:, None], 0)

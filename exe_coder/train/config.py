@@ -55,7 +55,7 @@ class ModelConfig(_Table):
     # Additive to the seed's schema. Shipped configs use rope + digit_positions + number_positions
     # + relu2 (measured best); defaults stay as before so a config without the keys keeps its meaning.
     mlp_ratio: int = Field(default=4, ge=1)
-    position: Literal["rope", "learned"] = "rope"
+    position: Literal["rope", "learned", "none"] = "rope"
     rope_theta: float = Field(default=10000.0, gt=0.0)
     tie_embeddings: bool = True
     digit_positions: bool = False  # embed each digit's place in its number (see model/transformer.py)
@@ -123,6 +123,8 @@ class TrainSection(_Table):
     warmup_steps: int = Field(default=0, ge=0)
     min_lr_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # additive: chance that a prompt byte other than a digit or '-' is replaced by a random one
+    prompt_noise: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
 class TrainConfig(_Table):

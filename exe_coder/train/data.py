@@ -117,13 +117,36 @@ def make_batch(split: TokenizedSplit, idx: np.ndarray) -> Batch:
     )
 
 
-class Batcher:
-    """Fixed-size shuffled batches; an epoch drops the last partial batch (reshuffled next epoch)."""
+# Prompt noise never touches what the target copies: digits and the minus sign.
+_KEEP = np.zeros(256 + 8, dtype=bool)
+_KEEP[[ord(c) for c in "0123456789-"]] = True
+_KEEP[256:] = True  # special tokens
+_NOISE_BYTES = np.array([b for b in range(32, 127) if not _KEEP[b]], dtype=np.int32)
 
-    def __init__(self, split: TokenizedSplit, batch_size: int, seed: int):
+
+def add_prompt_noise(batch: Batch, rate: float, rng: np.random.Generator) -> Batch:
+    """Replace each prompt byte that is not a digit or '-' by a random printable byte with
+    probability ``rate`` (inputs only; the loss never sees prompt positions in SFT). A cheap
+    augmentation against memorising the exact wording of the training templates."""
+    inputs = batch.inputs.copy()
+    is_prompt = np.zeros_like(inputs, dtype=bool)
+    is_prompt[:, 1:] = batch.prompt_mask[:, :-1] == 1  # input t is prompt text if it was target t-1 of the prompt
+    hit = is_prompt & ~_KEEP[inputs] & (rng.random(inputs.shape) < rate)
+    inputs[hit] = rng.choice(_NOISE_BYTES, size=int(hit.sum()))
+    return Batch(inputs, batch.targets, batch.target_mask, batch.prompt_mask)
+
+
+class Batcher:
+    """Fixed-size shuffled batches; an epoch drops the last partial batch (reshuffled next epoch).
+
+    With ``prompt_noise`` > 0 the batch at step s also carries prompt noise drawn from (seed, s).
+    """
+
+    def __init__(self, split: TokenizedSplit, batch_size: int, seed: int, prompt_noise: float = 0.0):
         self.split = split
         self.batch_size = min(batch_size, len(split))
         self.seed = seed
+        self.prompt_noise = prompt_noise
         self.steps_per_epoch = len(split) // self.batch_size
         self._cached: tuple[int, np.ndarray] | None = None
 
@@ -135,7 +158,10 @@ class Batcher:
     def batch_at(self, step: int) -> Batch:
         epoch, i = divmod(step, self.steps_per_epoch)
         idx = self._order(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
-        return make_batch(self.split, np.sort(idx))
+        batch = make_batch(self.split, np.sort(idx))
+        if self.prompt_noise > 0.0:
+            batch = add_prompt_noise(batch, self.prompt_noise, np.random.default_rng([self.seed, step, 1]))
+        return batch
 
 
 def eval_batches(split: TokenizedSplit, batch_size: int, limit: int | None = None):

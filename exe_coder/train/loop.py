@@ -149,7 +149,7 @@ def train(
     manifest = manifest_sha256(config.data.train_jsonl)
 
     tc = config.train
-    batcher = Batcher(train_split, tc.batch_size, config.run.seed)
+    batcher = Batcher(train_split, tc.batch_size, config.run.seed, tc.prompt_noise)
     total_steps = min(tc.max_steps, tc.epochs * batcher.steps_per_epoch)
 
     model = _init_model(config)
