@@ -15,12 +15,11 @@ import argparse
 import os
 import platform
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import pin_one_core
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -29,15 +28,8 @@ from exe_coder.codegen.assembler import assemble
 from exe_coder.codegen.finalize import finalize
 from exe_coder.codegen.macho import link
 from exe_coder.codegen.program import OPERAND_MAX, OPERAND_MIN, ProgramTemplate
+from exe_coder.codegen.reference import zig_build
 from exe_coder.runtime.verify import verify
-
-
-def pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to cpu {cpu}"
-    return "not pinned (no sched_setaffinity on this OS)"
 
 
 def cpu_seconds() -> float:
@@ -59,15 +51,6 @@ def rate(fn, items, progress: Progress, label: str) -> tuple[float, float]:
     elapsed, elapsed_cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
     progress.update(task, completed=len(items))
     return elapsed / len(items), elapsed_cpu / len(items)
-
-
-def zig_build(source: str, workdir: Path) -> bytes:
-    (workdir / "prog.s").write_text(source)
-    subprocess.run(
-        [sys.executable, "-m", "ziglang", "cc", "-g0", "-target", "aarch64-macos.11.0", "-nostdlib", "prog.s", "-o", "prog"],
-        check=True, capture_output=True, cwd=workdir,
-    )  # fmt: skip
-    return (workdir / "prog").read_bytes()
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import os
 import random
 import time
 
+from _common import pin_one_core
 from rich.console import Console
 from rich.table import Table
 
@@ -26,14 +27,6 @@ from exe_coder.runtime.validate import RULES, validate
 from exe_coder.runtime.verify import DEFAULT_MAX_INSTRUCTIONS, verify
 
 AIM_PER_S = 2000
-
-
-def pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to cpu {cpu}"
-    return "not pinned"
 
 
 def measure(fn, items) -> tuple[float, float]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from exe_coder.codegen.reference import zig_link
 from exe_coder.runtime import macho as m
 from exe_coder.runtime.signature import read_signature
 
@@ -23,18 +22,12 @@ FIXTURES = Path(__file__).parent / "fixtures" / "runtime"
 PROGRAM_NAMES = sorted(p.stem for p in FIXTURES.glob("*.s"))
 
 
-def link_with_zig(source: Path, out: Path) -> bytes:
-    cmd = [sys.executable, "-m", "ziglang", "cc", "-g0", "-target", "aarch64-macos.11.0", "-nostdlib", str(source), "-o", str(out)]
-    subprocess.run(cmd, check=True, capture_output=True, cwd=out.parent)
-    return out.read_bytes()
-
-
 @pytest.fixture(scope="session")
 def programs(tmp_path_factory) -> dict[str, bytes]:
     """Every fixture program, linked by zig: name -> signed Mach-O bytes."""
     folder = tmp_path_factory.mktemp("zig-programs")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        images = pool.map(lambda name: link_with_zig(FIXTURES / f"{name}.s", folder / name), PROGRAM_NAMES)
+        images = pool.map(lambda name: zig_link(FIXTURES / f"{name}.s", folder / name), PROGRAM_NAMES)
         return dict(zip(PROGRAM_NAMES, images))
 
 

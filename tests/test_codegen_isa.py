@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import random
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import lief
@@ -23,6 +21,7 @@ from hypothesis import strategies as st
 from exe_coder.codegen import isa
 from exe_coder.codegen.assembler import assemble
 from exe_coder.codegen.disasm import decode_word, disassemble
+from exe_coder.codegen.reference import zig_build
 from exe_coder.errors import UserError
 
 ORIGIN = 0x1000_0000  # instructions sit here, so every branch target is a positive address
@@ -145,15 +144,8 @@ def test_every_field_fits_its_word() -> None:
 
 
 def _zig_text(source: str, tmp_path: Path) -> bytes:
-    src = tmp_path / "forms.s"
-    out = tmp_path / "forms"
-    src.write_text(source)
-    subprocess.run(
-        [sys.executable, "-m", "ziglang", "cc", "-g0", "-target", "aarch64-macos.11.0", "-nostdlib", str(src), "-o", str(out)],
-        check=True,
-        capture_output=True,
-    )
-    binary = lief.MachO.parse(str(out)).at(0)
+    zig_build(source, tmp_path, name="forms")
+    binary = lief.MachO.parse(str(tmp_path / "forms")).at(0)
     return bytes(binary.get_section("__text").content)
 
 

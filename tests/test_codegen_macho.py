@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import lief
@@ -23,6 +21,7 @@ from exe_coder.codegen.assembler import assemble
 from exe_coder.codegen.codesign import IDENTIFIER
 from exe_coder.codegen.finalize import content_uuid, finalize, locate
 from exe_coder.codegen.program import ProgramTemplate
+from exe_coder.codegen.reference import zig_build
 from exe_coder.runtime.verify import verify
 
 CMD = lief.MachO.LoadCommand.TYPE
@@ -159,12 +158,7 @@ def test_finalize_reproduces_zig_signature_and_uuid(tmp_path: Path) -> None:
     """Blank zig's own UUID and signature; finalize with zig's identifier and page size
     must give back zig's file byte for byte."""
     source = ProgramTemplate.load("add").render(a=-123456, b=98765)
-    (tmp_path / "prog.s").write_text(source)
-    subprocess.run(
-        [sys.executable, "-m", "ziglang", "cc", "-g0", "-target", "aarch64-macos.11.0", "-nostdlib", "prog.s", "-o", "prog"],
-        check=True, capture_output=True, cwd=tmp_path,
-    )  # fmt: skip
-    theirs = (tmp_path / "prog").read_bytes()
+    theirs = zig_build(source, tmp_path, name="prog")
     layout = locate(theirs)
     blank = bytearray(theirs)
     blank[layout.uuid_at : layout.uuid_at + 16] = bytes(16)

@@ -7,26 +7,16 @@ zig costs ~0.1-0.3 s a binary, so only a handful of operand pairs (the extremes 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import lief
 import pytest
 
+from exe_coder.codegen.reference import zig_build
 from exe_coder.codegen.program import OPERAND_MAX, OPERAND_MIN, ProgramTemplate
 from exe_coder.runtime.verify import verify
 
 PAIRS = [(17, -4), (0, 0), (OPERAND_MIN, OPERAND_MIN), (OPERAND_MAX, OPERAND_MAX), (-1000, 999)]
-
-
-def zig_build(source: str, tmp_path: Path) -> bytes:
-    (tmp_path / "prog.s").write_text(source)
-    subprocess.run(
-        [sys.executable, "-m", "ziglang", "cc", "-g0", "-target", "aarch64-macos.11.0", "-nostdlib", "prog.s", "-o", "prog"],
-        check=True, capture_output=True, cwd=tmp_path,
-    )  # fmt: skip
-    return (tmp_path / "prog").read_bytes()
 
 
 def text_section(image: bytes) -> bytes:
