@@ -157,11 +157,11 @@ def build_cmd(
 def train_command(
     config: Path = typer.Option(..., "--config", help="Training config, e.g. configs/sft_stage0_overfit.toml."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output dir from its last save."),
-    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Override [train].max_steps."),
-    out_dir: Path | None = typer.Option(None, "--out-dir", help="Override [run].output_dir."),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Override the config's train.max_steps."),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Override the config's run.output_dir."),
     eval_hook: bool = typer.Option(
         True, "--eval-hook/--no-eval-hook",
-        help="Every [train].full_eval_every-th eval also decodes with the grammar, reconstructs and verifies.",
+        help="Every train.full_eval_every-th eval also decodes with the grammar, reconstructs and verifies.",
     ),
 ) -> None:
     """Train a model from a TOML config (Track A SFT); checkpoints and metrics.jsonl go to the output dir."""
