@@ -12,6 +12,8 @@ Objective: mean cross-entropy over target tokens (``A=..;B=..\\n`` and EOS); pro
 enter it. With ``[init].mode = "warmstart_textmix"`` the objective adds ``textmix_ratio`` times
 the mean next-byte cross-entropy over the prompt's own tokens (prompt bytes and SEP, predicted
 from their prefix): a plain language-modelling loss on the prompt text, in the same batch.
+``[train].prompt_noise`` replaces that fraction of the prompt's non-digit, non-'-' bytes by random
+printable bytes in the model's input (an augmentation against memorising template wording).
 
 Determinism: parameters are initialised after ``mx.random.seed(seed)``; the batch at step s is a
 function of (seed, s) (``data.Batcher``); before step s the RNG is re-seeded from (seed, s), so
