@@ -29,6 +29,7 @@ assembler's origin). Conditions: eq ne cs hs cc lo mi pl vs vc hi ls ge lt gt le
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
@@ -93,13 +94,13 @@ def parse_int(text: str, *, hash_required: bool = False) -> int:
     return int(m.group(1), 0)
 
 
-class Operand:
+class Operand(ABC):
     """One written operand: parse its text into field values (in ``ctx.values``)."""
 
     optional = False
 
-    def parse(self, text: str, ctx: Context) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def parse(self, text: str, ctx: Context) -> None: ...
 
     def default(self, ctx: Context) -> None:  # called when an optional operand is absent
         pass
