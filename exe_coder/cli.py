@@ -39,6 +39,13 @@ def assemble_cmd(
     typer.echo(f"{written.path}  {written.size} bytes  sha256 {written.sha256}")
 
 
+def _use_fast_blas() -> None:
+    """Commands that train re-execute once with OpenBLAS preloaded on Linux (see train/blas.py)."""
+    from exe_coder.train.blas import ensure_optimized_blas
+
+    ensure_optimized_blas(lambda line: typer.echo(line, err=True))
+
+
 def _read_binary(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -165,9 +172,7 @@ def train_command(
     ),
 ) -> None:
     """Train a model from a TOML config (Track A SFT); checkpoints and metrics.jsonl go to the output dir."""
-    from exe_coder.train.blas import ensure_optimized_blas
-
-    ensure_optimized_blas(lambda line: typer.echo(line, err=True))
+    _use_fast_blas()
     from exe_coder.train.config import load_config
     from exe_coder.train.loop import train
 
@@ -178,15 +183,9 @@ def train_command(
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"output_dir": str(out_dir)})})
     hook = None
     if eval_hook and cfg.run.phase == "sft":
-        from exe_coder.decode.grammar import compile_grammar
-        from exe_coder.decode.infer import make_eval_hook
-        from exe_coder.train.data import load_examples
+        from exe_coder.decode.infer import eval_hook_for
 
-        hook = make_eval_hook(
-            load_examples(cfg.data.val_jsonl),
-            compile_grammar(cfg.data.decode_min_int, cfg.data.decode_max_int),
-            limit=cfg.train.eval_max_samples,
-        )
+        hook = eval_hook_for(cfg)
     result = train(cfg, resume=resume, eval_hook=hook)
     typer.echo(
         f"{result.out_dir}: {result.steps} steps, best val exact match {max(result.best_val_exact_match, 0.0):.4f} "
@@ -296,9 +295,7 @@ def run_stage_cmd(
     force: bool = typer.Option(False, "--force", help="Rebuild the dataset and train from scratch."),
 ) -> None:
     """Build, train, infer (model and regex baseline) and evaluate one stage; print the gates."""
-    from exe_coder.train.blas import ensure_optimized_blas
-
-    ensure_optimized_blas(lambda line: typer.echo(line, err=True))
+    _use_fast_blas()
     from exe_coder.stages import run_stage
 
     result = run_stage(stage, config=config, force=force)
@@ -316,9 +313,7 @@ def acceptance_cmd(
     work: Path | None = typer.Option(None, "--work", help="Work dir (default outputs/acceptance, replaced)."),
 ) -> None:
     """Quick smoke run of the whole pipeline on a tiny stage0-shaped build; exit 1 on any failed check."""
-    from exe_coder.train.blas import ensure_optimized_blas
-
-    ensure_optimized_blas(lambda line: typer.echo(line, err=True))
+    _use_fast_blas()
     from exe_coder.stages import run_acceptance
 
     checks, result = run_acceptance(train_n=train_n, val_n=val_n, test_n=test_n, steps=steps, work=work)

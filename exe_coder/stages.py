@@ -102,10 +102,8 @@ class _Clock:
 def _train(config, force: bool, console: Console) -> Path:
     """Train as ``exe-coder train`` does (with its grammar-constrained eval hook); continue an
     unfinished run of the same config, so an interrupted stage picks up where it stopped."""
-    from exe_coder.decode.grammar import compile_grammar
-    from exe_coder.decode.infer import make_eval_hook
+    from exe_coder.decode.infer import eval_hook_for
     from exe_coder.model import checkpoint as ckpt
-    from exe_coder.train.data import load_examples
     from exe_coder.train.loop import train
 
     run_dir = Path(config.run.output_dir)
@@ -115,12 +113,7 @@ def _train(config, force: bool, console: Console) -> Path:
     resume = same_run and not force  # a finished run of this config resumes as a no-op
     if resume:
         console.print(f"continuing the run in {run_dir} (--force trains from scratch)")
-    hook = make_eval_hook(
-        load_examples(config.data.val_jsonl),
-        compile_grammar(config.data.decode_min_int, config.data.decode_max_int),
-        limit=config.train.eval_max_samples,
-    )
-    train(config, resume=resume, eval_hook=hook, console=console)
+    train(config, resume=resume, eval_hook=eval_hook_for(config), console=console)
     return run_dir
 
 

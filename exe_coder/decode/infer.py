@@ -215,6 +215,18 @@ def make_eval_hook(
     return eval_hook
 
 
+def eval_hook_for(config) -> Callable[[CausalLM, int], dict[str, float]]:
+    """The hook a training run gets (``exe-coder train`` and ``run-stage`` alike): the first
+    ``[train].eval_max_samples`` validation examples, decoded under the run's operand bounds."""
+    from exe_coder.train.data import load_examples
+
+    return make_eval_hook(
+        load_examples(config.data.val_jsonl),
+        compile_grammar(config.data.decode_min_int, config.data.decode_max_int),
+        limit=config.train.eval_max_samples,
+    )
+
+
 def make_predictor(
     mode: str,
     weights: str | Path | None = None,
