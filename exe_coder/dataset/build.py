@@ -284,16 +284,9 @@ def _admit(spec: Spec, draws: dict[Split, list[Draw]], results: list[GoldenResul
     for d, r in zip(flat, results):
         records[d.split].append(
             Example(
-                id=d.id,
-                split=d.split,
-                prompt=d.prompt,
-                template_id=d.template_id,
-                a=d.a,
-                b=d.b,
+                **vars(d),  # a Draw is an Example before its binary exists: same fields
                 expected_stdout=f"{d.a + d.b}\n",
                 target=patch_text(d.a, d.b),
-                sign_pattern=d.sign_pattern,
-                magnitude_pair=d.magnitude_pair,
                 binary_path=_binary_rel_path(d),
                 binary_sha256=r.sha256,
             )
