@@ -12,14 +12,32 @@ from pathlib import Path
 import typer
 
 from exe_coder.errors import UserError
+from exe_coder.runtime.binary_file import MAX_BINARY_MIB
 
 app = typer.Typer(
     name="exe-coder",
     help="Natural language to signed macOS arm64 executables: build, train, infer, evaluate.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from exe_coder import __version__
+
+        typer.echo(f"exe-coder {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    pass  # only the app-wide options; the help text is the Typer's above
 
 
 # --- golden binaries: assemble, verify, inspect, selfcheck (issue 2) -------------------------
@@ -27,15 +45,16 @@ app = typer.Typer(
 
 @app.command("assemble")
 def assemble_cmd(
-    template: Path = typer.Argument(..., help="Assembly template, e.g. templates/add.s.j2."),
+    template: Path = typer.Argument(..., help="Assembly template file or shipped name, e.g. templates/add.s.j2 or add."),
     set_: list[str] = typer.Option([], "--set", help="Operand value NAME=INT (repeat), e.g. --set a=17 --set b=-4."),
     out: Path = typer.Option(..., "-o", "--out", help="Where to write the signed executable."),
 ) -> None:
     """Render a template, assemble, link and sign it: a golden macOS arm64 executable."""
     from exe_coder.codegen.emit import write_executable
     from exe_coder.codegen.program import build_template_file
+    from exe_coder.paths import resolve_template
 
-    written = write_executable(build_template_file(template, set_), out)
+    written = write_executable(build_template_file(resolve_template(template), set_), out)
     typer.echo(f"{written.path}  {written.size} bytes  sha256 {written.sha256}")
 
 
@@ -46,20 +65,13 @@ def _use_fast_blas() -> None:
     ensure_optimized_blas(lambda line: typer.echo(line, err=True))
 
 
-def _read_binary(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise UserError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise UserError("is a directory, not a binary", path=path) from None
-    except OSError as err:
-        raise UserError(f"cannot read: {err.strerror}", path=path) from None
+# verify and inspect read a regular file of at most this size; a FIFO or device is refused unopened
+_BINARY_LIMIT = f"a regular file of at most {MAX_BINARY_MIB} MiB"
 
 
 @app.command("verify")
 def verify_cmd(
-    file: Path = typer.Argument(..., help="The executable to judge (any bytes at all)."),
+    file: Path = typer.Argument(..., help=f"The executable to judge (any bytes at all): {_BINARY_LIMIT}."),
     expect: str | None = typer.Option(None, "--expect", help="Expected stdout, e.g. 13 (a trailing newline is added if absent)."),
     run: str = typer.Option("auto", "--run", help="auto (native on an Apple Silicon Mac, else emulated), native or emulate."),
     max_instructions: int = typer.Option(100_000, "--max-instructions", min=1, help="Emulator instruction budget (then: timeout)."),
@@ -73,6 +85,7 @@ def verify_cmd(
     """
     import json
 
+    from exe_coder.runtime.binary_file import read_binary
     from exe_coder.runtime.describe import describe_outcome
     from exe_coder.runtime.native import native_available
     from exe_coder.runtime.verify import verify
@@ -83,7 +96,7 @@ def verify_cmd(
     if run == "native" and not native_available():
         raise UserError("--run native needs an Apple Silicon Mac (macOS arm64); use --run emulate")
     expected = None if expect is None else (expect if expect.endswith("\n") else expect + "\n")
-    image = _read_binary(file)
+    image = read_binary(file)
     outcome = verify(image, expected, max_instructions=max_instructions, native=modes[run], timeout_s=timeout)
     if as_json:
         record = outcome.model_dump(mode="python")
@@ -95,22 +108,23 @@ def verify_cmd(
 
 
 @app.command("inspect")
-def inspect_cmd(file: Path = typer.Argument(..., help="The executable to describe.")) -> None:
+def inspect_cmd(file: Path = typer.Argument(..., help=f"The executable to describe: {_BINARY_LIMIT}.")) -> None:
     """Print the header, load commands, rule verdict, code-signature summary and __text disassembly.
 
     Exit status: 0 when every structural rule holds and the signature verifies, 1 otherwise, 2
     for a missing or unreadable file.
     """
+    from exe_coder.runtime.binary_file import read_binary
     from exe_coder.runtime.describe import inspect_image
 
-    inspection = inspect_image(_read_binary(file), str(file))
+    inspection = inspect_image(read_binary(file), str(file))
     typer.echo("\n".join(inspection.lines))
     raise typer.Exit(0 if inspection.valid else 1)
 
 
 @app.command("selfcheck")
 def selfcheck_cmd(
-    template: str = typer.Option("add", "--template", help="Template name under templates/ (NAME.s.j2)."),
+    template: str | None = typer.Option(None, "--template", help="One template under templates/ (NAME.s.j2); default: every one."),
 ) -> None:
     """Phase-A checks on this host: determinism, patch == build, LIEF layout, golden a+b (emulated,
     and natively on a Mac), and that the verifier refuses a tampered binary. Exit 1 on any failure."""
@@ -118,12 +132,14 @@ def selfcheck_cmd(
     from rich.progress import Progress
     from rich.table import Table
 
-    from exe_coder.runtime.selfcheck import run_selfcheck
+    from exe_coder.paths import TEMPLATE_SUFFIX, TEMPLATES_DIR, shipped
+    from exe_coder.runtime.selfcheck import run_selfchecks
 
+    templates = [template] if template is not None else shipped(TEMPLATES_DIR, TEMPLATE_SUFFIX)
     with Progress(transient=True) as bar:
         task = bar.add_task("selfcheck", total=None)
-        checks = run_selfcheck(template, progress=lambda name: bar.update(task, description=name))
-    table = Table("check", "result", "detail", title=f"exe-coder selfcheck ({template})")
+        checks = run_selfchecks(templates, progress=lambda name: bar.update(task, description=name))
+    table = Table("check", "result", "detail", title=f"exe-coder selfcheck ({', '.join(templates)})")
     for check in checks:
         table.add_row(check.name, "[green]PASS[/green]" if check.passed else "[red]FAIL[/red]", check.detail)
     Console().print(table)
@@ -137,7 +153,7 @@ def selfcheck_cmd(
 
 @app.command("build")
 def build_cmd(
-    spec: Path = typer.Argument(..., help="The stage's spec file, e.g. specs/stage1.spec."),
+    spec: Path = typer.Argument(..., help="The stage's spec file or shipped stage name, e.g. specs/stage1.spec or stage1."),
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Records, manifest and quality report (default data/processed/<stage>)."),
     binaries_dir: Path | None = typer.Option(None, "--binaries-dir", help="Val/test golden binaries (default outputs/bin/<stage>)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing build (it stays intact if this one fails)."),
@@ -152,7 +168,9 @@ def build_cmd(
 
     limits = {"train": limit_train, "val": limit_val, "test": limit_test}
     sizes = {k: v for k, v in limits.items() if v is not None} or None
-    result = build_stage(load_spec(spec), out_dir, binaries_dir, force=force, jobs=jobs, sizes=sizes)
+    from exe_coder.paths import resolve_spec
+
+    result = build_stage(load_spec(resolve_spec(spec)), out_dir, binaries_dir, force=force, jobs=jobs, sizes=sizes)
     for line in summary_lines(result):
         typer.echo(line)
 
@@ -162,8 +180,11 @@ def build_cmd(
 
 @app.command("train")
 def train_command(
-    config: Path = typer.Option(..., "--config", help="Training config, e.g. configs/sft_stage0_overfit.toml."),
+    config: Path = typer.Option(..., "--config", help="Training config file or shipped name, e.g. configs/sft_stage0_overfit.toml or sft_stage0_overfit."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output dir from its last save."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an earlier run in the output dir (its run files are deleted first)."
+    ),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Override the config's train.max_steps."),
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Override the config's run.output_dir."),
     eval_hook: bool = typer.Option(
@@ -174,19 +195,22 @@ def train_command(
     """Train a model from a TOML config (Track A SFT); checkpoints and metrics.jsonl go to the output dir."""
     _use_fast_blas()
     from exe_coder.train.config import load_config
-    from exe_coder.train.loop import train
+    from exe_coder.train.loop import check_supported, train
 
-    cfg = load_config(config)
+    from exe_coder.paths import resolve_config
+
+    cfg = load_config(resolve_config(config))
     if max_steps is not None:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": max_steps})})
     if out_dir is not None:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"output_dir": str(out_dir)})})
+    check_supported(cfg)  # before the eval hook reads any data
     hook = None
-    if eval_hook and cfg.run.phase == "sft":
+    if eval_hook:
         from exe_coder.decode.infer import eval_hook_for
 
         hook = eval_hook_for(cfg)
-    result = train(cfg, resume=resume, eval_hook=hook)
+    result = train(cfg, resume=resume, force=force, eval_hook=hook)
     typer.echo(
         f"{result.out_dir}: {result.steps} steps, best val exact match {max(result.best_val_exact_match, 0.0):.4f} "
         f"at step {result.best_step}, {result.wall_s:.0f} s"
@@ -219,9 +243,9 @@ def infer_cmd(
     ),
 ) -> None:
     """Decode every example (grammar-constrained), reconstruct, verify; write one Prediction a line."""
+    from exe_coder.dataset.records import load_examples
     from exe_coder.decode.generate import Sampling
     from exe_coder.decode.infer import make_predictor, run_inference, summarize, write_predictions
-    from exe_coder.train.data import load_examples
 
     sampling = Sampling(temperature=temperature, top_k=top_k, seed=seed)
     predictor, grammar = make_predictor(
@@ -248,12 +272,21 @@ def generate_cmd(
     top_k: int = typer.Option(0, "--top-k", min=0, help="Sample among the k most likely allowed tokens (0: all)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
 ) -> None:
-    """Write one executable from one prompt and print what the verifier saw when it ran it."""
+    """Write one executable from one prompt and print what the model read and what the verifier
+    saw when it ran it. Warnings (stderr) say when the operands cannot have come from the prompt.
+
+    Exit status: 0 when the binary printed the sum of the decoded operands; 1 when nothing parsed
+    or the verifier found otherwise; 2 for bad input (an empty prompt, a folder as -o).
+    """
     from exe_coder.decode.generate import Sampling
     from exe_coder.decode.infer import generate_executable
 
     result = generate_executable(prompt, weights, out, sampling=Sampling(temperature, top_k, seed))
     typer.echo(f"patch: {result.text!r} ({result.generate_ms:.1f} ms)")
+    if result.operands is not None:
+        typer.echo(f"model read: a={result.operands[0]}, b={result.operands[1]}")
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if result.path is None:
         typer.echo(f"verifier: {result.outcome.label} ({result.outcome.detail}); nothing written")
         raise typer.Exit(1)
@@ -264,6 +297,7 @@ def generate_cmd(
         f"verifier ran it {where}: {result.outcome.label}, stdout {result.outcome.stdout.decode(errors='replace')!r}, "
         f"exit {result.outcome.exit_code} (expected {a + b!r} from the decoded operands {a} and {b}, not from a gold answer)"
     )
+    raise typer.Exit(0 if result.outcome.stdout_correct else 1)
 
 
 @app.command("evaluate")
@@ -291,14 +325,16 @@ def evaluate_cmd(
 @app.command("run-stage")
 def run_stage_cmd(
     stage: str = typer.Argument(..., help="Stage name: stage0, stage1, stage1a, stage1b, stage2, stage3."),
-    config: Path | None = typer.Option(None, "--config", help="Training config (default: the stage's, see stages.py)."),
+    config: Path | None = typer.Option(None, "--config", help="Training config file or shipped name (default: the stage's, see stages.py)."),
     force: bool = typer.Option(False, "--force", help="Rebuild the dataset and train from scratch."),
 ) -> None:
     """Build, train, infer (model and regex baseline) and evaluate one stage; print the gates."""
     _use_fast_blas()
     from exe_coder.stages import run_stage
 
-    result = run_stage(stage, config=config, force=force)
+    from exe_coder.paths import resolve_config
+
+    result = run_stage(stage, config=None if config is None else resolve_config(config), force=force)
     for split, files in result.report_files.items():
         typer.echo(f"{split} report: " + ", ".join(str(p) for p in files))
     typer.echo("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
@@ -314,7 +350,7 @@ def acceptance_cmd(
 ) -> None:
     """Quick smoke run of the whole pipeline on a tiny stage0-shaped build; exit 1 on any failed check."""
     _use_fast_blas()
-    from exe_coder.stages import run_acceptance
+    from exe_coder.acceptance import run_acceptance
 
     checks, result = run_acceptance(train_n=train_n, val_n=val_n, test_n=test_n, steps=steps, work=work)
     for c in checks:

@@ -10,14 +10,12 @@ places, so a stage can be re-run, resumed or inspected one step at a time:
     outputs/reports/<stage>_<split>.{json,md} + _training/_slices.png exe-coder evaluate
     outputs/reports/<stage>_run.json                                 wall time of each step, gates
 
-``acceptance`` runs the same steps on a tiny stage0-shaped build with a tiny model, and checks
-that every step left its outputs: the quick smoke test of the whole pipeline.
+``acceptance.py`` runs the same steps on a tiny stage0-shaped build with a tiny model.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from exe_coder import files
 from exe_coder.errors import UserError
 from exe_coder.paths import CONFIGS_DIR, SPECS_DIR
 
@@ -101,26 +100,30 @@ class _Clock:
 
 def _train(config, force: bool, console: Console) -> Path:
     """Train as ``exe-coder train`` does (with its grammar-constrained eval hook); continue an
-    unfinished run of the same config, so an interrupted stage picks up where it stopped."""
+    unfinished run of the same config, so an interrupted stage picks up where it stopped. With
+    ``force`` the folder's run is replaced; a run of another config there is refused without it."""
     from exe_coder.decode.infer import eval_hook_for
-    from exe_coder.model import checkpoint as ckpt
+    from exe_coder.train import run_dir as runs
     from exe_coder.train.loop import train
 
     run_dir = Path(config.run.output_dir)
-    same_run = (run_dir / ckpt.STATE).is_file() and (run_dir / ckpt.CONFIG_FILE).is_file() and (
-        (run_dir / ckpt.CONFIG_FILE).read_text() == config.to_toml()
-    )
-    resume = same_run and not force  # a finished run of this config resumes as a no-op
+    config_file = run_dir / runs.CONFIG_FILE
+    same_config = config_file.is_file() and config_file.read_text(encoding="utf-8") == config.to_toml()
+    resume = same_config and (run_dir / runs.STATE).is_file() and not force  # a finished run: a no-op
     if resume:
         console.print(f"continuing the run in {run_dir} (--force trains from scratch)")
-    train(config, resume=resume, eval_hook=eval_hook_for(config), console=console)
+    elif not force and not same_config:
+        runs.files_to_replace(run_dir, force=False, hint="it was trained with another config; run-stage --force replaces it")
+    # this config's run that never saved has nothing to continue: it starts again
+    replace = not resume and (force or same_config)
+    train(config, resume=resume, force=replace, eval_hook=eval_hook_for(config), console=console)
     return run_dir
 
 
 def _infer(config, run_dir: Path, stage: str, split: str, paths: StagePaths) -> tuple[Path, Path]:
     """The trained model and the regex baseline on one split, scored with the same grammar."""
+    from exe_coder.dataset.records import load_examples
     from exe_coder.decode.infer import make_predictor, run_inference, write_predictions
-    from exe_coder.train.data import load_examples
 
     jsonl = getattr(config.data, f"{split}_jsonl", None) or str(Path(config.data.val_jsonl).parent / f"{split}.jsonl")
     examples = load_examples(jsonl)
@@ -198,8 +201,6 @@ def run_stage(
 
 
 def _write_run_summary(result: StageResult, paths: StagePaths) -> Path:
-    from exe_coder.evaluate.report import write_files_atomically
-
     summary = {
         "stage": result.stage,
         "dataset_dir": str(result.dataset_dir),
@@ -219,8 +220,7 @@ def _write_run_summary(result: StageResult, paths: StagePaths) -> Path:
         },
     }
     out = paths.reports_dir / f"{result.stage}_run.json"
-    write_files_atomically({out: (json.dumps(summary, indent=2) + "\n").encode()})
-    return out
+    return files.write_text(out, json.dumps(summary, indent=2) + "\n")
 
 
 def build_dataset(
@@ -255,129 +255,3 @@ def build_dataset(
             console.print(f"{target} was built from another spec or sizes: rebuilding")
     result = build_stage(loaded, target, binaries_dir, force=True, sizes=sizes)
     return Path(result.out_dir)
-
-
-# --- acceptance ----------------------------------------------------------------------------
-
-ACCEPTANCE_DIR = OUTPUTS_DIR / "acceptance"
-# a model small enough to train in seconds on 2 cores; the run checks the plumbing, not the model
-TINY_MODEL = {"layers": 2, "hidden_size": 64, "heads": 4, "seq_len": 160}
-
-
-@dataclass
-class AcceptanceCheck:
-    name: str
-    passed: bool
-    detail: str
-
-
-def acceptance_config(base: Path, work: Path, data_dir: Path, steps: int) -> Path:
-    """A tiny-model, few-steps copy of the stage0 config that reads and writes under ``work``."""
-    from exe_coder.train.config import load_config, parse_config
-
-    raw = load_config(base).model_dump(mode="json", exclude_none=True)
-    raw["run"].update(name="acceptance", output_dir=str(work / "checkpoints"))
-    raw["data"].update(
-        train_jsonl=str(data_dir / "train.jsonl"),
-        val_jsonl=str(data_dir / "val.jsonl"),
-        test_jsonl=str(data_dir / "test.jsonl"),
-    )
-    raw["model"].update(TINY_MODEL)
-    raw["train"].update(
-        batch_size=8, epochs=10_000, max_steps=steps, log_interval=5, eval_interval=max(steps // 2, 1),
-        save_interval=steps, warmup_steps=min(5, steps), eval_max_samples=8, full_eval_every=1,
-    )
-    raw["init"] = {"mode": "scratch"}
-    raw.pop("rl", None)
-    from exe_coder.train.config import dump_toml
-
-    text = dump_toml(raw)
-    parse_config(text, work / "acceptance.toml")  # still a valid config
-    path = work / "acceptance.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def run_acceptance(
-    *, train_n: int = 16, val_n: int = 8, test_n: int = 8, steps: int = 40, work: Path | None = None,
-    console: Console | None = None,
-) -> tuple[list[AcceptanceCheck], StageResult]:
-    """The whole pipeline on a tiny stage0-shaped build; one check per expected output."""
-    console = console or Console(stderr=True)
-    work = Path(work or ACCEPTANCE_DIR)
-    if work.exists():
-        # replace only an earlier acceptance run (it has the marker), never a folder of the user's
-        if not work.is_dir() or (any(work.iterdir()) and not (work / "acceptance.toml").is_file()):
-            raise UserError("not an earlier acceptance run's folder; choose a new or empty one", work)
-        shutil.rmtree(work)
-    data_dir, bin_dir = work / "data" / "stage0", work / "bin" / "stage0"
-    config = acceptance_config(CONFIGS_DIR / f"{STAGE_CONFIGS['stage0']}.toml", work, data_dir, steps)
-    paths = StagePaths(
-        spec=SPECS_DIR / "stage0.spec", config=config,
-        predictions_dir=work / "predictions", reports_dir=work / "reports",
-    )
-    result = run_stage(
-        "stage0", paths=paths, force=True, sizes={"train": train_n, "val": val_n, "test": test_n},
-        data_dir=data_dir, binaries_dir=bin_dir, console=console,
-    )
-    checks = check_outputs(result, paths, {"train": train_n, "val": val_n, "test": test_n}, data_dir, bin_dir)
-    checks.append(_oracle_check(data_dir / "val.jsonl", work, console))
-    return checks, result
-
-
-def _lines(path: Path) -> int:
-    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else -1
-
-
-def check_outputs(
-    result: StageResult, paths: StagePaths, sizes: dict[str, int], data_dir: Path, bin_dir: Path | None = None
-) -> list[AcceptanceCheck]:
-    """One check per output a stage run must leave; each says what it found."""
-    checks = []
-
-    def check(name: str, passed: bool, detail: str) -> None:
-        checks.append(AcceptanceCheck(name, bool(passed), detail))
-
-    for split, n in sizes.items():
-        got = _lines(data_dir / f"{split}.jsonl")
-        check(f"build {split}.jsonl", got == n, f"{got} examples, expected {n}")
-    check("build manifest.json", (data_dir / "manifest.json").is_file(), str(data_dir / "manifest.json"))
-    if bin_dir is not None:
-        for split in EVAL_SPLITS:
-            jsonl = data_dir / f"{split}.jsonl"
-            named = [json.loads(line).get("binary_path") for line in jsonl.read_text().splitlines()] if jsonl.is_file() else []
-            present = [p for p in named if p and (bin_dir / p).is_file()]
-            check(f"build {split} binaries", named and len(present) == len(named),
-                  f"{len(present)} of {len(named)} golden binaries on disk under {bin_dir}")
-    for name in ("metrics.jsonl", "best_weights.safetensors", "latest_weights.safetensors", "config.toml"):
-        check(f"train {name}", (result.run_dir / name).is_file(), str(result.run_dir / name))
-    for path in result.prediction_files:
-        split = path.stem.split("_")[1]
-        got = _lines(path)
-        check(f"infer {path.name}", got == sizes[split], f"{got} predictions, expected {sizes[split]}")
-    for split in EVAL_SPLITS:
-        files = result.report_files.get(split, [])
-        names = sorted(p.name for p in files)
-        want = sorted(f"stage0_{split}{s}" for s in (".json", ".md", "_training.png", "_slices.png"))
-        ok = names == want and all(p.is_file() and p.stat().st_size > 0 for p in files)
-        pngs = all(p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in files if p.suffix == ".png")
-        check(f"evaluate {split} report", ok and pngs, ", ".join(names) or "no files")
-        report = result.reports.get(split)
-        check(f"evaluate {split} gates", report is not None and len(report.milestone_gates) == 3,
-              "g0/g1/g2 present" if report else "no report")
-    return checks
-
-
-def _oracle_check(val_jsonl: Path, work: Path, console: Console) -> AcceptanceCheck:
-    """The gold patches through reconstruct -> verify -> evaluate must score 1.0: the pipeline
-    after the model is sound, so a low model score is the model's."""
-    from exe_coder.decode.infer import make_predictor, run_inference
-    from exe_coder.evaluate.metrics import compute_metrics
-    from exe_coder.train.data import load_examples
-
-    predictor, grammar = make_predictor("oracle")
-    m = compute_metrics(run_inference(load_examples(val_jsonl), predictor, grammar))
-    rates = {k: v for k, v in m.model_dump().items() if k.endswith("_rate") or k == "answer_accuracy"}
-    ok = all(v == 1.0 for v in rates.values()) and m.operand_mae == 0.0
-    return AcceptanceCheck("oracle scores 1.0", ok, ", ".join(f"{k} {v}" for k, v in rates.items()))

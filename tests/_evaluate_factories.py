@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-from exe_coder.dataset.records import Example, patch_text, sign_pattern
+from exe_coder.dataset.records import Example, patch_text
 from exe_coder.decode.prediction import Latency, Prediction
+from exe_coder.runtime.outcome import Outcome, OutcomeKind
+from exe_coder.spec.model import sign_pattern
 
 
 def example(
@@ -23,6 +25,7 @@ def example(
         split=split,
         prompt=prompt if prompt is not None else f"What is {a} plus {b}?",
         template_id=template_id,
+        program="add",
         a=a,
         b=b,
         expected_stdout=f"{a + b}\n",
@@ -38,8 +41,8 @@ def oracle(ex: Example, *, mode: str = "oracle", ms: float = 1.0) -> Prediction:
     """What a perfect model produces: the gold patch, the golden bytes, the right stdout."""
     return Prediction(
         example=ex, mode=mode, text=ex.target, parsed=True, a=ex.a, b=ex.b,
-        binary_sha256=ex.binary_sha256, exact_byte_match=True, outcome="ok",
-        stdout=ex.expected_stdout, exit_code=0,
+        binary_sha256=ex.binary_sha256, exact_byte_match=True,
+        outcome=Outcome(kind=OutcomeKind.OK, stdout=ex.expected_stdout.encode(), exit_code=0),
         latency=Latency(generate_ms=ms, reconstruct_ms=ms / 10, verify_ms=ms / 2),
     )
 
@@ -51,16 +54,16 @@ def wrong_patch(ex: Example, a: int, b: int, *, mode: str = "oracle") -> Predict
     return Prediction(
         example=ex, mode=mode, text=patch_text(a, b), parsed=True, a=a, b=b,
         binary_sha256="0" * 64, exact_byte_match=(a, b) == (ex.a, ex.b),
-        outcome="ok" if right else "wrong_output", stdout=f"{a + b}\n", exit_code=0,
+        outcome=Outcome(kind=OutcomeKind.OK if right else OutcomeKind.WRONG_OUTPUT, stdout=f"{a + b}\n".encode(), exit_code=0),
     )
 
 
 def unparsed(ex: Example, *, mode: str = "oracle", text: str = "A=1;B") -> Prediction:
-    return Prediction(example=ex, mode=mode, text=text, parsed=False, outcome="parse_error")
+    return Prediction(example=ex, mode=mode, text=text, parsed=False, outcome=Outcome(kind=OutcomeKind.PARSE_ERROR))
 
 
-def failed(ex: Example, label: str, *, mode: str = "oracle") -> Prediction:
-    """A parsed, correct patch whose binary the verifier rejected with ``label``."""
+def failed(ex: Example, kind: OutcomeKind, *, rule: str | None = None, mode: str = "oracle") -> Prediction:
+    """A parsed, correct patch whose binary the verifier rejected as ``kind`` (``rule``)."""
     return Prediction(
-        example=ex, mode=mode, text=ex.target, parsed=True, a=ex.a, b=ex.b, outcome=label,
+        example=ex, mode=mode, text=ex.target, parsed=True, a=ex.a, b=ex.b, outcome=Outcome(kind=kind, rule=rule),
     )

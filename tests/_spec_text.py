@@ -31,7 +31,6 @@ include "tiny.prompts"
 split train 40 { prompts train pairs core/core }
 split val 16 { prompts heldout pairs core/core core/heldout heldout/core heldout/heldout }
 split test 16 { prompts heldout pairs core/core core/heldout heldout/core heldout/heldout }
-decode { grammar "track_a.lark" min -50 max 50 }
 """
 
 

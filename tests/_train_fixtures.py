@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from exe_coder.dataset.records import Example, patch_text, sign_pattern
+from exe_coder.dataset.records import Example, patch_text
+from exe_coder.spec.model import sign_pattern
 from exe_coder.train.config import TrainConfig, dump_toml, parse_config
 
 TEMPLATES = ["add {a} and {b}", "{a} + {b}?", "sum {a} {b}", "what is {a} plus {b}"]
@@ -19,7 +20,7 @@ def make_examples(n: int, split: str, seed: int, lo: int = -20, hi: int = 20) ->
         t = rng.randrange(len(TEMPLATES))
         out.append(
             Example(
-                id=f"{split}-{i}", split=split, prompt=TEMPLATES[t].format(a=a, b=b), template_id=f"t{t}",
+                id=f"{split}-{i}", split=split, prompt=TEMPLATES[t].format(a=a, b=b), template_id=f"t{t}", program="add",
                 a=a, b=b, expected_stdout=f"{a + b}\n", target=patch_text(a, b),
                 sign_pattern=sign_pattern(a, b), magnitude_pair="core/core", binary_path=None,
                 binary_sha256="0" * 64,

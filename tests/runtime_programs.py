@@ -16,7 +16,17 @@ import pytest
 
 from exe_coder.codegen.reference import zig_link
 from exe_coder.runtime import macho as m
-from exe_coder.runtime.signature import read_signature
+from exe_coder.runtime.signature import (
+    CODE_DIRECTORY,
+    CS_ADHOC,
+    CS_EXECSEG_MAIN_BINARY,
+    CS_HASHTYPE_SHA256,
+    CS_LINKER_SIGNED,
+    CS_SUPPORTS_EXECSEG,
+    CSMAGIC_CODEDIRECTORY,
+    CSMAGIC_EMBEDDED_SIGNATURE,
+    read_signature,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runtime"
 PROGRAM_NAMES = sorted(p.stem for p in FIXTURES.glob("*.s"))
@@ -132,3 +142,91 @@ MUTATIONS = {
     "uuid": _hide_command(m.LC_UUID),
     "code_signature": _hide_command(m.LC_CODE_SIGNATURE),
 }
+
+
+# --- code-signature surgery -------------------------------------------------------------------
+
+# Byte offset and big-endian format of every SuperBlob / CodeDirectory header field.
+SUPERBLOB_FIELDS = {"magic": (0, ">I"), "length": (4, ">I"), "count": (8, ">I"), "type0": (12, ">I"), "offset0": (16, ">I")}
+CD_FIELDS = {
+    "magic": (0, ">I"), "length": (4, ">I"), "version": (8, ">I"), "flags": (12, ">I"), "hashOffset": (16, ">I"),
+    "identOffset": (20, ">I"), "nSpecialSlots": (24, ">I"), "nCodeSlots": (28, ">I"), "codeLimit": (32, ">I"),
+    "hashSize": (36, ">B"), "hashType": (37, ">B"), "platform": (38, ">B"), "pageSize": (39, ">B"), "spare2": (40, ">I"),
+    "scatterOffset": (44, ">I"), "teamOffset": (48, ">I"), "spare3": (52, ">I"), "codeLimit64": (56, ">Q"),
+    "execSegBase": (64, ">Q"), "execSegLimit": (72, ">Q"), "execSegFlags": (80, ">Q"),
+}  # fmt: skip
+
+
+def code_directory_offset(image: bytes) -> int:
+    """File offset of the CodeDirectory, from the SuperBlob's index."""
+    f = m.parse(image)
+    dataoff = f.code_signatures[0].dataoff
+    count = struct.unpack_from(">I", image, dataoff + 8)[0]
+    for i in range(count):
+        slot, offset = struct.unpack_from(">II", image, dataoff + 12 + 8 * i)
+        if slot == 0:
+            return dataoff + offset
+    raise KeyError("no CodeDirectory")
+
+
+def read_field(image: bytes, blob: str, field: str) -> int:
+    offset, fmt = (CD_FIELDS if blob == "cd" else SUPERBLOB_FIELDS)[field]
+    base = code_directory_offset(image) if blob == "cd" else m.parse(image).code_signatures[0].dataoff
+    return struct.unpack_from(fmt, image, base + offset)[0]
+
+
+def set_field(blob: str, field: str, value=None, *, delta: int = 0):
+    """A mutation writing ``value`` (or the field's value plus ``delta``) into one header field."""
+    offset, fmt = (CD_FIELDS if blob == "cd" else SUPERBLOB_FIELDS)[field]
+
+    def mutate(image: bytes) -> bytes:
+        base = code_directory_offset(image) if blob == "cd" else m.parse(image).code_signatures[0].dataoff
+        new = read_field(image, blob, field) + delta if value is None else value
+        return put(image, base + offset, fmt, new)
+
+    return mutate
+
+
+def build_signature(
+    image: bytes,
+    *,
+    version: int = CS_SUPPORTS_EXECSEG,
+    flags: int = CS_ADHOC | CS_LINKER_SIGNED,
+    extension: bytes = b"",
+    page_shift: int = 14,
+    n_special: int = 0,
+    blobs: dict[int, bytes] | None = None,
+    special_hashes: dict[int, bytes] | None = None,
+) -> bytes:
+    """Replace the signature with one built here field by field (as codesign and the linkers lay it
+    out: header, version fields, identifier, special hashes, code hashes; then the other blobs).
+    The new SuperBlob must fit the old LC_CODE_SIGNATURE region, so 16 KiB pages are the default."""
+    f = m.parse(image)
+    sig = f.code_signatures[0]
+    text = f.segment("__TEXT")
+    old = read_signature(f).code_directory
+    blobs = blobs or {}
+    code, page = image[: sig.dataoff], 1 << page_shift
+    code_hashes = b"".join(hashlib.sha256(code[i : i + page]).digest() for i in range(0, len(code), page))
+    specials = {k: hashlib.sha256(blob).digest() for k, blob in blobs.items() if 0 < k <= n_special}
+    specials.update(special_hashes or {})
+    special = b"".join(specials.get(k, bytes(32)) for k in range(n_special, 0, -1))
+    ident = old.identifier.encode() + b"\0"
+    header = CODE_DIRECTORY.size + len(extension)
+    hash_offset = header + len(ident) + len(special)
+    length = hash_offset + len(code_hashes)
+    fields = (
+        CSMAGIC_CODEDIRECTORY, length, version, flags, hash_offset, header, n_special, len(code_hashes) // 32,
+        sig.dataoff, 32, CS_HASHTYPE_SHA256, 0, page_shift, 0, 0, 0, 0, 0, text.fileoff, text.filesize,
+        CS_EXECSEG_MAIN_BINARY,
+    )  # fmt: skip
+    directory = CODE_DIRECTORY.pack(*fields) + extension + ident + special + code_hashes
+    entries = [(0, directory), *sorted(blobs.items())]
+    offset = 12 + 8 * len(entries)
+    index, body = b"", b""
+    for slot, blob in entries:
+        index += struct.pack(">II", slot, offset + len(body))
+        body += blob
+    superblob = struct.pack(">III", CSMAGIC_EMBEDDED_SIGNATURE, offset + len(body), len(entries)) + index + body
+    assert len(superblob) <= sig.datasize, (len(superblob), sig.datasize)
+    return code + superblob + bytes(sig.datasize - len(superblob))

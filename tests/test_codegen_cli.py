@@ -60,3 +60,27 @@ def test_missing_template_and_assembler_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {bad}:5:5: invalid operands for add: operand 3: immediate 99999 out of range 0..4095"
     assert not (tmp_path / "x").exists()
+
+
+def test_assemble_into_a_folder_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("assemble", ADD, "--set", "a=1", "--set", "b=2", "-o", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr == f"error: {tmp_path}: is a folder; give a file name to write\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_executable_goes_through_the_one_writer(tmp_path: Path, monkeypatch) -> None:
+    from exe_coder import files
+    from exe_coder.codegen import emit
+
+    calls = []
+    real = files.write_bytes
+    monkeypatch.setattr(emit, "write_bytes", lambda *a, **k: calls.append(k) or real(*a, **k))
+    old_umask = os.umask(0o077)  # the mode must not depend on the caller's umask
+    try:
+        written = emit.write_executable(b"\xcf\xfa\xed\xfe", tmp_path / "x")
+    finally:
+        os.umask(old_umask)
+    assert calls == [{"executable": True}]
+    assert (written.path, written.size, written.sha256) == (tmp_path / "x", 4, hashlib.sha256(b"\xcf\xfa\xed\xfe").hexdigest())
+    assert (tmp_path / "x").stat().st_mode & 0o777 == 0o755

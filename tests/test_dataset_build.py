@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -201,6 +202,75 @@ def test_quality_checks_recompute_from_a_and_b(tiny):
     records["train"][0] = records["train"][0].model_copy(update={"template_id": spec.heldout_template_ids[0]})
     names = [c.name for c in assess(spec, records, SIZES).failures()]
     assert "held-out templates never in train" in names
+
+
+def test_every_record_names_the_spec_program_and_quality_checks_it(tiny):
+    spec, root, _ = tiny
+    records = {s: _records(root / "a" / "data", s) for s in ("train", "val", "test")}
+    assert {r.program for rs in records.values() for r in rs} == {spec.program}
+    records["val"][0] = records["val"][0].model_copy(update={"program": "sub"})
+    assert [c.name for c in assess(spec, records, SIZES).failures()] == [
+        "records are consistent (split, program, sign pattern, target, stdout from a and b)"
+    ]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_build_sweeps_stale_staging_folders_of_every_stage(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    out, bins = tmp_path / "processed" / "tiny", tmp_path / "bin" / "tiny"
+    dead = _dead_pid()
+    stale = [tmp_path / "processed" / f".stage1.building-{dead}", tmp_path / "bin" / f".stage2.replaced-{dead}"]
+    (tmp_path / "bin" / "stage2").mkdir(parents=True)  # stage2's commit went through: only sweep
+    for folder in stale:
+        (folder / "val").mkdir(parents=True)
+        (folder / "val" / "x").write_bytes(b"half")
+    # killed between the two renames of stage3's commit: its previous build is put back
+    (tmp_path / "processed" / f".stage3.replaced-{dead}").mkdir()
+    (tmp_path / "processed" / f".stage3.replaced-{dead}" / "manifest.json").write_text("{}")
+    # a staging folder of a build that is still running (this process) is left alone
+    live = tmp_path / "processed" / f".stage4.building-{os.getpid()}"
+    live.mkdir()
+
+    build_stage(spec, out, bins, jobs=1, sizes=SIZES, progress=False)
+    assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == [live.name, "stage3", "tiny"]
+    assert (tmp_path / "processed" / "stage3" / "manifest.json").read_text() == "{}"
+    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["stage2", "tiny"]
+
+
+def test_a_held_lock_refuses_a_second_build_into_that_folder(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    out, bins = tmp_path / "data", tmp_path / "bin"
+    for held in (out, bins):
+        with build_module.build_lock(held):
+            with pytest.raises(UserError, match=f"another build is writing {held}$"):
+                build_stage(spec, out, bins, jobs=1, sizes=SIZES, progress=False)
+        assert not out.exists() and not bins.exists()
+    build_stage(spec, out, bins, jobs=1, sizes=SIZES, progress=False)  # free again once released
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "data", "tiny.prompts", "tiny.spec"]
+
+
+def test_a_lock_won_on_a_lock_file_its_holder_just_unlinked_is_retried(tmp_path, monkeypatch):
+    dest, real = tmp_path / "data", fcntl.flock
+    first: list[int] = []
+
+    def late_flock(fd, op):
+        if not first:  # the previous holder unlinks the file and lets go between our open and our flock
+            first.append(fd)
+            os.unlink(tmp_path / ".data.lock")
+        return real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", late_flock)
+    with build_module.build_lock(dest):
+        assert first and (tmp_path / ".data.lock").exists()  # retried on a fresh file at the path
+        with pytest.raises(UserError, match="another build is writing"):
+            with build_module.build_lock(dest):
+                pass
+    assert not (tmp_path / ".data.lock").exists()
 
 
 def test_quality_sees_a_missing_sign_pattern(tiny):

@@ -10,12 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exe_coder.dataset.numwords import from_words
-from exe_coder.dataset.records import sign_pattern
 from exe_coder.dataset.sample import quotas, sample_stage
 from exe_coder.errors import UserError
 from exe_coder.paths import SPECS_DIR
 from exe_coder.spec import load_spec
-from exe_coder.spec.model import cells
+from exe_coder.spec.model import cells, sign_pattern
 from tests._spec_text import SPEC, write_spec
 
 SIGNS = ["++", "+-", "-+", "--"]
@@ -120,7 +119,6 @@ def _crowded(tmp_path):
         .replace("prompts heldout pairs core/core core/heldout heldout/core heldout/heldout", "prompts train pairs core/core")
         .replace("split val 16", "split val 4")
         .replace("split test 16", "split test 4")
-        .replace("min -50 max 50", "min 0 max 3")
     )
     return load_spec(write_spec(tmp_path, text))
 
@@ -180,7 +178,6 @@ def test_any_feasible_spec_samples_to_a_dataset_that_passes_its_quality_checks(t
         .replace("core 0..39", f"core 0..{cut - 1}")
         .replace("heldout 40..50", f"heldout {cut}..{top}")
         .replace("seed 7", f"seed {seed}")
-        .replace("min -50 max 50", f"min {lo} max {hi}")
     )
     spec = load_spec(write_spec(tmp_path_factory.mktemp("p"), text))
     sizes = dict(zip(("train", "val", "test"), n))
@@ -188,7 +185,7 @@ def test_any_feasible_spec_samples_to_a_dataset_that_passes_its_quality_checks(t
     records = {
         split: [
             Example(
-                id=d.id, split=d.split, prompt=d.prompt, template_id=d.template_id, a=d.a, b=d.b,
+                id=d.id, split=d.split, prompt=d.prompt, template_id=d.template_id, program=spec.program, a=d.a, b=d.b,
                 expected_stdout=f"{d.a + d.b}\n", target=patch_text(d.a, d.b), sign_pattern=d.sign_pattern,
                 magnitude_pair=d.magnitude_pair, binary_path=None, binary_sha256="0" * 64,
             )

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from exe_coder.cli import app
 from exe_coder.codegen.program import ProgramTemplate
 from exe_coder.dataset.build import build_stage
-from exe_coder.dataset.records import Example, patch_text, sign_pattern
+from exe_coder.dataset.records import Example, patch_text
 from exe_coder.decode.grammar import compile_grammar
 from exe_coder.decode.infer import (
     ModelPredictor,
@@ -30,9 +30,11 @@ from exe_coder.decode.infer import (
 from exe_coder.decode.prediction import Prediction
 from exe_coder.decode.reconstruct import reconstruct, reconstruct_operands
 from exe_coder.errors import UserError
-from exe_coder.model.checkpoint import save_weights
+from exe_coder.train.run_dir import save_weights
 from exe_coder.model.transformer import Transformer
 from exe_coder.paths import SPECS_DIR
+from exe_coder.runtime.outcome import Outcome, OutcomeKind
+from exe_coder.spec.model import sign_pattern
 from exe_coder.train.config import TrainConfig
 
 INT32 = st.integers(-(2**31), 2**31 - 1)
@@ -50,6 +52,7 @@ def example(a: int, b: int, i: int = 0, prompt: str | None = None) -> Example:
         split="val",
         prompt=prompt or f"What is {a} plus {b}?",
         template_id="t_what_is",
+        program="add",
         a=a,
         b=b,
         expected_stdout=f"{a + b}\n",
@@ -93,9 +96,9 @@ def test_oracle_scores_every_stage0_example_ok_with_exact_bytes(stage0_val):
     preds = run_inference(stage0_val, OraclePredictor(), WIDE, batch_size=5)
     assert [p.example for p in preds] == stage0_val
     for p in preds:
-        assert p.outcome == "ok" and p.parsed and p.exact_byte_match
+        assert p.outcome.kind is OutcomeKind.OK and p.parsed and p.exact_byte_match and p.answer_correct
         assert (p.a, p.b) == (p.example.a, p.example.b)
-        assert p.stdout == p.example.expected_stdout and p.exit_code == 0
+        assert p.outcome.stdout == p.example.expected_stdout.encode() and p.outcome.exit_code == 0
         assert p.latency.verify_ms > 0
     assert all(v == 1.0 for k, v in summarize(preds).items() if k != "n")
 
@@ -119,8 +122,8 @@ class GarblePredictor:
 def test_a_wrong_patch_is_counted_wrong(stage0_val):
     preds = run_inference(stage0_val, ShiftedPredictor(), WIDE)
     for p in preds:
-        assert p.outcome == "wrong_output" and p.parsed and not p.exact_byte_match
-        assert p.stdout == f"{p.example.a + 1 + p.example.b}\n"
+        assert p.outcome.kind is OutcomeKind.WRONG_OUTPUT and p.parsed and not p.exact_byte_match
+        assert p.outcome.stdout == f"{p.example.a + 1 + p.example.b}\n".encode()
         assert p.binary_sha256 is not None and p.binary_sha256 != p.example.binary_sha256
     s = summarize(preds)
     assert s["answer_accuracy"] == 0.0 and s["exec_success_rate"] == 1.0 and s["patch_exact_match_rate"] == 0.0
@@ -128,14 +131,15 @@ def test_a_wrong_patch_is_counted_wrong(stage0_val):
 
 def test_an_unparsable_text_is_a_parse_error(stage0_val):
     preds = run_inference(stage0_val[:3], GarblePredictor(), WIDE)
-    assert all(p.outcome == "parse_error" and not p.parsed and p.binary_sha256 is None for p in preds)
+    assert all(p.outcome.kind is OutcomeKind.PARSE_ERROR and not p.parsed and p.binary_sha256 is None for p in preds)
+    assert all("decode grammar" in p.outcome.detail for p in preds)  # the reason travels with the verdict
     assert summarize(preds)["parse_success_rate"] == 0.0
 
 
 def test_regex_baseline_reads_digit_operands():
     examples = [example(17, -4, 0), example(3, 5, 1, prompt="Add 3 and 5."), example(2, 9, 2, prompt="two plus nine")]
     preds = run_inference(examples, RegexBaselinePredictor(), WIDE)
-    assert [p.outcome for p in preds] == ["ok", "ok", "parse_error"]
+    assert [p.outcome.label for p in preds] == ["ok", "ok", "parse_error"]
     assert preds[0].text == "A=17;B=-4\n" and preds[2].text == ""
 
 
@@ -151,10 +155,10 @@ def test_a_constrained_model_always_parses_and_runs(stage0_val, tiny_model):
     g = compile_grammar(-1000, 1000)
     preds = run_inference(stage0_val, ModelPredictor(tiny_model, g), g, batch_size=4)
     assert all(p.parsed for p in preds)
-    assert all(p.outcome in ("ok", "wrong_output") for p in preds)
+    assert all(p.outcome.exec_ok for p in preds)
     assert all(p.latency.generate_ms > 0 for p in preds)
     for p in preds:
-        assert p.outcome == ("ok" if p.a + p.b == p.example.a + p.example.b else "wrong_output")
+        assert p.outcome.stdout_correct == (p.a + p.b == p.example.a + p.example.b) == p.answer_correct
 
 
 def test_eval_hook_reports_rates_and_restores_training_mode(stage0_val, tiny_model):
@@ -176,6 +180,19 @@ def test_write_predictions_round_trips_and_leaves_no_temp_files(tmp_path, stage0
     back = [Prediction.model_validate_json(line) for line in out.read_text().splitlines()]
     assert back == preds
     assert os.listdir(out.parent) == ["p.jsonl"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # shared output, not mkstemp's 0600
+
+
+def test_summarize_uses_the_gold_answer_not_the_verdict_alone(stage0_val):
+    """A binary verified against another expectation is 'ok' but does not answer the prompt:
+    summarize (the train loop's numbers) and evaluate agree on that."""
+    from exe_coder.evaluate.metrics import compute_metrics
+
+    preds = run_inference(stage0_val[:2], OraclePredictor(), WIDE)
+    other = preds[1].outcome.model_copy(update={"stdout": b"999999\n"})
+    preds[1] = preds[1].model_copy(update={"outcome": other})
+    assert summarize(preds)["answer_accuracy"] == 0.5 == compute_metrics(preds).answer_accuracy
+    assert summarize(preds)["exec_success_rate"] == 1.0 == compute_metrics(preds).exec_success_rate
 
 
 # --- the commands --------------------------------------------------------------------------
@@ -261,3 +278,76 @@ def test_a_prompt_too_long_names_the_example(tiny_model):
     long_example = example(1, 2, 7, prompt="What is 1 plus 2? " + "z" * tiny_model.seq_len)
     with pytest.raises(UserError, match="example val-00007: prompt is"):
         run_inference([example(1, 2, 0), long_example], ModelPredictor(tiny_model, g), g)
+
+
+def test_infer_out_a_folder_is_a_one_line_error(tmp_path, stage0_val):
+    val = _write_jsonl(tmp_path / "val.jsonl", stage0_val[:2])
+    folder = tmp_path / "preds"
+    folder.mkdir()
+    r = CliRunner().invoke(app, ["infer", "--mode", "oracle", "--input", str(val), "--out", str(folder)])
+    assert r.exit_code != 0 and isinstance(r.exception, UserError)
+    assert str(r.exception) == f"{folder}: is a folder; give a file name to write"
+    assert list(folder.iterdir()) == []
+
+
+def test_generate_out_a_folder_is_a_one_line_error(tmp_path, weights):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    r = CliRunner().invoke(app, ["generate", "What is 1 plus 2?", "--weights", str(weights), "-o", str(folder)])
+    assert r.exit_code != 0 and isinstance(r.exception, UserError)
+    assert str(r.exception).startswith(f"{folder}: ") and "\n" not in str(r.exception)
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "\n\t"])
+def test_generate_an_empty_prompt_is_a_user_error(tmp_path, weights, prompt):
+    r = CliRunner().invoke(app, ["generate", prompt, "--weights", str(weights), "-o", str(tmp_path / "x")])
+    assert isinstance(r.exception, UserError) and "the prompt is empty" in str(r.exception)
+    assert not (tmp_path / "x").exists()
+
+
+def test_generate_says_what_the_model_read_and_warns_on_a_prompt_without_numbers(tmp_path, weights):
+    exe = tmp_path / "add"
+    r = CliRunner().invoke(app, ["generate", "Tell me a joke.", "--weights", str(weights), "-o", str(exe)])
+    assert r.exit_code == 0, r.output  # the binary is sound; the doubt is about its operands
+    text = r.stdout.split("patch: ")[1].split(" (")[0].strip("'").encode().decode("unicode_escape")
+    a, b = compile_grammar(-50, 50).parse(text)
+    assert f"model read: a={a}, b={b}" in r.stdout
+    assert f"warning: the prompt holds no number (no digits, no number word); a={a} and b={b} did not come from it" in r.stderr
+    assert "warning" not in r.stdout and exe.is_file()
+
+
+def _decodes_to(monkeypatch, text: str) -> None:
+    """Make the model 'write' ``text``, whatever the prompt."""
+    from exe_coder.decode import infer
+    from exe_coder.decode.generate import Generation
+
+    monkeypatch.setattr(infer, "generate", lambda model, prompts, grammar, sampling: Generation(
+        tokens=[[]], texts=[text], logprobs=[[]], states=[[]], finished=[True]))
+
+
+def test_generate_warns_when_an_operand_sits_on_a_decode_bound(tmp_path, weights, monkeypatch):
+    _decodes_to(monkeypatch, "A=50;B=-3\n")  # bounds [-50, 50]: what a clamped 5000 looks like
+    exe = tmp_path / "add"
+    r = CliRunner().invoke(app, ["generate", "What is 5000 plus -3?", "--weights", str(weights), "-o", str(exe)])
+    assert r.exit_code == 0, r.output
+    assert "model read: a=50, b=-3" in r.stdout
+    assert "the prompt's number 5000 is outside the model's decode bounds [-50, 50]" in r.stderr
+    assert "operand a=50 sits on a decode bound of [-50, 50]" in r.stderr
+    assert "b=-3 sits" not in r.stderr
+    assert exe.read_bytes() == golden(50, -3)
+
+
+def test_generate_in_range_prompt_has_no_warning(tmp_path, weights, monkeypatch):
+    _decodes_to(monkeypatch, "A=17;B=-4\n")
+    r = CliRunner().invoke(app, ["generate", "What is 17 plus -4?", "--weights", str(weights), "-o", str(tmp_path / "a")])
+    assert r.exit_code == 0 and r.stderr == "", r.output
+
+
+def test_generate_exits_1_when_the_verifier_refuses_the_binary(tmp_path, weights, monkeypatch):
+    from exe_coder.decode import infer
+
+    _decodes_to(monkeypatch, "A=17;B=-4\n")
+    monkeypatch.setattr(infer, "verify", lambda image, expect_stdout: Outcome(kind=OutcomeKind.CRASH, detail="fault"))
+    r = CliRunner().invoke(app, ["generate", "What is 17 plus -4?", "--weights", str(weights), "-o", str(tmp_path / "a")])
+    assert r.exit_code == 1 and "verifier ran it in the emulator: crash" in r.stdout

@@ -2,7 +2,7 @@
 
 from hypothesis import given, strategies as st
 
-from exe_coder.errors import UserError
+from exe_coder.errors import MESSAGE_LIMIT, UserError, excerpt
 
 
 def test_location_prefixes_message():
@@ -24,3 +24,22 @@ def test_message_is_always_one_line(message):
     text = str(UserError(message, path="a.spec", line=1))
     assert "\n" not in text and "\r" not in text
     assert text.startswith("a.spec:1:")
+
+
+def test_a_huge_message_is_cut_and_says_how_long_it_was():
+    err = UserError("unexpected " + "x" * 50_000_000, path="big.spec", line=1, column=1)
+    text = str(err)
+    assert text.startswith("big.spec:1:1: unexpected xxx")
+    assert text.endswith(f"... ({50_000_011} characters)")
+    assert len(text) < len("big.spec:1:1: ") + MESSAGE_LIMIT + 30
+
+
+def test_excerpt_quotes_short_text_whole_and_cuts_long_text():
+    assert excerpt("seed") == "'seed'"
+    assert excerpt("a" * 1000, limit=5) == "'aaaaa'... (1000 characters)"
+
+
+@given(st.text(min_size=1, max_size=2000))
+def test_every_message_is_short(message):
+    text = str(UserError(message, path="a.spec", line=1))
+    assert len(text) <= len("a.spec:1: ") + MESSAGE_LIMIT + len("... (2000 characters)")

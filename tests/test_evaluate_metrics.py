@@ -14,12 +14,11 @@ from exe_coder.evaluate.metrics import (
     compute_metrics,
     error_taxonomy,
     latency_stats,
-    outcome_from_label,
     read_predictions,
     read_training_log,
     reward,
 )
-from exe_coder.runtime.outcome import OutcomeKind
+from exe_coder.runtime.outcome import Outcome, OutcomeKind
 
 RATES = (
     "parse_success_rate",
@@ -81,14 +80,16 @@ def test_swapped_operands_answer_right_patch_wrong():
 def test_ok_label_with_other_stdout_is_not_an_answer():
     """answer_accuracy checks the gold sum, so a verifier run against a wrong expectation
     (here: the stdout recorded is not the gold answer) does not count."""
-    p = oracle(example(a=1, b=2)).model_copy(update={"stdout": "4\n"})
+    p = oracle(example(a=1, b=2))
+    p = p.model_copy(update={"outcome": p.outcome.model_copy(update={"stdout": b"4\n"})})
+    assert p.outcome.stdout_correct and not p.answer_correct
     assert compute_metrics([p]).answer_accuracy == 0.0
 
 
 def test_mixed_list_rates_and_mae():
     exs = _examples(4)
     preds = [oracle(exs[0]), wrong_patch(exs[1], exs[1].a + 3, exs[1].b + 1), unparsed(exs[2]),
-             failed(exs[3], "invalid_macho:code_signature_hash")]
+             failed(exs[3], OutcomeKind.INVALID_MACHO, rule="code_signature_hash")]
     m = compute_metrics(preds)
     assert m.parse_success_rate == 0.75
     assert m.patch_exact_match_rate == 0.5
@@ -101,22 +102,22 @@ def test_mixed_list_rates_and_mae():
 
 
 @pytest.mark.parametrize(
-    ("label", "expected"),
+    ("kind", "expected"),
     [
-        ("ok", 4.0),
-        ("wrong_output", 2.0),
-        ("nonzero_exit", 1.0),
-        ("crash", 0.0),  # valid Mach-O (+1) that crashed (-1)
-        ("timeout", 0.0),
-        ("bad_syscall", 0.0),
-        ("bad_signature", 0.0),
-        ("invalid_macho:lc_main", 0.0),
-        ("parse_error", 0.0),
+        (OutcomeKind.OK, 4.0),
+        (OutcomeKind.WRONG_OUTPUT, 2.0),
+        (OutcomeKind.NONZERO_EXIT, 1.0),
+        (OutcomeKind.CRASH, 0.0),  # valid Mach-O (+1) that crashed (-1)
+        (OutcomeKind.TIMEOUT, 0.0),
+        (OutcomeKind.BAD_SYSCALL, 0.0),
+        (OutcomeKind.BAD_SIGNATURE, 0.0),
+        (OutcomeKind.INVALID_MACHO, 0.0),
+        (OutcomeKind.PARSE_ERROR, 0.0),
     ],
 )
-def test_reward_contract_per_outcome(label, expected):
+def test_reward_contract_per_outcome(kind, expected):
     ex = example(a=3, b=4)
-    p = oracle(ex) if label == "ok" else failed(ex, label)
+    p = oracle(ex) if kind is OutcomeKind.OK else failed(ex, kind, rule="lc_main" if kind is OutcomeKind.INVALID_MACHO else None)
     assert reward(p) == expected
 
 
@@ -129,23 +130,29 @@ def test_reward_kl_term():
         compute_metrics([p], kl_to_sft=[1.0, 2.0])
 
 
-def test_outcome_from_label_round_trips_and_rejects_unknowns():
-    for kind in OutcomeKind:
-        assert outcome_from_label(kind.value).label == kind.value
-    o = outcome_from_label("invalid_macho:segment_overlap")
-    assert o.kind is OutcomeKind.INVALID_MACHO and o.rule == "segment_overlap"
-    assert o.label == "invalid_macho:segment_overlap"
-    for bad in ("fine", "", "crash:sigsegv"):
-        with pytest.raises(ValueError):
-            outcome_from_label(bad)
+def test_a_prediction_carries_the_whole_outcome_through_json():
+    """kind, rule, detail, native, exit code and any stdout bytes survive write -> read."""
+    ex = example()
+    outcomes = [
+        Outcome(kind=OutcomeKind.INVALID_MACHO, rule="segment_overlap", detail="__TEXT overlaps __LINKEDIT"),
+        Outcome(kind=OutcomeKind.WRONG_OUTPUT, stdout=bytes(range(256)), exit_code=0, instructions=812, native=True),
+        Outcome(kind=OutcomeKind.NONZERO_EXIT, stdout=b"", exit_code=1, detail="exit 1"),
+    ]
+    for o in outcomes:
+        p = failed(ex, o.kind).model_copy(update={"outcome": o})
+        line = p.model_dump_json()
+        assert "\n" not in line
+        back = type(p).model_validate_json(line)
+        assert back.outcome == o and back == p
+    assert '"stdout":"13\\n"' in oracle(ex).model_dump_json()  # a digit answer reads as itself
 
 
 def test_error_taxonomy_counts_most_frequent_first():
     exs = _examples(6)
-    preds = [oracle(exs[0]), unparsed(exs[1]), unparsed(exs[2]), failed(exs[3], "crash"),
-             failed(exs[4], "bad_signature"), oracle(exs[5])]
+    preds = [oracle(exs[0]), unparsed(exs[1]), unparsed(exs[2]), failed(exs[3], OutcomeKind.CRASH),
+             failed(exs[4], OutcomeKind.BAD_SIGNATURE), failed(exs[5], OutcomeKind.INVALID_MACHO, rule="uuid")]
     assert list(error_taxonomy(preds).items()) == [
-        ("ok", 2), ("parse_error", 2), ("bad_signature", 1), ("crash", 1)
+        ("parse_error", 2), ("bad_signature", 1), ("crash", 1), ("invalid_macho:uuid", 1), ("ok", 1)
     ]
     assert error_taxonomy([]) == {}
 
@@ -160,22 +167,21 @@ def test_latency_median_and_p95():
     assert latency_stats([])["generate"].median_ms is None
 
 
-label_st = st.sampled_from(["ok", "wrong_output", "crash", "timeout", "bad_syscall", "nonzero_exit",
-                            "bad_signature", "invalid_macho:lc_main", "parse_error"])
+kind_st = st.sampled_from(list(OutcomeKind))
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(-50, 50), st.integers(-50, 50), st.booleans(), label_st), max_size=30))
+@given(st.lists(st.tuples(st.integers(-50, 50), st.integers(-50, 50), st.booleans(), kind_st), max_size=30))
 def test_rates_are_fractions_of_counts(rows):
     preds = []
-    for i, (da, db, is_parsed, label) in enumerate(rows):
+    for i, (da, db, is_parsed, kind) in enumerate(rows):
         ex = example(a=i, b=-i, i=i)
-        if not is_parsed or label == "parse_error":
+        if not is_parsed or kind is OutcomeKind.PARSE_ERROR:
             preds.append(unparsed(ex))
-        elif label in ("ok", "wrong_output"):
+        elif kind in (OutcomeKind.OK, OutcomeKind.WRONG_OUTPUT):
             preds.append(wrong_patch(ex, ex.a + da, ex.b + db))
         else:
-            preds.append(failed(ex, label))
+            preds.append(failed(ex, kind, rule="uuid" if kind is OutcomeKind.INVALID_MACHO else None))
     m = compute_metrics(preds)
     n = len(preds)
     assert m.n == n
@@ -184,7 +190,8 @@ def test_rates_are_fractions_of_counts(rows):
     for name in RATES:
         assert 0.0 <= getattr(m, name) <= 1.0
     assert m.parse_success_rate == sum(p.parsed for p in preds) / n
-    assert m.answer_accuracy == sum(p.outcome == "ok" for p in preds) / n
+    assert m.answer_accuracy == sum(p.outcome.kind is OutcomeKind.OK for p in preds) / n
+    assert m.exec_success_rate == sum(p.outcome.exec_ok for p in preds) / n
     assert m.answer_accuracy <= m.exec_success_rate <= m.macho_valid_rate
     assert m.patch_exact_match_rate <= m.parse_success_rate
     assert -1.0 <= m.avg_reward <= 4.0
@@ -211,9 +218,16 @@ def test_read_predictions_round_trip_and_errors(tmp_path):
     assert "\n" not in str(err.value)
 
     odd = tmp_path / "odd.jsonl"
-    _write_jsonl(odd, [preds[0].model_copy(update={"outcome": "exploded"})])
-    with pytest.raises(UserError, match=r"odd.jsonl:1: unknown outcome label"):
+    record = json.loads(preds[0].model_dump_json())
+    record["outcome"]["kind"] = "exploded"
+    odd.write_text(json.dumps(record) + "\n")
+    with pytest.raises(UserError, match=r"odd.jsonl:1: not a prediction record: outcome.kind: Input should be 'ok'"):
         read_predictions(odd)
+
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(preds[0].model_dump_json().encode() + b"\n" + b'{"mode": "caf\xe9"}\n')
+    with pytest.raises(UserError, match=r"latin.jsonl:2: not UTF-8 text"):
+        read_predictions(latin)
 
     with pytest.raises(UserError, match=r"p.jsonl:1: prediction for a val example, expected split test"):
         read_predictions(f, split="test")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 from _evaluate_factories import example, failed, oracle, unparsed, wrong_patch
@@ -12,6 +14,7 @@ from exe_coder.cli import app
 from exe_coder.errors import UserError
 from exe_coder.evaluate import report as report_mod
 from exe_coder.evaluate.report import EvalReport, evaluate_files, render_markdown
+from exe_coder.runtime.outcome import OutcomeKind
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -23,7 +26,7 @@ def _examples(n: int, split: str = "val") -> list:
 def _model_preds(exs) -> list:
     m = "sft_patch_model"
     return ([oracle(e, mode=m) for e in exs[:-3]]
-            + [unparsed(exs[-3], mode=m), wrong_patch(exs[-2], 1, 2, mode=m), failed(exs[-1], "crash", mode=m)])
+            + [unparsed(exs[-3], mode=m), wrong_patch(exs[-2], 1, 2, mode=m), failed(exs[-1], OutcomeKind.CRASH, mode=m)])
 
 
 def _write(path, preds):
@@ -78,6 +81,27 @@ def test_report_files_written(run_dir):
     for png in ("stage0_val_slices.png", "stage0_val_training.png"):
         blob = (out.parent / png).read_bytes()
         assert blob.startswith(PNG_MAGIC) and len(blob) > 1000
+
+
+def test_report_files_are_readable_by_everyone(run_dir):
+    """Reports are for sharing: 0644 like any file a tool writes, not mkstemp's 0600."""
+    old = os.umask(0o022)
+    try:
+        _, written = evaluate_files(run_dir / "model.jsonl", run_dir / "m" / "r.json", ckpt=run_dir / "ckpt")
+    finally:
+        os.umask(old)
+    assert len(written) == 4
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_a_folder_as_report_out_is_a_one_line_error(run_dir):
+    folder = run_dir / "reports_dir"
+    folder.mkdir()
+    res = CliRunner().invoke(app, ["evaluate", "--predictions", str(run_dir / "model.jsonl"), "--out", str(folder)])
+    assert res.exit_code != 0 and isinstance(res.exception, UserError)
+    assert "is a folder" in str(res.exception) and "\n" not in str(res.exception)
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in run_dir.iterdir() if p.suffix == ".png") == []
 
 
 def test_report_is_deterministic(run_dir):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import stat
 
 import pytest
 
+from exe_coder.acceptance import check_outputs, run_acceptance
 from exe_coder.errors import UserError
 from exe_coder.paths import CONFIGS_DIR, SPECS_DIR
-from exe_coder.stages import STAGE_CONFIGS, check_outputs, default_paths, run_acceptance
+from exe_coder.stages import STAGE_CONFIGS, default_paths
 from exe_coder.train.config import load_config
 
 
@@ -46,6 +48,10 @@ def test_acceptance_end_to_end(tmp_path):
     assert report["training"]["train_loss_start"] > report["training"]["train_loss_end"]
     summary = json.loads((work / "reports" / "stage0_run.json").read_text())
     assert set(summary["seconds"]) == {"build", "train", "infer val", "evaluate val", "infer test", "evaluate test"}
+    # every report, prediction file and the run summary are ordinary shared files
+    shared = [*(work / "reports").iterdir(), *(work / "predictions").iterdir(), work / "acceptance.toml"]
+    assert len(shared) == 14
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in shared} == {p.name: 0o644 for p in shared}
 
     # the checks can fail: a missing plot and a truncated predictions file are caught
     (work / "reports" / "stage0_test_slices.png").unlink()

@@ -43,7 +43,7 @@ def test_unknown_key_exits_2_with_file_and_line(tmp_path: Path):
     proc = _cli("train", "--config", str(cfg), env_extra={"EXE_CODER_NO_BLAS_PRELOAD": "1"})
     line_no = text.splitlines().index("batchsize = 3") + 1
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"error: {cfg}:{line_no}: unknown key 'train.batchsize'"
+    assert proc.stderr.strip() == f"error: {cfg}:{line_no}: unknown key 'train.batchsize' (did you mean 'batch_size'?)"
 
 
 def test_rl_config_validates_but_says_rl_is_not_implemented():
@@ -61,6 +61,25 @@ def test_train_command_runs_with_overrides(tmp_path: Path):
     assert "6 steps" in proc.stdout
     assert (out / "best_weights.safetensors").is_file() and not (tmp_path / "ignored").exists()
     assert "max_steps = 6" in (out / "config.toml").read_text()
+    # again into the same folder: refused, then replaced with --force
+    again = ("train", "--config", str(cfg_path), "--max-steps", "4", "--out-dir", str(out), "--no-eval-hook")
+    proc = _cli(*again)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {out}: holds an earlier run; continue it with --resume or replace it with --force"
+    assert (out / "0000006_weights.safetensors").is_file()
+    proc = _cli(*again, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert "4 steps" in proc.stdout and not (out / "0000006_weights.safetensors").exists()
+
+
+def test_output_dir_that_is_a_file_is_one_line(tmp_path: Path):
+    data = write_dataset(tmp_path)
+    cfg_path = tmp_path / "tiny.toml"
+    cfg_path.write_text(tiny_config(data, tmp_path / "run").to_toml())
+    (tmp_path / "run").write_text("a file")
+    proc = _cli("train", "--config", str(cfg_path), "--no-eval-hook", env_extra={"EXE_CODER_NO_BLAS_PRELOAD": "1"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {tmp_path / 'run'}: the output folder is a file; give a folder for the run"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is a Linux mechanism")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
+import tomllib
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from hypothesis import assume, given, settings
@@ -11,7 +14,7 @@ from hypothesis import strategies as st
 
 from exe_coder.errors import UserError
 from exe_coder.paths import CONFIGS_DIR
-from exe_coder.train.config import TrainConfig, load_config, parse_config
+from exe_coder.train.config import TrainConfig, dump_toml, load_config, parse_config
 
 SHIPPED = sorted(CONFIGS_DIR.glob("*.toml"))
 REQUIRED = {
@@ -64,10 +67,10 @@ def test_shipped_config_validates(path: Path):
         stage = Path(cfg.data.train_jsonl).parent.name
         assert cfg.data.train_jsonl == f"data/processed/{stage}/train.jsonl"
         assert cfg.data.val_jsonl == f"data/processed/{stage}/val.jsonl"
-        # the stage's spec declares the same decode bounds
+        # the decode bounds are the stage's operand range: every gold target is decodable
         spec = (CONFIGS_DIR.parent / "specs" / f"{stage}.spec").read_text()
-        m = re.search(r"decode\s*\{[^}]*min\s+(-?\d+)\s+max\s+(-?\d+)", spec)
-        assert m, f"no decode bounds in {stage}.spec"
+        m = re.search(r"^operands\s+(-?\d+)\.\.(-?\d+)", spec, re.MULTILINE)
+        assert m, f"no operands in {stage}.spec"
         assert (cfg.data.decode_min_int, cfg.data.decode_max_int) == (int(m.group(1)), int(m.group(2)))
     else:
         assert cfg.rl is not None
@@ -153,3 +156,131 @@ def test_any_unknown_key_is_rejected(key: str, table: str):
     err = _error(text)
     assert f"'{table}.{key}'" in str(err)
     assert err.line == text.splitlines().index(f"{key} = 1") + 1
+
+
+# --- issue 8: a mistyped key is named first; types are strict; floats are finite -----------
+
+
+def test_mistyped_key_is_named_unknown_with_the_closest_key():
+    text = GOOD.replace("lr_adamw = 1e-3", "lr_adamww = 1e-3")
+    err = _error(text)
+    # not "missing key 'optimizer.lr_adamw'": the typo is the cause
+    assert err.message == "unknown key 'optimizer.lr_adamww' (did you mean 'lr_adamw'?)"
+    assert err.line == text.splitlines().index("lr_adamww = 1e-3") + 1
+
+
+def test_mistyped_table_suggests_the_table():
+    assert "(did you mean 'train'?)" in str(_error(GOOD + "\n[trian]\nbatch_size = 3\n"))
+
+
+def test_unknown_key_with_nothing_close_has_no_suggestion():
+    assert str(_error(GOOD.replace("[model]\n", "[model]\nzzzzqqq = 1\n"))).endswith("unknown key 'model.zzzzqqq'")
+
+
+@pytest.mark.parametrize(
+    "old,new,key",
+    [
+        ("layers = 2", "layers = true", "model.layers"),  # was a 1-layer model
+        ("batch_size = 8", 'batch_size = "32"', "train.batch_size"),  # was 32
+        ("seed = 3", "seed = 3.0", "run.seed"),
+        ("lr_adamw = 1e-3", "lr_adamw = true", "optimizer.lr_adamw"),
+        ("lr_adamw = 1e-3", 'lr_adamw = "1e-3"', "optimizer.lr_adamw"),
+        ("betas = [0.9, 0.95]", 'betas = [0.9, "0.95"]', "optimizer.betas"),
+        ('name = "x"', "name = 3", "run.name"),
+        ("seq_len = 128", "seq_len = 128\ntie_embeddings = 1", "model.tie_embeddings"),
+    ],
+)
+def test_values_are_not_converted(old: str, new: str, key: str):
+    assert old in GOOD
+    err = _error(GOOD.replace(old, new))
+    assert f"bad value for '{key}'" in str(err)
+
+
+def test_a_float_key_takes_a_toml_integer():
+    """Decided: an integer is an exact float (``lr_adamw = 1``), so it is accepted as one."""
+    cfg = parse_config(GOOD.replace("lr_adamw = 1e-3", "lr_adamw = 1").replace("betas = [0.9, 0.95]", "betas = [0, 0]"))
+    assert cfg.optimizer.lr_adamw == 1.0 and isinstance(cfg.optimizer.lr_adamw, float)
+    assert cfg.optimizer.betas == (0.0, 0.0) and all(isinstance(b, float) for b in cfg.optimizer.betas)
+
+
+def _table(table: str):
+    """The model class of a table (``RLConfig | None`` -> ``RLConfig``)."""
+    annotation = TrainConfig.model_fields[table].annotation
+    return next(a for a in (annotation, *get_args(annotation)) if isinstance(a, type))
+
+
+def _float_keys() -> list[tuple[str, str]]:
+    """Every (table, key) of the schema whose value is a float or holds floats."""
+    out = []
+    for table in TrainConfig.model_fields:
+        for key, field in _table(table).model_fields.items():
+            if field.annotation is float or float in get_args(field.annotation):
+                out.append((table, key))
+    return out
+
+
+def test_the_schema_has_float_keys_in_every_numeric_table():
+    assert {t for t, _ in _float_keys()} == {"model", "optimizer", "init", "rl", "train"}
+
+
+@pytest.mark.parametrize("table,key", _float_keys(), ids=lambda x: x)
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_every_float_key_refuses_non_finite_values(table: str, key: str, value: float):
+    raw = tomllib.loads(GOOD)
+    is_pair = _table(table).model_fields[key].annotation is not float  # betas
+    raw.setdefault(table, {})[key] = [0.9, value] if is_pair else value
+    err = _error(dump_toml(raw))
+    assert f"bad value for '{table}.{key}'" in str(err) and "finite" in str(err)
+
+
+def test_lr_adamw_inf_is_refused_by_the_config():
+    err = _error(GOOD.replace("lr_adamw = 1e-3", "lr_adamw = inf"))
+    assert "bad value for 'optimizer.lr_adamw': Input should be a finite number" in str(err)
+    assert err.line == GOOD.splitlines().index("lr_adamw = 1e-3") + 1
+
+
+# --- issue 8: settings no trainer reads validate, and `train` refuses them ------------------
+
+
+def _refusal(text: str) -> str:
+    from exe_coder.train.loop import check_supported
+
+    cfg = parse_config(text, "cfg.toml")  # validates
+    with pytest.raises(UserError) as info:
+        check_supported(cfg)
+    return str(info.value)
+
+
+def test_rl_table_in_an_sft_config_is_refused_naming_its_keys():
+    msg = _refusal(GOOD + "\n[rl]\nbeta = 0.02\nrollout_samples = 8\n")
+    assert "[rl] beta, rollout_samples would be ignored" in msg and "remove the table" in msg
+
+
+def test_rl_phase_is_refused_naming_the_rl_keys():
+    msg = _refusal(GOOD.replace('phase = "sft"', 'phase = "rl"') + '\n[rl]\nbeta = 0.02\nmode = "mainline"\n')
+    assert "RL training is not implemented" in msg and "[rl] beta, mode would be ignored" in msg
+
+
+def test_max_gen_tokens_validates_but_train_refuses_it():
+    msg = _refusal(GOOD + "max_gen_tokens = 16\n")
+    assert "[train].max_gen_tokens = 16 would be ignored" in msg and "decode_min_int" in msg
+
+
+@pytest.mark.parametrize(
+    "line", ['track = "strict_one_shot"', 'target_mode = "full_hex"'], ids=["track", "target_mode"]
+)
+def test_track_b_validates_but_train_refuses_it(line: str):
+    msg = _refusal(GOOD.replace("[data]\n", f"[data]\n{line}\n"))
+    assert "only Track A" in msg and "Track B" in msg
+
+
+def test_shipped_sft_configs_hold_nothing_train_would_ignore():
+    from exe_coder.train.loop import check_supported
+
+    checked = []
+    for path in SHIPPED:
+        cfg = load_config(path)
+        if cfg.run.phase == "sft":
+            check_supported(cfg)  # raises for a setting train would not read
+            checked.append(path.stem)
+    assert len(checked) >= 9

@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _train_fixtures import tiny_config, write_dataset
+from exe_coder.dataset.records import load_examples
 from exe_coder.errors import UserError
-from exe_coder.model import checkpoint as ckpt
+from exe_coder.train import run_dir as ckpt
 from exe_coder.model.tokenizer import Tokenizer
-from exe_coder.train.data import Batcher, load_examples, make_batch, tokenize
+from exe_coder.train.data import Batcher, make_batch, tokenize
 from exe_coder.train.loop import evaluate, train
 from exe_coder.train.schedule import warmup_cosine
 
@@ -275,3 +276,108 @@ def _noise_split():
 
         _NOISE_SPLIT.append(tokenize(make_examples(64, "train", 9), Tokenizer(), 64))
     return _NOISE_SPLIT[0]
+
+
+# --- issue 8: an earlier run is replaced only with force; divergence stops the run ----------
+
+
+def _with(cfg, **optimizer):
+    raw = cfg.model_dump(mode="json", exclude_none=True)
+    raw["optimizer"].update(optimizer)
+    from exe_coder.train.config import TrainConfig
+
+    return TrainConfig.model_validate(raw)
+
+
+def test_fresh_run_into_an_earlier_run_needs_force_and_then_starts_clean(data_dir: Path, tmp_path: Path):
+    train(tiny_config(data_dir, tmp_path, max_steps=16), show_progress=False)
+    assert (tmp_path / "0000016_weights.safetensors").is_file()
+    shorter = tiny_config(data_dir, tmp_path, max_steps=8)
+    with pytest.raises(UserError, match=r"holds an earlier run; continue it with --resume or replace it with --force"):
+        train(shorter, show_progress=False)
+    assert (tmp_path / "0000016_weights.safetensors").is_file()  # refused before touching anything
+    train(shorter, force=True, show_progress=False)
+    # the earlier run's numbered checkpoints are gone, not left beside the new ones
+    assert sorted(p.name for p in tmp_path.glob("*_weights.safetensors") if p.name[0].isdigit()) == [
+        "0000008_weights.safetensors"
+    ]
+    assert [r["step"] for r in _curve(tmp_path) if "loss" in r] == [4, 8]
+    assert json.loads((tmp_path / "run.json").read_text())["step"] == 8
+
+
+def test_resume_and_force_together_are_refused(data_dir: Path, tmp_path: Path):
+    with pytest.raises(UserError, match="give one of them"):
+        train(tiny_config(data_dir, tmp_path), resume=True, force=True, show_progress=False)
+
+
+def test_output_dir_that_is_a_file_is_one_error(data_dir: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    out.write_text("a file")
+    for kwargs in ({}, {"force": True}, {"resume": True}):
+        with pytest.raises(UserError, match="the output folder is a file"):
+            train(tiny_config(data_dir, out), show_progress=False, **kwargs)
+    assert out.read_text() == "a file"
+
+
+def _refuse(token: str):
+    raise AssertionError(f"bare {token} in JSON")
+
+
+def _strict_lines(path: Path) -> list[dict]:
+    return [json.loads(line, parse_constant=_refuse) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    "every,cause",
+    [
+        # saving every step: the weights an update made non-finite are caught before their save
+        (1, r"weight [\w.]+ is not finite"),
+        # saving rarely: the next step's loss is the first sign
+        (8, r"the loss is nan"),
+    ],
+    ids=["weights-before-save", "loss"],
+)
+def test_a_diverging_run_stops_with_the_step_and_saves_nothing_non_finite(
+    data_dir: Path, tmp_path: Path, every: int, cause: str
+):
+    cfg = _with(tiny_config(data_dir, tmp_path, save_interval=every, eval_interval=every, log_interval=1), lr_adamw=1e30)
+    with pytest.raises(UserError, match=rf"training diverged at step (\d+): {cause}; stopped without saving") as info:
+        train(cfg, show_progress=False)
+    diverged_at = int(info.value.message.split("step ")[1].split(":")[0])
+    assert str(info.value).startswith(f"{tmp_path}: ") and "lr_adamw (now 1e+30)" in str(info.value)
+    rows = _strict_lines(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, diverged_at))  # never the diverged step
+    saved = sorted(int(p.name[:7]) for p in tmp_path.glob("[0-9]*_weights.safetensors"))
+    assert saved == [s for s in range(1, diverged_at) if s % every == 0]
+    for path in tmp_path.glob("*.safetensors"):
+        assert all(np.isfinite(v).all() for v in _weights(path).values()), path.name
+    assert (tmp_path / "run.json").is_file() == bool(saved)
+    if saved:
+        assert json.loads((tmp_path / "run.json").read_text(), parse_constant=_refuse)["step"] == saved[-1]
+
+
+def test_train_cannot_be_handed_an_infinite_learning_rate(data_dir: Path, tmp_path: Path):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="finite"):
+        _with(tiny_config(data_dir, tmp_path), lr_adamw=math.inf)
+
+
+def test_run_stage_training_resumes_the_same_config_and_force_retrains(data_dir: Path, tmp_path: Path):
+    from rich.console import Console
+
+    from exe_coder.stages import _train
+
+    console = Console(stderr=True, quiet=True)
+    cfg = tiny_config(data_dir, tmp_path / "run", max_steps=8, full_eval_every=100)
+    run = _train(cfg, False, console)
+    first = (run / "metrics.jsonl").read_text()
+    stamp = (run / "0000008_weights.safetensors").stat().st_mtime_ns
+    _train(cfg, False, console)  # the same config, finished: resumes as a no-op
+    assert (run / "metrics.jsonl").read_text() == first
+    assert (run / "0000008_weights.safetensors").stat().st_mtime_ns == stamp
+    other = tiny_config(data_dir, tmp_path / "run", max_steps=4, save_interval=4, full_eval_every=100)
+    with pytest.raises(UserError, match="another config; run-stage --force replaces it"):
+        _train(other, False, console)
+    _train(other, True, console)  # force: the earlier run is cleared, then the new one trains
+    assert sorted(p.name for p in run.glob("[0-9]*_weights.safetensors")) == ["0000004_weights.safetensors"]

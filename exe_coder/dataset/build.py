@@ -12,26 +12,30 @@ rebuilds it on demand. So a stage2 build stays small and training opens no per-e
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from exe_coder import files
 from exe_coder.dataset.golden import GoldenResult, GoldenTask, build_chunk
 from exe_coder.dataset.quality import QualityReport, assess
-from exe_coder.dataset.records import Example, Split, patch_text
+from exe_coder.dataset.records import Example, patch_text
 from exe_coder.dataset.sample import Draw, sample_stage
 from exe_coder.errors import UserError
-from exe_coder.paths import REPO_ROOT, TEMPLATES_DIR
+from exe_coder.paths import RESOURCES_ROOT, TEMPLATES_DIR
 from exe_coder.spec.load import load_spec
-from exe_coder.spec.model import SPLITS, Spec
+from exe_coder.spec.model import SPLITS, Spec, Split
 
 MANIFEST = "manifest.json"
 QUALITY = "quality.json"
@@ -53,12 +57,14 @@ class BuildResult:
     manifest: dict = field(repr=False)
 
 
+# outputs go under the working folder (the repository root when run from there), never into
+# an installed package; the shipped configs' data paths are relative to it too
 def default_out_dir(stage: str) -> Path:
-    return REPO_ROOT / "data" / "processed" / stage
+    return Path.cwd() / "data" / "processed" / stage
 
 
 def default_bin_dir(stage: str) -> Path:
-    return REPO_ROOT / "outputs" / "bin" / stage
+    return Path.cwd() / "outputs" / "bin" / stage
 
 
 def build_stage(
@@ -74,7 +80,7 @@ def build_stage(
     """Build ``spec`` into ``out_dir`` (records, manifest, quality) and ``binaries_dir``.
 
     ``spec`` is a loaded Spec or a .spec path. Defaults: ``data/processed/<stage>`` and
-    ``outputs/bin/<stage>`` in the repository. ``sizes`` overrides split sizes
+    ``outputs/bin/<stage>`` under the working folder. ``sizes`` overrides split sizes
     (``{"train": 16}``) for smoke runs; ``jobs`` worker processes (default: every core); the
     output is byte-identical for any ``jobs``. ``force`` replaces an existing build.
     """
@@ -92,25 +98,30 @@ def build_stage(
     for s, n in split_sizes.items():
         if n < 1:
             raise UserError(f"split {s}: size must be at least 1, not {n}")
-    _check_destinations(out_dir, bin_dir, force)
+    _check_apart(out_dir, bin_dir)
 
-    draws = sample_stage(spec, split_sizes)
-    staging = _Staging(out_dir, bin_dir)
-    try:
-        results = _build_golden(spec, draws, staging.bin_tmp, jobs, progress)
-        records = _admit(spec, draws, results)
-        quality = assess(spec, records, split_sizes)
-        manifest = _write_outputs(spec, records, quality, staging, split_sizes, sizes is not None)
-        if not quality.ok:
-            failed = quality.failures()
-            raise UserError(
-                f"the dataset breaks the spec's promises: {failed[0].name}: {failed[0].detail}"
-                + (f" (and {len(failed) - 1} more checks)" if len(failed) > 1 else ""),
-                spec.path,
-            )
-        staging.commit(force)
-    finally:
-        staging.discard()
+    with ExitStack() as held:
+        for dest in (out_dir, bin_dir):
+            held.enter_context(build_lock(dest))
+        _sweep_stale([out_dir, bin_dir])
+        _check_destinations(out_dir, bin_dir, force)
+        draws = sample_stage(spec, split_sizes)
+        staging = _Staging(out_dir, bin_dir)
+        try:
+            results = _build_golden(spec, draws, staging.bin_tmp, jobs, progress)
+            records = _admit(spec, draws, results)
+            quality = assess(spec, records, split_sizes)
+            manifest = _write_outputs(spec, records, quality, staging, split_sizes, sizes is not None)
+            if not quality.ok:
+                failed = quality.failures()
+                raise UserError(
+                    f"the dataset breaks the spec's promises: {failed[0].name}: {failed[0].detail}"
+                    + (f" (and {len(failed) - 1} more checks)" if len(failed) > 1 else ""),
+                    spec.path,
+                )
+            staging.commit(force)
+        finally:
+            staging.discard()
     return BuildResult(
         stage=spec.stage,
         out_dir=out_dir,
@@ -125,10 +136,13 @@ def build_stage(
     )
 
 
-def _check_destinations(out_dir: Path, bin_dir: Path, force: bool) -> None:
+def _check_apart(out_dir: Path, bin_dir: Path) -> None:
     a, b = out_dir.resolve(), bin_dir.resolve()
     if a == b or a in b.parents or b in a.parents:
         raise UserError(f"the data folder {out_dir} and the binaries folder {bin_dir} must not contain each other")
+
+
+def _check_destinations(out_dir: Path, bin_dir: Path, force: bool) -> None:
     for path in (out_dir, bin_dir):
         if path.exists() and not path.is_dir():
             raise UserError(f"{path} exists and is not a folder")
@@ -140,8 +154,6 @@ class _Staging:
     """Temporary folders beside the destinations, renamed into place by ``commit``."""
 
     def __init__(self, out_dir: Path, bin_dir: Path) -> None:
-        for dest in (out_dir, bin_dir):
-            _remove_stale(dest)
         self.pairs = [(out_dir, self._temp(out_dir, "building")), (bin_dir, self._temp(bin_dir, "building"))]
         for _, tmp in self.pairs:
             tmp.mkdir(parents=True)
@@ -174,25 +186,83 @@ class _Staging:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _remove_stale(dest: Path) -> None:
-    """Remove temporary folders that a killed build (its process gone) left beside ``dest``."""
-    if not dest.parent.is_dir():
-        return
-    for old in sorted(dest.parent.glob(f".{dest.name}.replaced-*")):
-        pid = old.name.rsplit("-", 1)[-1]
-        if not dest.exists() and pid.isdigit() and not _alive(int(pid)):
-            old.rename(dest)  # killed between the two renames of a commit: put the old build back
-    for what in ("building", "replaced"):
-        for tmp in dest.parent.glob(f".{dest.name}.{what}-*"):
-            pid = tmp.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(tmp, ignore_errors=True)
+@contextmanager
+def build_lock(dest: Path) -> Iterator[None]:
+    """Hold the exclusive lock on ``dest`` (a file ``.NAME.lock`` beside it) or fail at once.
+
+    The holder unlinks the lock file before it lets go, so no lock file outlives a build. A
+    process that opened the old file just before that may then win its lock, so a lock only
+    counts when the locked file is still the one at the path (else: try again on the new one).
+    """
+    path = dest.parent / f".{dest.name}.lock"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise UserError(f"another build is writing {dest}") from None
+            if _same_file(fd, path):
+                break
+            os.close(fd)
+    except OSError as err:
+        raise UserError(f"cannot write beside {dest}: {err.strerror or err}") from None
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+_STAGING_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<what>building|replaced)-(?P<pid>[0-9]+)$")
+
+
+def _sweep_stale(own: list[Path]) -> None:
+    """Clear what killed builds (their process gone) left beside any stage's folders.
+
+    Every staging folder in the parents of ``own`` (this build's destinations, whose locks it
+    holds) is looked at, not only this stage's: a killed stage1 build is swept by the next
+    build of stage0 too. A ``.replaced-`` folder whose destination is missing is the previous
+    build, killed between the two renames of a commit: it is put back. Another stage's
+    leftovers are touched only under that stage's lock, so a live build is never disturbed.
+    """
+    own = [Path(os.path.abspath(p)) for p in own]
+    stale: dict[Path, list[tuple[str, Path]]] = {}
+    for parent in sorted({p.parent for p in own}):
+        if not parent.is_dir():
+            continue
+        for tmp in sorted(parent.iterdir()):  # "building" before "replaced"
+            m = _STAGING_NAME.match(tmp.name)
+            if m and tmp.is_dir() and not _alive(int(m["pid"])):
+                stale.setdefault(parent / m["name"], []).append((m["what"], tmp))
+    for dest, tmps in stale.items():
+        with ExitStack() as held:
+            if dest not in own:
+                try:
+                    held.enter_context(build_lock(dest))
+                except UserError:
+                    continue  # its own build is running and sweeps it
+            for what, tmp in tmps:
+                if what == "replaced" and not dest.exists():
+                    tmp.rename(dest)
+                else:
+                    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process (or no such pid at all)
         return False
     except PermissionError:
         return True
@@ -285,6 +355,7 @@ def _admit(spec: Spec, draws: dict[Split, list[Draw]], results: list[GoldenResul
         records[d.split].append(
             Example(
                 **vars(d),  # a Draw is an Example before its binary exists: same fields
+                program=spec.program,
                 expected_stdout=f"{d.a + d.b}\n",
                 target=patch_text(d.a, d.b),
                 binary_path=_binary_rel_path(d),
@@ -316,13 +387,16 @@ def _write_outputs(
     sizes: dict[Split, int],
     limited: bool,
 ) -> dict:
-    files: dict[str, str] = {}
+    hashes: dict[str, str] = {}
+
+    def write(name: str, text: str) -> None:
+        data = text.encode("utf-8")
+        files.write_bytes(staging.out_tmp / name, data)
+        hashes[name] = hashlib.sha256(data).hexdigest()
+
     for s in SPLITS:
-        path = staging.out_tmp / f"{s}.jsonl"
-        path.write_text("".join(r.model_dump_json() + "\n" for r in records[s]), encoding="utf-8")
-        files[path.name] = _sha256_file(path)
-    (staging.out_tmp / QUALITY).write_text(quality.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    files[QUALITY] = _sha256_file(staging.out_tmp / QUALITY)
+        write(f"{s}.jsonl", "".join(r.model_dump_json() + "\n" for r in records[s]))
+    write(QUALITY, quality.model_dump_json(indent=2) + "\n")
 
     binaries: dict[str, str] = {}
     for s in WRITTEN_SPLITS:
@@ -341,25 +415,25 @@ def _write_outputs(
         "toolchain": toolchain(spec.program),
         "sizes": sizes,
         "limited": limited,  # True when sizes were overridden (a smoke build)
-        "decode": spec.decode.model_dump(),
         "train_templates": spec.train_template_ids,
         "heldout_templates": spec.heldout_template_ids,
         "binaries_dir": os.path.relpath(dest_bin.resolve(), dest_out.resolve()),
         "binaries_written_for": list(WRITTEN_SPLITS),
         "counts": {s: quality.splits[s].model_dump() for s in SPLITS},
         "quality_ok": quality.ok,
-        "files": files,
+        "files": hashes,
         "binaries": binaries,
     }
-    (staging.out_tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    files.write_text(staging.out_tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
 def _repo_relative(path: str) -> str:
-    """A path inside the repository as a repository-relative one, so manifests do not depend
-    on where the repository lies or how the spec was named on the command line."""
+    """A shipped spec's path relative to the folder that ships it (``specs/stage0.spec`` from a
+    checkout and an installed wheel alike), so manifests do not depend on where exe-coder lies
+    or how the spec was named on the command line."""
     try:
-        return Path(path).resolve().relative_to(REPO_ROOT).as_posix()
+        return Path(path).resolve().relative_to(RESOURCES_ROOT.resolve()).as_posix()
     except ValueError:
         return path
 

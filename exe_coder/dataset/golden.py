@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from exe_coder import files
 from exe_coder.codegen.program import ProgramTemplate
 from exe_coder.runtime.outcome import OutcomeKind
 from exe_coder.runtime.verify import verify
@@ -52,15 +53,17 @@ def build_chunk(task: GoldenTask) -> list[GoldenResult]:
 
 
 def write_executable(path: Path, data: bytes) -> None:
-    """Write ``data`` as an executable file, its zero blocks as holes (sparse), mode 0755."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` as an executable file (0755, atomic), its zero blocks as holes (sparse)."""
     zero = bytes(SPARSE_BLOCK)
-    with open(path, "wb") as f:
-        for start in range(0, len(data), SPARSE_BLOCK):
-            block = data[start : start + SPARSE_BLOCK]
-            if block == zero:
-                f.seek(len(block), os.SEEK_CUR)
-            else:
-                f.write(block)
-        f.truncate(len(data))
-    os.chmod(path, 0o755)
+
+    def fill(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            for start in range(0, len(data), SPARSE_BLOCK):
+                block = data[start : start + SPARSE_BLOCK]
+                if block == zero:
+                    f.seek(len(block), os.SEEK_CUR)
+                else:
+                    f.write(block)
+            f.truncate(len(data))
+
+    files.write_with(path, fill, executable=True)

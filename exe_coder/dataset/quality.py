@@ -11,8 +11,8 @@ from collections import Counter
 
 from pydantic import BaseModel
 
-from exe_coder.dataset.records import Example, Split, patch_text, sign_pattern
-from exe_coder.spec.model import SPLITS, Spec
+from exe_coder.dataset.records import Example, patch_text
+from exe_coder.spec.model import SPLITS, Spec, Split, sign_pattern
 
 
 class Check(BaseModel):
@@ -60,12 +60,13 @@ def assess(spec: Spec, records: dict[Split, list[Example]], sizes: dict[Split, i
         [f"{s}: {len(records[s])} records, {sizes[s]} asked" for s in SPLITS if len(records[s]) != sizes[s]],
     )
     check(
-        "records are consistent (split, sign pattern, target, stdout from a and b)",
+        "records are consistent (split, program, sign pattern, target, stdout from a and b)",
         [
             f"{r.id}"
             for s in SPLITS
             for r in records[s]
             if r.split != s
+            or r.program != spec.program
             or r.sign_pattern != sign_pattern(r.a, r.b)
             or r.target != patch_text(r.a, r.b)
             or r.expected_stdout != f"{r.a + r.b}\n"
@@ -81,10 +82,9 @@ def assess(spec: Spec, records: dict[Split, list[Example]], sizes: dict[Split, i
         ],
         len(every),
     )
-    lo, hi = max(spec.operands.lo, spec.decode.min), min(spec.operands.hi, spec.decode.max)
     check(
-        "operands within the operand range and the decode bounds",
-        [f"{r.id}: ({r.a}, {r.b})" for r in every if not (lo <= r.a <= hi and lo <= r.b <= hi)],
+        "operands within the operand range",
+        [f"{r.id}: ({r.a}, {r.b})" for r in every if not (r.a in spec.operands and r.b in spec.operands)],
         len(every),
     )
 

@@ -18,9 +18,19 @@ from dataclasses import dataclass
 from itertools import product
 
 from exe_coder.dataset.numwords import WordStyle, to_words
-from exe_coder.dataset.records import MagnitudePair, SignPattern, Split, sign_pattern
 from exe_coder.errors import UserError
-from exe_coder.spec.model import SPLITS, IntRange, PromptTemplate, Spec, cells, operand_intervals
+from exe_coder.spec.model import (
+    SPLITS,
+    IntRange,
+    MagnitudePair,
+    PromptTemplate,
+    SignPattern,
+    Spec,
+    Split,
+    cells,
+    operand_intervals,
+    sign_pattern,
+)
 
 RANDOM_TRIES = 64  # random draws per slot before enumerating what is left of its cell
 ENUMERATE_LIMIT = 4_000_000  # a cell larger than this cannot have run out by chance

@@ -4,6 +4,7 @@
     generate.py        batched, KV-cached generation in MLX, masked on device; greedy or seeded sampling
     reconstruct.py     patch text -> the template's image with new operands, finalized
     infer.py           predictors (model, oracle, regex baseline) -> reconstruct -> verify -> Prediction
+    prompt_check.py    after decoding, for the user: could the operands have come from the prompt?
     prediction.py      the Prediction record (shared contract)
     regex_baseline.py  the rule-based baseline's operand extraction (owned by evaluation)
 """

@@ -14,8 +14,6 @@ the same path through ``make_eval_hook``.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,11 +22,14 @@ from typing import Protocol
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from exe_coder.dataset.records import Example, patch_text
+from exe_coder import files
+from exe_coder.codegen.emit import write_executable
+from exe_coder.dataset.records import Example, load_examples, patch_text
 from exe_coder.decode.generate import GREEDY, CausalLM, PromptTooLong, Sampling, generate
 from exe_coder.decode.grammar import DecodeGrammar, compile_grammar
 from exe_coder.decode.prediction import Latency, Prediction
-from exe_coder.decode.reconstruct import DEFAULT_PROGRAM, reconstruct
+from exe_coder.decode.prompt_check import prompt_warnings
+from exe_coder.decode.reconstruct import DEFAULT_PROGRAM, Reconstruction, reconstruct
 from exe_coder.errors import UserError
 from exe_coder.runtime.outcome import Outcome, OutcomeKind
 from exe_coder.runtime.verify import verify
@@ -87,17 +88,20 @@ class ModelPredictor:
             raise UserError(f"example {examples[err.row].id}: {err}") from None
 
 
+def verify_reconstruction(rec: Reconstruction, expect_stdout: str) -> Outcome:
+    """The verifier's verdict on a reconstruction; ``parse_error`` when it made no binary."""
+    if rec.image is None:
+        return Outcome(kind=OutcomeKind.PARSE_ERROR, detail=rec.error)
+    return verify(rec.image, expect_stdout=expect_stdout)
+
+
 def predict_one(example: Example, text: str, grammar: DecodeGrammar, mode: str, generate_ms: float = 0.0, program: str = DEFAULT_PROGRAM) -> Prediction:
     """Reconstruct and verify one text; the verdict as a ``Prediction``."""
     t0 = time.perf_counter()
     rec = reconstruct(text, grammar, program)
     t1 = time.perf_counter()
-    if rec.image is None:
-        outcome = Outcome(kind=OutcomeKind.PARSE_ERROR, detail=rec.error)
-        sha = None
-    else:
-        outcome = verify(rec.image, expect_stdout=example.expected_stdout)
-        sha = hashlib.sha256(rec.image).hexdigest()
+    outcome = verify_reconstruction(rec, example.expected_stdout)
+    sha = None if rec.image is None else hashlib.sha256(rec.image).hexdigest()
     t2 = time.perf_counter()
     a, b = rec.operands if rec.operands is not None else (None, None)
     return Prediction(
@@ -109,9 +113,7 @@ def predict_one(example: Example, text: str, grammar: DecodeGrammar, mode: str, 
         b=b,
         binary_sha256=sha,
         exact_byte_match=sha is not None and sha == example.binary_sha256,
-        outcome=outcome.label,
-        stdout=outcome.stdout.decode("utf-8", errors="replace"),
-        exit_code=outcome.exit_code,
+        outcome=outcome,
         latency=Latency(generate_ms=generate_ms, reconstruct_ms=(t1 - t0) * 1e3, verify_ms=(t2 - t1) * 1e3),
     )
 
@@ -158,31 +160,20 @@ def _progress(enabled: bool) -> Progress:
 
 
 def write_predictions(predictions: Sequence[Prediction], out: str | Path) -> Path:
-    """One JSON line a prediction, written to a temp file and renamed: never half-written."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for p in predictions:
-                f.write(p.model_dump_json() + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    """One JSON line a prediction, whole or not at all (``files.write_text``, mode 0644)."""
+    return files.write_text(out, "".join(p.model_dump_json() + "\n" for p in predictions))
 
 
 def summarize(predictions: Sequence[Prediction]) -> dict[str, float]:
-    """The headline rates (the full report is ``exe-coder evaluate``'s job)."""
+    """The headline rates (the full report is ``exe-coder evaluate``'s job), with the same
+    per-prediction definitions (``Prediction.answer_correct``, ``Outcome.exec_ok``)."""
     n = max(len(predictions), 1)
-    exec_ok = {OutcomeKind.OK.value, OutcomeKind.WRONG_OUTPUT.value}
     return {
         "n": float(len(predictions)),
-        "answer_accuracy": sum(p.outcome == OutcomeKind.OK.value for p in predictions) / n,
+        "answer_accuracy": sum(p.answer_correct for p in predictions) / n,
         "parse_success_rate": sum(p.parsed for p in predictions) / n,
-        "exec_success_rate": sum(p.outcome in exec_ok for p in predictions) / n,
-        "patch_exact_match_rate": sum(p.a == p.example.a and p.b == p.example.b for p in predictions) / n,
+        "exec_success_rate": sum(p.outcome.exec_ok for p in predictions) / n,
+        "patch_exact_match_rate": sum(p.patch_exact for p in predictions) / n,
         "exact_byte_match_rate": sum(p.exact_byte_match for p in predictions) / n,
     }
 
@@ -218,8 +209,6 @@ def make_eval_hook(
 def eval_hook_for(config) -> Callable[[CausalLM, int], dict[str, float]]:
     """The hook a training run gets (``exe-coder train`` and ``run-stage`` alike): the first
     ``[train].eval_max_samples`` validation examples, decoded under the run's operand bounds."""
-    from exe_coder.train.data import load_examples
-
     return make_eval_hook(
         load_examples(config.data.val_jsonl),
         compile_grammar(config.data.decode_min_int, config.data.decode_max_int),
@@ -246,7 +235,7 @@ def make_predictor(
     if mode == "sft_patch_model":
         if weights is None:
             raise UserError("--mode sft_patch_model needs --weights")
-        from exe_coder.model.checkpoint import load_model
+        from exe_coder.train.run_dir import load_model
 
         model, config = load_model(weights)
         model.eval()
@@ -264,11 +253,12 @@ class GeneratedExecutable:
     """What ``exe-coder generate`` made of one prompt."""
 
     text: str  # the decoded patch, verbatim
-    operands: tuple[int, int] | None
+    operands: tuple[int, int] | None  # what the model read from the prompt
     path: Path | None  # where the executable was written (None when nothing was)
     sha256: str | None
     outcome: Outcome  # the verifier's verdict, expecting the sum of the *decoded* operands
     generate_ms: float
+    warnings: tuple[str, ...] = ()  # reasons to doubt the operands, though the binary is sound
 
 
 def generate_executable(
@@ -280,7 +270,12 @@ def generate_executable(
     program: str = DEFAULT_PROGRAM,
 ) -> GeneratedExecutable:
     """Decode one prompt with a trained model, reconstruct, verify, and write the executable
-    (atomically, mode 0755). Nothing is written when the text does not parse."""
+    (atomically, mode 0755). Nothing is written when the text does not parse.
+
+    The verifier can only check the binary against the operands the model wrote; whether they
+    came from the prompt is the user's to judge, so ``warnings`` says when they cannot have."""
+    if not prompt.strip():
+        raise UserError('the prompt is empty; ask a question such as "What is 17 plus -4?"')
     predictor, grammar = make_predictor("sft_patch_model", weights, sampling=sampling)
     assert isinstance(predictor, ModelPredictor)
     t0 = time.perf_counter()
@@ -290,26 +285,11 @@ def generate_executable(
         raise UserError(str(err)) from None
     generate_ms = (time.perf_counter() - t0) * 1e3
     rec = reconstruct(text, grammar, program)
+    warnings = tuple(prompt_warnings(prompt, rec.operands, grammar.min_int, grammar.max_int))
     if rec.image is None:
-        outcome = Outcome(kind=OutcomeKind.PARSE_ERROR, detail=rec.error)
-        return GeneratedExecutable(text, rec.operands, None, None, outcome, generate_ms)
+        outcome = verify_reconstruction(rec, "")
+        return GeneratedExecutable(text, rec.operands, None, None, outcome, generate_ms, warnings)
     a, b = rec.operands  # type: ignore[misc]
-    outcome = verify(rec.image, expect_stdout=f"{a + b}\n")
-    path = write_executable(rec.image, out)
-    return GeneratedExecutable(text, rec.operands, path, hashlib.sha256(rec.image).hexdigest(), outcome, generate_ms)
-
-
-def write_executable(image: bytes, out: str | Path) -> Path:
-    """Write ``image`` to ``out`` through a temp file and a rename, executable by everyone."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(image)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    outcome = verify_reconstruction(rec, f"{a + b}\n")
+    written = write_executable(rec.image, out)
+    return GeneratedExecutable(text, rec.operands, written.path, written.sha256, outcome, generate_ms, warnings)

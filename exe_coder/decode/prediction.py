@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from exe_coder.dataset.records import Example
+from exe_coder.runtime.outcome import Outcome
 
 
 class Latency(BaseModel):
@@ -16,6 +17,9 @@ class Latency(BaseModel):
 
 
 class Prediction(BaseModel):
+    """The verifier's ``Outcome`` is carried whole (kind, rule, detail, stdout, exit code,
+    native), so evaluation asks the Outcome its facts instead of re-deriving them from a label."""
+
     model_config = ConfigDict(extra="forbid")
 
     example: Example  # the gold record, copied whole so a report needs no other file
@@ -26,7 +30,14 @@ class Prediction(BaseModel):
     b: int | None = None
     binary_sha256: str | None = None  # of the reconstructed binary, when one was made
     exact_byte_match: bool = False  # reconstructed bytes == golden bytes
-    outcome: str  # Outcome.label: ok, parse_error, invalid_macho:<rule>, bad_signature, ...
-    stdout: str = ""
-    exit_code: int | None = None
+    outcome: Outcome  # the verdict; parse_error when no binary was made
     latency: Latency = Latency()
+
+    @property
+    def answer_correct(self) -> bool:
+        """The binary printed the gold ``a+b`` of the prompt (not of the predicted operands)."""
+        return self.outcome.answers(self.example.expected_stdout)
+
+    @property
+    def patch_exact(self) -> bool:
+        return self.parsed and self.a == self.example.a and self.b == self.example.b

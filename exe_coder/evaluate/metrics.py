@@ -1,9 +1,9 @@
 """The headline numbers of ``evaluation.md``, computed from a list of ``Prediction`` records.
 
 Everything here is a pure function of the predictions (and, for the training losses, of the
-run's ``metrics.jsonl``), so the same files always give the same report. An Outcome's
-properties (valid Mach-O, ran, printed the answer) are derived from its taxonomy label, the one
-field a prediction carries about the verifier's verdict.
+run's ``metrics.jsonl``), so the same files always give the same report. What a binary did
+(valid Mach-O, ran, printed the answer) is asked of the prediction's ``Outcome``, whose
+properties are the only definitions of those facts.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exe_coder.decode.prediction import Prediction
 from exe_coder.errors import UserError
-from exe_coder.runtime.outcome import Outcome, OutcomeKind
 
 # The reward contract (RL): weights on the Outcome's properties, minus beta * kl_to_sft.
 REWARD_WEIGHTS = {"is_valid_macho": 1.0, "exec_ok": 1.0, "stdout_correct": 2.0, "timeout_or_crash": -1.0}
@@ -65,35 +64,14 @@ class TrainingLosses(BaseModel):
     val_curve: list[tuple[int, float]] = Field(default=[], exclude=True)  # (step, val_loss)
 
 
-def outcome_from_label(label: str) -> Outcome:
-    """The Outcome a taxonomy label stands for (``invalid_macho:<rule>`` keeps its rule)."""
-    kind, _, rule = label.partition(":")
-    try:
-        outcome_kind = OutcomeKind(kind)
-    except ValueError:
-        raise ValueError(f"unknown outcome label {label!r}") from None
-    if rule and outcome_kind is not OutcomeKind.INVALID_MACHO:
-        raise ValueError(f"outcome label {label!r}: only invalid_macho carries a rule")
-    return Outcome(kind=outcome_kind, rule=rule or None)
-
-
-def answer_correct(p: Prediction) -> bool:
-    """stdout equals ``f"{a+b}\\n"`` for the prompt's gold operands (not the predicted ones)."""
-    return outcome_from_label(p.outcome).stdout_correct and p.stdout == p.example.expected_stdout
-
-
-def patch_exact(p: Prediction) -> bool:
-    return p.parsed and p.a == p.example.a and p.b == p.example.b
-
-
 def reward(p: Prediction, beta: float = 0.0, kl_to_sft: float = 0.0) -> float:
     """The RL reward contract for one prediction. SFT predictions have ``kl_to_sft = 0``."""
-    o = outcome_from_label(p.outcome)
+    o = p.outcome
     # stdout_correct is the gold answer check, the same one answer_accuracy uses
     flags = {
         "is_valid_macho": o.is_valid_macho,
         "exec_ok": o.exec_ok,
-        "stdout_correct": answer_correct(p),
+        "stdout_correct": p.answer_correct,
         "timeout_or_crash": o.timeout_or_crash,
     }
     return sum(w * flags[k] for k, w in REWARD_WEIGHTS.items()) - beta * kl_to_sft
@@ -109,7 +87,7 @@ def compute_metrics(
     """Every per-prediction metric of ``evaluation.md`` over ``predictions`` (may be empty)."""
     if kl_to_sft is not None and len(kl_to_sft) != len(predictions):
         raise ValueError("kl_to_sft needs one value per prediction")
-    outcomes = [outcome_from_label(p.outcome) for p in predictions]
+    outcomes = [p.outcome for p in predictions]
     parsed = [p for p in predictions if p.parsed and p.a is not None and p.b is not None]
     mae = None
     if parsed:  # mean over both operands of every parsed prediction
@@ -120,11 +98,11 @@ def compute_metrics(
     return Metrics(
         n=len(predictions),
         parse_success_rate=_rate([p.parsed for p in predictions]),
-        patch_exact_match_rate=_rate([patch_exact(p) for p in predictions]),
+        patch_exact_match_rate=_rate([p.patch_exact for p in predictions]),
         operand_mae=mae,
         macho_valid_rate=_rate([o.is_valid_macho for o in outcomes]),
         exec_success_rate=_rate([o.exec_ok for o in outcomes]),
-        answer_accuracy=_rate([answer_correct(p) for p in predictions]),
+        answer_accuracy=_rate([p.answer_correct for p in predictions]),
         exact_byte_match_rate=_rate([p.exact_byte_match for p in predictions]),
         avg_reward=sum(rewards) / len(rewards) if rewards else None,
     )
@@ -132,7 +110,7 @@ def compute_metrics(
 
 def error_taxonomy(predictions: Sequence[Prediction]) -> dict[str, int]:
     """Counts per Outcome label, most frequent first (ties by label, for a stable order)."""
-    counts = Counter(p.outcome for p in predictions)
+    counts = Counter(p.outcome.label for p in predictions)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -160,19 +138,20 @@ def read_predictions(path: str | Path, *, split: str | None = None) -> list[Pred
     if not path.is_file():
         raise UserError("predictions file not found", path)
     predictions = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"not UTF-8 text (byte {err.start + 1} of the line)", path, lineno) from None
             if not line.strip():
                 continue
             try:
                 p = Prediction.model_validate_json(line)
-                outcome_from_label(p.outcome)
             except ValidationError as err:
                 first = err.errors()[0]
                 where = ".".join(str(x) for x in first["loc"]) or "record"
                 raise UserError(f"not a prediction record: {where}: {first['msg']}", path, lineno) from None
-            except ValueError as err:
-                raise UserError(str(err), path, lineno) from None
             if split is not None and p.example.split != split:
                 raise UserError(f"prediction for a {p.example.split} example, expected split {split}", path, lineno)
             predictions.append(p)

@@ -2,20 +2,19 @@
 
 ``evaluate_files`` is what ``exe-coder evaluate`` calls: predictions (and optionally the run's
 training log and a baseline's predictions) in, ``R.json``, ``R.md``, ``R_training.png`` and
-``R_slices.png`` out. Every file is written to a temporary name first and renamed into place
-only when all of them are ready, so a failed evaluation leaves no half-written report.
+``R_slices.png`` out, together through ``files.write_files``: every file is staged before any is
+renamed into place, so a failed evaluation leaves no half-written report.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from exe_coder import files
 from exe_coder.decode.prediction import Prediction
 from exe_coder.errors import UserError
 from exe_coder.evaluate.gates import GateResult, milestone_gates
@@ -204,24 +203,6 @@ def headline_lines(report: EvalReport) -> list[str]:
 # --- files ---------------------------------------------------------------------------------
 
 
-def write_files_atomically(files: dict[Path, bytes]) -> None:
-    """Write every file to a temporary sibling, then rename them all into place."""
-    staged: list[tuple[str, Path]] = []
-    try:
-        for path, data in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            staged.append((tmp, path))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-        for tmp, path in staged:
-            os.replace(tmp, path)
-    finally:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
 def write_report(report: EvalReport, out: str | Path, *, title: str | None = None) -> list[Path]:
     """``out`` (JSON), ``out.md`` and the PNG plots beside it; returns the paths written."""
     out = Path(out)
@@ -239,9 +220,8 @@ def write_report(report: EvalReport, out: str | Path, *, title: str | None = Non
     )
     report = report.model_copy(update={"plots": [p.name for p in plots]})
     md = render_markdown(report, title=title or f"Evaluation: {stem.name}")
-    files = {out: (report.model_dump_json(indent=2) + "\n").encode(), Path(f"{stem}.md"): md.encode(), **plots}
-    write_files_atomically(files)
-    return list(files)
+    outputs = {out: (report.model_dump_json(indent=2) + "\n").encode(), Path(f"{stem}.md"): md.encode(), **plots}
+    return files.write_files(outputs)
 
 
 def _config_beta(config_toml: Path) -> float | None:

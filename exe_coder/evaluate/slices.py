@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import get_args
 
-from exe_coder.dataset.records import Example, MagnitudePair, SignPattern
+from exe_coder.dataset.records import Example
 from exe_coder.decode.prediction import Prediction
 from exe_coder.evaluate.metrics import Metrics, compute_metrics
+from exe_coder.spec.model import MagnitudePair, SignPattern
 
 MAGNITUDE_PAIRS: tuple[str, ...] = get_args(MagnitudePair)
 SIGN_PATTERNS: tuple[str, ...] = get_args(SignPattern)

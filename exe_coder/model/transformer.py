@@ -187,7 +187,7 @@ class Transformer(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: Any) -> Transformer:
-        """From a ``[model]`` table (``exe_coder.train.config.ModelConfig``)."""
+        """From a ``[model]`` table (``exe_coder.model.config.ModelConfig``)."""
         return cls(
             layers=cfg.layers,
             hidden_size=cfg.hidden_size,

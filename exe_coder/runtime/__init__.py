@@ -7,6 +7,7 @@
     native.py     the same run on the host CPU, on an Apple Silicon Mac
     execution.py  how a run ended (Execution), before it is judged
     verify.py     verify(image, expect_stdout) -> Outcome, never raising
+    binary_file.py  read_binary: a regular file under MAX_BINARY_MIB, else a UserError (verify, inspect)
     outcome.py    the Outcome taxonomy (shared contract)
     describe.py   text views for `exe-coder inspect` and `exe-coder verify`
     selfcheck.py  the phase-A checks behind `exe-coder selfcheck`

@@ -119,7 +119,7 @@ def inspect_image(image: bytes, name: str = "") -> Inspection:
     try:
         signature = read_signature(parsed)
     except SignatureError as err:
-        lines.append(f"signature     unreadable: {err}")
+        lines.append(f"signature     unreadable: {err.rule}: {err}")
     else:
         cd = signature.code_directory
         kinds = [n for bit, n in ((CS_ADHOC, "adhoc"), (CS_LINKER_SIGNED, "linker-signed")) if cd.flags & bit]
@@ -127,7 +127,7 @@ def inspect_image(image: bytes, name: str = "") -> Inspection:
             check_signature(parsed)
             verdict, signature_ok = "valid", True
         except SignatureError as err:
-            verdict = f"INVALID: {err}"
+            verdict = f"INVALID: {err.rule}: {err}"
         lines += [
             f"signature     {verdict}",
             f"  identifier  {cd.identifier}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_serializer, field_validator
 
 
 class OutcomeKind(str, Enum):
@@ -23,12 +23,28 @@ class Outcome(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: OutcomeKind
-    rule: str | None = None  # the failed structural rule, for INVALID_MACHO
+    rule: str | None = None  # the failed structural rule (INVALID_MACHO) or signature rule (BAD_SIGNATURE)
     stdout: bytes = b""
     exit_code: int | None = None
     instructions: int | None = None  # emulated instructions executed (None when run natively)
     detail: str = ""  # human-readable context, one line
     native: bool = False  # True when it ran on the host CPU (macOS arm64) instead of the emulator
+
+    # In JSON (a prediction record) stdout is latin-1 text: one character a byte, so any bytes a
+    # program printed survive the round trip, and a digit answer still reads as itself.
+    @field_serializer("stdout", when_used="json")
+    def _stdout_as_text(self, stdout: bytes) -> str:
+        return stdout.decode("latin-1")
+
+    @field_validator("stdout", mode="before")
+    @classmethod
+    def _stdout_from_text(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return value.encode("latin-1")
+            except UnicodeEncodeError:
+                raise ValueError("stdout text holds a character above U+00FF; it is latin-1, one character a byte") from None
+        return value
 
     @property
     def label(self) -> str:
@@ -49,6 +65,11 @@ class Outcome(BaseModel):
     @property
     def stdout_correct(self) -> bool:
         return self.kind is OutcomeKind.OK
+
+    def answers(self, expected_stdout: str) -> bool:
+        """Printed exactly ``expected_stdout``: ``ok`` against this expectation, whatever the
+        verifier was asked to expect when it ran (a gold answer may differ from it)."""
+        return self.stdout_correct and self.stdout == expected_stdout.encode("utf-8")
 
     @property
     def timeout_or_crash(self) -> bool:

@@ -1,5 +1,7 @@
 """The phase-A checks on this host: is the toolchain deterministic, and are its binaries right?
 
+Every template in the templates folder is checked (``run_selfchecks``), or one chosen by name.
+
 For a fixed set of operands (zero, both int32 extremes and their mixes, small values of every
 sign): building twice gives the same bytes; the patch path gives the build path's bytes; each
 binary passes every structural rule and its signature; LIEF parses it and its layout check
@@ -10,10 +12,12 @@ accepts everything cannot pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from exe_coder.codegen.program import ProgramTemplate
+from exe_coder.errors import UserError
+from exe_coder.paths import TEMPLATE_SUFFIX, TEMPLATES_DIR, shipped
 from exe_coder.runtime import macho as m
 from exe_coder.runtime.native import native_available
 from exe_coder.runtime.outcome import OutcomeKind
@@ -69,8 +73,31 @@ def _over_operands(name: str, what: Callable[[int, int], str | None], operands: 
     return Check(name, not failures, detail)
 
 
+def run_selfchecks(
+    templates: Sequence[str] | None = None,
+    operands: tuple[tuple[int, int], ...] = OPERANDS,
+    *,
+    native: bool | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Check]:
+    """``run_selfcheck`` for each of ``templates`` (default: every ``NAME.s.j2`` in the templates
+    folder); with more than one, each check's name starts with its template's."""
+    names = list(templates) if templates is not None else shipped(TEMPLATES_DIR, TEMPLATE_SUFFIX)
+    if not names:
+        raise UserError(f"no templates (NAME{TEMPLATE_SUFFIX}) to check", path=TEMPLATES_DIR)
+    for name in names:
+        ProgramTemplate.load(name)  # an unknown name is the user's error, before any check runs
+    results = []
+    for name in names:
+        prefix = f"{name}: " if len(names) > 1 else ""
+        report = None if progress is None else (lambda check, p=prefix: progress(p + check))
+        checks = run_selfcheck(name, operands, native=native, progress=report)
+        results += [replace(c, name=prefix + c.name) for c in checks]
+    return results
+
+
 def run_selfcheck(
-    template: str = "add",
+    template: str,
     operands: tuple[tuple[int, int], ...] = OPERANDS,
     *,
     native: bool | None = None,

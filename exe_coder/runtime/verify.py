@@ -1,8 +1,9 @@
 """The verifier: any bytes in, one ``Outcome`` out -- validate, check the signature, run, compare.
 
 Order matters and mirrors a real launch: the loader's structural rules first (first failure
-wins, ``invalid_macho:<rule>``), then the code signature (``bad_signature``), then execution
--- natively on an Apple Silicon Mac, under the emulator elsewhere -- and finally the exit
+wins, ``invalid_macho:<rule>``), then the code signature (``bad_signature``, its ``rule`` one
+of ``SIGNATURE_RULES``), then execution -- natively on an Apple Silicon Mac, under the emulator
+elsewhere -- and finally the exit
 status (``nonzero_exit``) and stdout (``wrong_output``). ``verify`` never raises on its input:
 an unexpected error inside the verifier itself is reported as a ``crash`` whose detail starts
 with ``VERIFIER_ERROR`` so that it can never pass for a correct program.
@@ -53,7 +54,7 @@ def _verify(image: bytes, expected: bytes | None, max_instructions: int, run_nat
     try:
         check_signature(parsed)
     except SignatureError as err:
-        return Outcome(kind=OutcomeKind.BAD_SIGNATURE, detail=str(err))
+        return Outcome(kind=OutcomeKind.BAD_SIGNATURE, rule=err.rule, detail=f"{err.rule}: {err}")
     if run_native:
         execution = host.run_native(image, timeout_s=timeout_s)
     else:

@@ -13,11 +13,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from exe_coder.dataset.records import MagnitudePair, SignPattern, Split
-
+Split = Literal["train", "val", "test"]
+SignPattern = Literal["++", "+-", "-+", "--"]
+MagnitudePair = Literal["core/core", "core/heldout", "heldout/core", "heldout/heldout"]
 Bucket = Literal["core", "heldout"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def sign_pattern(a: int, b: int) -> SignPattern:
+    """Zero counts as positive, as in the seed."""
+    return ("+" if a >= 0 else "-") + ("+" if b >= 0 else "-")  # type: ignore[return-value]
 
 
 class Where(BaseModel):
@@ -101,14 +107,6 @@ class SplitSpec(_Node):
     pairs: list[MagnitudePair]
 
 
-class DecodeSpec(_Node):
-    """The Track A decode grammar (a file under ``grammar/``) and its operand bounds."""
-
-    grammar: str
-    min: int
-    max: int
-
-
 class Spec(_Node):
     stage: str
     target: Literal["macos-arm64"]
@@ -120,7 +118,6 @@ class Spec(_Node):
     numerals: Numerals = Numerals()
     prompt_sets: list[PromptSet]
     splits: list[SplitSpec]
-    decode: DecodeSpec
     path: str = Field(default="", exclude=True)
 
     def split(self, name: Split) -> SplitSpec:

@@ -8,6 +8,7 @@ The transformer only builds; it does not judge. Every declaration keeps its ``Wh
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,11 +18,12 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import PatternStr
 
-from exe_coder.errors import UserError
+from exe_coder.errors import UserError, excerpt
 from exe_coder.paths import GRAMMAR_DIR
 from exe_coder.spec.model import SPLITS, IntRange, PromptTemplate, Where
 
 GRAMMAR_PATH = GRAMMAR_DIR / "spec.lark"
+MAX_SPEC_BYTES = 64 << 20  # a spec is a few KB; this bounds what a mistaken path can cost
 
 # How a few named terminals read in "expected ..." messages.
 _TERMINAL_WORDS = {
@@ -124,18 +126,6 @@ class SpecTransformer(Transformer):
     def split_pairs(self, meta, c):
         return self._decl("pairs", [str(t) for t in c], meta)
 
-    def decode(self, meta, fields):
-        return self._decl("decode", list(fields), meta)
-
-    def decode_grammar(self, meta, c):
-        return self._decl("grammar", _string(c[0]), meta)
-
-    def decode_min(self, meta, c):
-        return self._decl("min", int(c[0]), meta)
-
-    def decode_max(self, meta, c):
-        return self._decl("max", int(c[0]), meta)
-
     def range(self, meta, c):
         return IntRange(lo=int(c[0]), hi=int(c[1]), where=self._where(meta))
 
@@ -143,7 +133,7 @@ class SpecTransformer(Transformer):
 def _one_of(token: Token, allowed: tuple[str, ...], what: str) -> str:
     if str(token) not in allowed:
         names = ", ".join(f'"{a}"' for a in allowed)
-        raise UserError(f"unknown {what} {str(token)!r}; expected one of {names}", None, token.line, token.column)
+        raise UserError(f"unknown {what} {excerpt(str(token))}; expected one of {names}", None, token.line, token.column)
     return str(token)
 
 
@@ -152,7 +142,7 @@ def _string(token: Token) -> str:
     try:
         return json.loads(str(token))
     except json.JSONDecodeError as err:
-        raise UserError(f"bad escape in string {token}: {err.msg}", None, token.line, token.column) from None
+        raise UserError(f"bad escape in string {excerpt(str(token))}: {err.msg}", None, token.line, token.column) from None
 
 
 def _describe(parser: Lark, names: set[str] | frozenset[str]) -> str:
@@ -194,7 +184,7 @@ def _syntax_error(parser: Lark, err: UnexpectedInput, text: str, file: str) -> U
         return UserError(f"unexpected end of file; expected {_describe(parser, set(expected))}", file, line, column)
     if isinstance(err, UnexpectedToken):
         return UserError(
-            f"unexpected {str(err.token)!r}; expected {_describe(parser, err.accepts or err.expected)}",
+            f"unexpected {excerpt(str(err.token))}; expected {_describe(parser, err.accepts or err.expected)}",
             file,
             err.line if err.line != -1 else None,
             err.column if err.column != -1 else None,
@@ -210,9 +200,17 @@ def _syntax_error(parser: Lark, err: UnexpectedInput, text: str, file: str) -> U
 
 def parse_file(path: Path, *, start: str = "spec", label: str | None = None) -> list[Decl]:
     try:
+        info = path.stat()  # before reading: a FIFO would block and /dev/zero never ends
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError("not a regular file; give a .spec or .prompts file", label or path)
+        if info.st_size > MAX_SPEC_BYTES:
+            raise UserError(f"{info.st_size} bytes is over the {MAX_SPEC_BYTES}-byte limit of a spec file", label or path)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError("file not found", label or path) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read file: {err}", label or path) from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise UserError(f"not UTF-8 text (byte {err.start + 1})", label or path, line) from None
+    except OSError as err:
+        raise UserError(f"cannot read file: {err.strerror or err}", label or path) from None
     return parse_text(text, label or str(path), start=start)

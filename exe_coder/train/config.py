@@ -1,35 +1,36 @@
 """The training config: the seed's TOML schema as pydantic models.
 
 Every table forbids unknown keys, so a typo such as ``lr_adam = 3e-4`` is an error that names
-the key, the file and the line instead of a silently ignored setting. ``load_config`` is the
-one way in; it raises ``UserError`` for every bad file.
+the key (and the closest valid one), the file and the line instead of a silently ignored
+setting; values keep their TOML types and floats are finite (``model.config.ConfigTable``).
+``load_config`` is the one way in; it raises ``UserError`` for every bad file. A config that
+validates may still hold settings no trainer reads yet (``[rl]``, Track B); ``train`` refuses
+those (``train.loop.check_supported``).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from exe_coder.errors import UserError
+from exe_coder.model.config import ConfigTable, ModelConfig
 
 
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RunConfig(_Table):
+class RunConfig(ConfigTable):
     phase: Literal["sft", "rl"]
     name: str = Field(min_length=1)
     seed: int = 1337
     output_dir: str = Field(min_length=1)
 
 
-class DataConfig(_Table):
+class DataConfig(ConfigTable):
     train_jsonl: str
     val_jsonl: str
     test_jsonl: str | None = None  # optional; used for test-on-best evaluation
@@ -46,37 +47,18 @@ class DataConfig(_Table):
         return self
 
 
-class ModelConfig(_Table):
-    layers: int = Field(ge=1, le=64)
-    hidden_size: int = Field(ge=8)
-    heads: int = Field(ge=1)
-    seq_len: int = Field(ge=8)  # longest sequence (prompt + target) the model accepts
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    # Additive to the seed's schema. Shipped configs use rope + digit_positions + number_positions
-    # + relu2 (measured best); defaults stay as before so a config without the keys keeps its meaning.
-    mlp_ratio: int = Field(default=4, ge=1)
-    position: Literal["rope", "learned", "none"] = "rope"
-    rope_theta: float = Field(default=10000.0, gt=0.0)
-    tie_embeddings: bool = True
-    digit_positions: bool = False  # embed each digit's place in its number (see model/transformer.py)
-    number_positions: bool = False  # embed each digit's number's ordinal in the sequence
-    activation: Literal["gelu", "relu2"] = "gelu"  # relu2 is far cheaper on the CPU (see transformer.py)
-
-    @model_validator(mode="after")
-    def _heads(self) -> ModelConfig:
-        if self.hidden_size % self.heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by heads {self.heads}")
-        if self.position == "rope" and (self.hidden_size // self.heads) % 2:
-            raise ValueError("rope needs an even head dimension (hidden_size / heads)")
-        return self
-
-
-class OptimizerConfig(_Table):
+class OptimizerConfig(ConfigTable):
     scheme: Literal["adamw"] = "adamw"
     lr_adamw: float = Field(gt=0.0)
     weight_decay: float = Field(default=0.01, ge=0.0)
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = Field(default=1e-8, gt=0.0)
+
+    @field_validator("betas", mode="before")
+    @classmethod
+    def _betas_list(cls, value: object) -> object:
+        # TOML has arrays, not tuples; strict mode would refuse the list itself
+        return tuple(value) if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _betas(self) -> OptimizerConfig:
@@ -85,7 +67,7 @@ class OptimizerConfig(_Table):
         return self
 
 
-class InitConfig(_Table):
+class InitConfig(ConfigTable):
     mode: Literal["scratch", "warmstart", "warmstart_textmix"] = "scratch"
     warmstart_ckpt: str = ""
     # warmstart_textmix: weight of the language-modelling loss on prompt tokens (see train/loop.py)
@@ -102,14 +84,14 @@ class InitConfig(_Table):
         return self
 
 
-class RLConfig(_Table):
+class RLConfig(ConfigTable):
     beta: float = Field(default=0.01, ge=0.0)
     rollout_samples: int = Field(default=32, ge=1)
     mode: Literal["mainline", "scratch_exploratory"] = "mainline"
     init_ckpt: str = ""
 
 
-class TrainSection(_Table):
+class TrainSection(ConfigTable):
     batch_size: int = Field(ge=1)
     epochs: int = Field(ge=1)
     max_steps: int = Field(ge=1)  # training stops at whichever of max_steps and epochs ends first
@@ -118,7 +100,9 @@ class TrainSection(_Table):
     full_eval_every: int = Field(default=5, ge=1)  # every Nth eval also runs the eval hook
     save_interval: int = Field(default=100, ge=1)
     eval_max_samples: int = Field(default=256, ge=1)
-    max_gen_tokens: int = Field(default=32, ge=1)
+    # Not read: decoding stops at the decode grammar's longest patch (set by [data].decode_min_int
+    # and decode_max_int). Kept so older configs still validate; `train` refuses a set value.
+    max_gen_tokens: int | None = Field(default=None, ge=1)
     grad_clip_norm: float = Field(default=1.0, gt=0.0)
     warmup_steps: int = Field(default=0, ge=0)
     min_lr_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
@@ -127,7 +111,7 @@ class TrainSection(_Table):
     prompt_noise: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
-class TrainConfig(_Table):
+class TrainConfig(ConfigTable):
     run: RunConfig
     data: DataConfig
     model: ModelConfig
@@ -166,16 +150,31 @@ def parse_config(text: str, path: str | Path = "<config>") -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
+        errors = err.errors()
+        # a mistyped key also makes its correct spelling "missing": name the cause, not the symptom
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         loc = [str(p) for p in first["loc"] if not isinstance(p, int)]
         key = ".".join(loc) or "<top level>"
         if first["type"] == "extra_forbidden":
             what = f"unknown key '{key}'"
+            close = difflib.get_close_matches(loc[-1], _keys_of(loc[:-1]), n=1)
+            if close:
+                what += f" (did you mean '{close[0]}'?)"
         elif first["type"] == "missing":
             what = f"missing key '{key}'"
         else:
             what = f"bad value for '{key}': {first['msg']}"
         raise UserError(what, path, _line_of(text, loc)) from None
+
+
+def _keys_of(loc: list[str]) -> list[str]:
+    """The valid keys of the table at ``loc`` (the top level when empty)."""
+    table: type[BaseModel] = TrainConfig
+    for part in loc:
+        annotation = table.model_fields[part].annotation
+        # ``RLConfig | None`` and the like: the model class among the union's members
+        table = next(a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel))
+    return list(table.model_fields)
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -186,6 +185,8 @@ def load_config(path: str | Path) -> TrainConfig:
         raise UserError("config file not found", path) from None
     except UnicodeDecodeError:
         raise UserError("config file is not UTF-8 text", path) from None
+    except OSError as err:  # a folder, a file we may not read
+        raise UserError(f"cannot read the config file: {err.strerror or err}", path) from None
     return parse_config(text, path)
 
 

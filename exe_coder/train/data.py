@@ -1,4 +1,4 @@
-"""Training data: Example JSONL -> token arrays -> deterministic batches.
+"""Training data: Examples -> token arrays -> deterministic batches.
 
 The batch at step ``s`` is a pure function of (seed, s): epoch ``e = s // steps_per_epoch``
 shuffles with a generator seeded by ``(seed, e)``, and the step takes its slice of that
@@ -12,38 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
 
 from exe_coder.dataset.records import Example
 from exe_coder.errors import UserError
 from exe_coder.model.tokenizer import PAD, Tokenizer
 
 LENGTH_BUCKET = 16  # batches are padded to a multiple of this, so the compiled step sees few shapes
-
-
-def load_examples(path: str | Path) -> list[Example]:
-    """Read an Example JSONL file; a missing file tells the user how to build it."""
-    path = Path(path)
-    if not path.is_file():
-        stage = path.parent.name or "<stage>"
-        raise UserError(
-            f"data file not found; run `exe-coder build specs/{stage}.spec` first",
-            path,
-        )
-    examples = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                examples.append(Example.model_validate_json(line))
-            except ValidationError as err:
-                first = err.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "record"
-                raise UserError(f"bad Example record ({where}: {first['msg']})", path, n) from None
-    if not examples:
-        raise UserError("data file holds no examples", path)
-    return examples
 
 
 def manifest_sha256(train_jsonl: str | Path) -> str | None:

@@ -19,11 +19,16 @@ Determinism: parameters are initialised after ``mx.random.seed(seed)``; the batc
 function of (seed, s) (``data.Batcher``); before step s the RNG is re-seeded from (seed, s), so
 dropout masks are too. Hence ``--resume`` from a checkpoint at step k continues bit for bit the
 run that was never interrupted, and the same config gives the same training curve.
+
+Divergence: the loss is read every step, and the run stops with an error naming the step at the
+first non-finite one; weights are checked before every save, so a NaN model is never kept as
+"best", and ``metrics.jsonl`` is strict JSON (a non-finite value is written as null).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,19 +39,23 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+from mlx.utils import tree_flatten
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from exe_coder.dataset.records import load_examples
 from exe_coder.errors import UserError
-from exe_coder.model import checkpoint as ckpt
+from exe_coder.files import write_text
+from exe_coder.model.checkpoint import load_checkpoint, non_finite_parameter
 from exe_coder.model.tokenizer import Tokenizer
 from exe_coder.model.transformer import Transformer, count_parameters
+from exe_coder.train import run_dir
 from exe_coder.train.config import TrainConfig
-from exe_coder.train.data import Batch, Batcher, TokenizedSplit, eval_batches, load_examples, manifest_sha256, tokenize
+from exe_coder.train.data import Batch, Batcher, TokenizedSplit, eval_batches, manifest_sha256, tokenize
 from exe_coder.train.schedule import warmup_cosine
 
 EvalHook = Callable[[nn.Module, int], dict]
-METRICS = "metrics.jsonl"
+METRICS = run_dir.METRICS
 
 
 @dataclass(frozen=True)
@@ -103,23 +112,36 @@ def _init_model(config: TrainConfig) -> Transformer:
     mx.random.seed(config.run.seed)
     model = Transformer.from_config(config.model)
     if config.init.mode != "scratch":
-        source, source_config = ckpt.load_model(config.init.warmstart_ckpt)
-        if source_config.model != config.model:
+        source = load_checkpoint(config.init.warmstart_ckpt)
+        if source.model_config != config.model:
             raise UserError(
                 "warmstart checkpoint's [model] differs from this config's [model]",
                 config.init.warmstart_ckpt,
             )
-        model.update(source.parameters())
+        model.update(source.model.parameters())
     mx.eval(model.parameters())
     model.train()
     return model
 
 
-def _check_supported(config: TrainConfig) -> None:
+def check_supported(config: TrainConfig) -> None:
+    """Refuse a config that validates but holds settings this trainer would not read."""
+    rl_keys = ", ".join(sorted(config.rl.model_fields_set)) if config.rl is not None else ""
     if config.run.phase == "rl":
         raise UserError(
             "this is an RL config ([run].phase = 'rl'); it validates, but RL training is not "
-            "implemented yet -- train an SFT config first (configs/sft_*.toml)"
+            f"implemented yet, so [rl] {rl_keys or '(empty)'} would be ignored -- train an SFT config "
+            "first (configs/sft_*.toml)"
+        )
+    if config.rl is not None:
+        raise UserError(
+            f"[rl] {rl_keys or '(empty)'} would be ignored: only RL training reads the [rl] table, and it "
+            "is not implemented yet; remove the table from this SFT config"
+        )
+    if config.train.max_gen_tokens is not None:
+        raise UserError(
+            f"[train].max_gen_tokens = {config.train.max_gen_tokens} would be ignored: decoding stops at "
+            "the longest patch the decode grammar allows ([data].decode_min_int/decode_max_int); remove the key"
         )
     if config.data.track != "template_delta_operand_patch" or config.data.target_mode != "patch_text":
         raise UserError(
@@ -132,18 +154,24 @@ def train(
     config: TrainConfig,
     *,
     resume: bool = False,
+    force: bool = False,
     out_dir: str | Path | None = None,
     eval_hook: EvalHook | None = None,
     stop_after: int | None = None,
     console: Console | None = None,
     show_progress: bool = True,
 ) -> TrainResult:
-    """Run SFT as the config says. ``stop_after`` ends the run after that step without a final
-    save, as a kill would (the schedule still spans the full run) -- what a resume test needs."""
-    _check_supported(config)
+    """Run SFT as the config says. An output folder holding an earlier run is continued with
+    ``resume`` or replaced with ``force`` (its run files are deleted first), else refused.
+    ``stop_after`` ends the run after that step without a final save, as a kill would (the
+    schedule still spans the full run) -- what a resume test needs."""
+    check_supported(config)
+    if resume and force:
+        raise UserError("--resume continues the earlier run and --force replaces it; give one of them")
     console = console or Console(stderr=True)
     t_start = time.perf_counter()
     out = Path(out_dir or config.run.output_dir)
+    earlier = [] if resume else run_dir.files_to_replace(out, force=force)  # fail before the slow part
     tokenizer = Tokenizer()
 
     train_split = tokenize(load_examples(config.data.train_jsonl), tokenizer, config.model.seq_len, config.data.train_jsonl)
@@ -163,21 +191,25 @@ def train(
     )
     optimizer.init(model.trainable_parameters())
 
-    out.mkdir(parents=True, exist_ok=True)
-    state = ckpt.TrainingState(manifest_sha256=manifest, config_sha256=config.sha256())
+    if resume and out.exists() and not out.is_dir():
+        raise UserError("the output folder is a file; give a folder for the run", out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a parent is a file, no permission
+        raise UserError(f"cannot make the output folder: {err.strerror or err}", out) from None
+    state = run_dir.TrainingState(manifest_sha256=manifest, config_sha256=config.sha256())
     if resume:
-        state = ckpt.load_training_state(out, model, optimizer)
+        state = run_dir.load_training_state(out, model, optimizer)
         if state.config_sha256 != config.sha256():
-            raise UserError("config differs from the one the run started with (see its config.toml)", out / ckpt.CONFIG_FILE)
+            raise UserError("config differs from the one the run started with (see its config.toml)", out / run_dir.CONFIG_FILE)
         if state.manifest_sha256 != manifest:
             raise UserError("dataset manifest changed since the run started; rebuild the same data or start fresh", config.data.train_jsonl)
         _truncate_metrics(out / METRICS, state.step)
         console.print(f"resuming {out} at step {state.step}/{total_steps}")
-    else:
-        if (out / ckpt.STATE).exists():
-            console.print(f"starting fresh in {out}: the earlier run there is replaced (use --resume to continue it)")
-        (out / METRICS).unlink(missing_ok=True)
-    ckpt.write_config(out, config)
+    elif earlier:
+        console.print(f"replacing the earlier run in {out} (--force)")
+        run_dir.remove_files(earlier)
+    run_dir.write_config(out, config)
 
     textmix = config.init.textmix_ratio if config.init.mode == "warmstart_textmix" else 0.0
     smoothing = tc.label_smoothing
@@ -249,6 +281,12 @@ def train(
                 mx.eval(compiled_state, target_loss)
                 state.step = step + 1
                 loss = target_loss.item()
+                if not math.isfinite(loss):
+                    raise UserError(
+                        f"training diverged at step {state.step}: the loss is {loss}; stopped without saving "
+                        f"that step -- lower [optimizer].lr_adamw (now {config.optimizer.lr_adamw:g}) or add warmup_steps",
+                        out,
+                    )
                 loss_start = loss if loss_start is None else loss_start
                 loss_end = loss
                 window_losses.append(loss)
@@ -265,23 +303,27 @@ def train(
                         peak_memory_gb=mx.get_peak_memory() / 1e9,
                     )
                     window_losses, window_tokens = [], 0
-                if state.step % tc.eval_interval == 0 or state.step == total_steps:
+                saving = state.step % tc.save_interval == 0 or state.step == total_steps
+                evaluating = state.step % tc.eval_interval == 0 or state.step == total_steps
+                if saving or evaluating:
+                    _check_weights(model, state.step, config, out)
+                if evaluating:
                     record.update(run_eval(state.step))
                     if (record["val_exact_match"], -record["val_loss"]) > (state.best_exact_match, -state.best_val_loss):
                         state.best_step = state.step
                         state.best_exact_match = record["val_exact_match"]
                         state.best_val_loss = record["val_loss"]
-                        ckpt.save_weights(out / ckpt.BEST, model, config, state.step)
+                        run_dir.save_weights(out / run_dir.BEST, model, config, state.step)
                 if record:
                     record = {"step": state.step, "epoch": step // batcher.steps_per_epoch, **record}
-                    metrics_file.write(json.dumps(record, sort_keys=True) + "\n")
+                    metrics_file.write(metrics_line(record))
                     metrics_file.flush()
                     progress.console.print(_format_record(record))
                     window_t0 = time.perf_counter() if "loss" in record else window_t0
-                if state.step % tc.save_interval == 0 or state.step == total_steps:
-                    ckpt.save_weights(out / ckpt.step_weights_name(state.step), model, config, state.step)
-                    ckpt.save_weights(out / ckpt.LATEST, model, config, state.step)
-                    ckpt.save_training_state(out, model, optimizer, config, state)
+                if saving:
+                    run_dir.save_weights(out / run_dir.step_weights_name(state.step), model, config, state.step)
+                    run_dir.save_weights(out / run_dir.LATEST, model, config, state.step)
+                    run_dir.save_training_state(out, model, optimizer, config, state)
     finally:
         metrics_file.close()
 
@@ -302,6 +344,23 @@ def train(
     )
 
 
+def _check_weights(model: nn.Module, step: int, config: TrainConfig, out: Path) -> None:
+    """The loss of step s is read before its update, so the update itself may be what diverged."""
+    bad = non_finite_parameter(dict(tree_flatten(model.parameters())))
+    if bad is not None:
+        raise UserError(
+            f"training diverged at step {step}: weight {bad} is not finite; stopped without saving "
+            f"that step -- lower [optimizer].lr_adamw (now {config.optimizer.lr_adamw:g}) or add warmup_steps",
+            out,
+        )
+
+
+def metrics_line(record: dict) -> str:
+    """One strict-JSON line: a NaN or infinity would make the file unreadable to JSON tools."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    return json.dumps(clean, sort_keys=True, allow_nan=False) + "\n"
+
+
 def _format_record(record: dict) -> str:
     parts = [f"step {record['step']}"]
     for key, value in record.items():
@@ -319,4 +378,4 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    ckpt.atomic_write_text(path, "".join(line + "\n" for line in kept))
+    write_text(path, "".join(line + "\n" for line in kept))

@@ -1,0 +1,45 @@
+"""The model's configuration: the ``[model]`` table of a training config.
+
+It lives beside the model (as nanoGPT's ``GPTConfig`` and mlx-lm's ``ModelArgs`` do), so the
+model and its checkpoints need nothing from ``train/``. ``ConfigTable`` is the rule every config
+table follows; ``train/config.py`` builds the rest of the schema on it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ConfigTable(BaseModel):
+    """Unknown keys are errors; values keep their TOML type (``layers = true`` or
+    ``batch_size = "32"`` is refused, not converted; a float key takes a TOML integer such as
+    ``lr_adamw = 1``, which is exact); floats are finite (TOML's ``inf`` and ``nan`` are refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class ModelConfig(ConfigTable):
+    layers: int = Field(ge=1, le=64)
+    hidden_size: int = Field(ge=8)
+    heads: int = Field(ge=1)
+    seq_len: int = Field(ge=8)  # longest sequence (prompt + target) the model accepts
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Additive to the seed's schema. Shipped configs use rope + digit_positions + number_positions
+    # + relu2 (measured best); defaults stay as before so a config without the keys keeps its meaning.
+    mlp_ratio: int = Field(default=4, ge=1)
+    position: Literal["rope", "learned", "none"] = "rope"
+    rope_theta: float = Field(default=10000.0, gt=0.0)
+    tie_embeddings: bool = True
+    digit_positions: bool = False  # embed each digit's place in its number (see model/transformer.py)
+    number_positions: bool = False  # embed each digit's number's ordinal in the sequence
+    activation: Literal["gelu", "relu2"] = "gelu"  # relu2 is far cheaper on the CPU (see transformer.py)
+
+    @model_validator(mode="after")
+    def _heads(self) -> ModelConfig:
+        if self.hidden_size % self.heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by heads {self.heads}")
+        if self.position == "rope" and (self.hidden_size // self.heads) % 2:
+            raise ValueError("rope needs an even head dimension (hidden_size / heads)")
+        return self
