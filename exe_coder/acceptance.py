@@ -103,7 +103,7 @@ def check_outputs(
         for split in EVAL_SPLITS:
             jsonl = data_dir / f"{split}.jsonl"
             named = [json.loads(line).get("binary_path") for line in jsonl.read_text().splitlines()] if jsonl.is_file() else []
-            present = [p for p in named if p and (bin_dir / p).is_file()]
+            present = [p for p in named if p and (data_dir / p).is_file()]  # relative to the JSONL's folder
             check(f"build {split} binaries", named and len(present) == len(named),
                   f"{len(present)} of {len(named)} golden binaries on disk under {bin_dir}")
     for name in ("metrics.jsonl", "best_weights.safetensors", "latest_weights.safetensors", "config.toml"):
@@ -132,8 +132,8 @@ def _oracle_check(val_jsonl: Path) -> AcceptanceCheck:
     from exe_coder.decode.infer import make_predictor, run_inference
     from exe_coder.evaluate.metrics import compute_metrics
 
-    predictor, grammar = make_predictor("oracle")
-    m = compute_metrics(run_inference(load_examples(val_jsonl), predictor, grammar))
+    predictor, track = make_predictor("oracle")
+    m = compute_metrics(run_inference(load_examples(val_jsonl), predictor, track))
     rates = {k: v for k, v in m.model_dump().items() if k.endswith("_rate") or k == "answer_accuracy"}
     ok = all(v == 1.0 for v in rates.values()) and m.operand_mae == 0.0
     return AcceptanceCheck("oracle scores 1.0", ok, ", ".join(f"{k} {v}" for k, v in rates.items()))

@@ -6,13 +6,66 @@ input raises ``UserError``; ``main`` prints it on one line and exits non-zero.
 
 from __future__ import annotations
 
+import json
 import sys
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 from exe_coder.errors import UserError
+from exe_coder.paths import SPEC_SUFFIX, SPECS_DIR, shipped
 from exe_coder.runtime.binary_file import MAX_BINARY_MIB
+
+# Help texts are rich markup: a literal "[" is written "\\[" there, else "[rl]" vanishes.
+
+# --- choices that --help lists (case-insensitive) ----------------------------------------------
+
+
+class InferMode(str, Enum):
+    """decode/infer.py MODES (kept equal by a test; importing it here would slow every command)."""
+
+    sft_patch_model = "sft_patch_model"
+    oracle = "oracle"
+    regex_baseline = "regex_baseline"
+
+
+class RunMode(str, Enum):
+    auto = "auto"
+    native = "native"
+    emulate = "emulate"
+
+
+class EvalSplit(str, Enum):
+    val = "val"
+    test = "test"
+
+
+# the shipped stages: run-stage builds specs/<stage>.spec
+Stage = Enum("Stage", {name: name for name in shipped(SPECS_DIR, SPEC_SUFFIX)}, type=str)
+
+
+def _config_overrides(
+    set_: list[str], seed: int | None = None, max_steps: int | None = None, out: Path | None = None
+) -> list[str]:
+    """--set items, then the shorthands (which win over a --set of the same key)."""
+    extra = [f"run.seed={seed}"] if seed is not None else []
+    extra += [f"train.max_steps={max_steps}"] if max_steps is not None else []
+    extra += [f"run.output_dir={json.dumps(str(out))}"] if out is not None else []  # a TOML string
+    return [*set_, *extra]
+
+
+def _renamed(new: object, old: object, old_name: str, new_name: str) -> object:
+    """A value given under a deprecated (hidden) option spelling; not both."""
+    if old is None:
+        return new
+    if new is not None:
+        raise UserError(f"{old_name} is the old spelling of {new_name}; give one of them")
+    typer.echo(f"warning: {old_name} is deprecated; use {new_name}", err=True)
+    return old
+
+
+_SET_HELP = "Config override TABLE.KEY=VALUE, a TOML value (repeat), e.g. --set train.max_steps=3000."
 
 app = typer.Typer(
     name="exe-coder",
@@ -58,6 +111,12 @@ def assemble_cmd(
     typer.echo(f"{written.path}  {written.size} bytes  sha256 {written.sha256}")
 
 
+_RANKS_HELP = (
+    "Data-parallel training processes on this machine (default: one a core on the CPU, 1 on a GPU); "
+    "1 trains in this process. Under mlx.launch each launched process is one rank."
+)
+
+
 def _use_fast_blas() -> None:
     """Commands that train re-execute once with OpenBLAS preloaded on Linux (see train/blas.py)."""
     from exe_coder.train.blas import ensure_optimized_blas
@@ -73,7 +132,7 @@ _BINARY_LIMIT = f"a regular file of at most {MAX_BINARY_MIB} MiB"
 def verify_cmd(
     file: Path = typer.Argument(..., help=f"The executable to judge (any bytes at all): {_BINARY_LIMIT}."),
     expect: str | None = typer.Option(None, "--expect", help="Expected stdout, e.g. 13 (a trailing newline is added if absent)."),
-    run: str = typer.Option("auto", "--run", help="auto (native on an Apple Silicon Mac, else emulated), native or emulate."),
+    run: RunMode = typer.Option(RunMode.auto, "--run", case_sensitive=False, help="auto (native on an Apple Silicon Mac, else emulated), native or emulate."),
     max_instructions: int = typer.Option(100_000, "--max-instructions", min=1, help="Emulator instruction budget (then: timeout)."),
     timeout: float = typer.Option(2.0, "--timeout", min=0.001, help="Wall-clock limit in seconds (then: timeout)."),
     as_json: bool = typer.Option(False, "--json", help="Print the Outcome as one JSON object."),
@@ -90,10 +149,8 @@ def verify_cmd(
     from exe_coder.runtime.native import native_available
     from exe_coder.runtime.verify import verify
 
-    modes = {"auto": None, "native": True, "emulate": False}
-    if run not in modes:
-        raise UserError(f"--run must be one of {', '.join(modes)}, not {run!r}")
-    if run == "native" and not native_available():
+    modes = {RunMode.auto: None, RunMode.native: True, RunMode.emulate: False}
+    if run is RunMode.native and not native_available():
         raise UserError("--run native needs an Apple Silicon Mac (macOS arm64); use --run emulate")
     expected = None if expect is None else (expect if expect.endswith("\n") else expect + "\n")
     image = read_binary(file)
@@ -154,7 +211,8 @@ def selfcheck_cmd(
 @app.command("build")
 def build_cmd(
     spec: Path = typer.Argument(..., help="The stage's spec file or shipped stage name, e.g. specs/stage1.spec or stage1."),
-    out_dir: Path | None = typer.Option(None, "--out-dir", help="Records, manifest and quality report (default data/processed/<stage>)."),
+    out_dir: Path | None = typer.Option(None, "-o", "--out", help="Records, manifest, quality report, dataset card (default data/processed/<stage>)."),
+    old_out_dir: Path | None = typer.Option(None, "--out-dir", hidden=True),
     binaries_dir: Path | None = typer.Option(None, "--binaries-dir", help="Val/test golden binaries (default outputs/bin/<stage>)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing build (it stays intact if this one fails)."),
     jobs: int | None = typer.Option(None, "--jobs", min=1, help="Worker processes (default: every core); output is the same for any N."),
@@ -166,6 +224,7 @@ def build_cmd(
     from exe_coder.dataset.build import build_stage, summary_lines
     from exe_coder.spec import load_spec
 
+    out_dir = _renamed(out_dir, old_out_dir, "--out-dir", "-o/--out")
     limits = {"train": limit_train, "val": limit_val, "test": limit_test}
     sizes = {k: v for k, v in limits.items() if v is not None} or None
     from exe_coder.paths import resolve_spec
@@ -185,32 +244,29 @@ def train_command(
     force: bool = typer.Option(
         False, "--force", help="Replace an earlier run in the output dir (its run files are deleted first)."
     ),
-    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Override the config's train.max_steps."),
-    out_dir: Path | None = typer.Option(None, "--out-dir", help="Override the config's run.output_dir."),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    seed: int | None = typer.Option(None, "--seed", help="Shorthand for --set run.seed=N."),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Shorthand for --set train.max_steps=N."),
+    out_dir: Path | None = typer.Option(None, "-o", "--out", help="The run folder: shorthand for --set run.output_dir=D."),
+    old_out_dir: Path | None = typer.Option(None, "--out-dir", hidden=True),
     eval_hook: bool = typer.Option(
         True, "--eval-hook/--no-eval-hook",
         help="Every train.full_eval_every-th eval also decodes with the grammar, reconstructs and verifies.",
     ),
+    ranks: int | None = typer.Option(None, "--ranks", min=1, help=_RANKS_HELP),
 ) -> None:
     """Train a model from a TOML config (Track A SFT); checkpoints and metrics.jsonl go to the output dir."""
     _use_fast_blas()
-    from exe_coder.train.config import load_config
-    from exe_coder.train.loop import check_supported, train
+    from exe_coder.train.config import apply_overrides, load_config
+    from exe_coder.train.distributed import train_on_ranks
+    from exe_coder.train.loop import check_supported
 
     from exe_coder.paths import resolve_config
 
-    cfg = load_config(resolve_config(config))
-    if max_steps is not None:
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": max_steps})})
-    if out_dir is not None:
-        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"output_dir": str(out_dir)})})
-    check_supported(cfg)  # before the eval hook reads any data
-    hook = None
-    if eval_hook:
-        from exe_coder.decode.infer import eval_hook_for
-
-        hook = eval_hook_for(cfg)
-    result = train(cfg, resume=resume, force=force, eval_hook=hook)
+    out_dir = _renamed(out_dir, old_out_dir, "--out-dir", "-o/--out")
+    cfg = apply_overrides(load_config(resolve_config(config)), _config_overrides(set_, seed, max_steps, out_dir))
+    check_supported(cfg)  # before the eval hook reads any data (or any rank starts)
+    result = train_on_ranks(cfg, ranks, resume=resume, force=force, eval_hook=eval_hook)
     typer.echo(
         f"{result.out_dir}: {result.steps} steps, best val exact match {max(result.best_val_exact_match, 0.0):.4f} "
         f"at step {result.best_step}, {result.wall_s:.0f} s"
@@ -222,11 +278,12 @@ def train_command(
 
 @app.command("infer")
 def infer_cmd(
-    mode: str = typer.Option(
-        "sft_patch_model", "--mode", help="sft_patch_model (the trained model), oracle (gold patch) or regex_baseline."
+    mode: InferMode = typer.Option(
+        InferMode.sft_patch_model, "--mode", case_sensitive=False,
+        help="sft_patch_model (the trained model), oracle (gold patch) or regex_baseline.",
     ),
     input: Path = typer.Option(..., "--input", help="Example JSONL, e.g. data/processed/stage0/val.jsonl."),
-    out: Path = typer.Option(..., "--out", help="Predictions JSONL to write (atomically)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Predictions JSONL to write (atomically)."),
     weights: Path | None = typer.Option(
         None, "--weights", help="Run dir or .safetensors file (sft_patch_model); its config gives the bounds."
     ),
@@ -243,20 +300,22 @@ def infer_cmd(
     ),
 ) -> None:
     """Decode every example (grammar-constrained), reconstruct, verify; write one Prediction a line."""
+    from exe_coder import files
     from exe_coder.dataset.records import load_examples
     from exe_coder.decode.generate import Sampling
     from exe_coder.decode.infer import make_predictor, run_inference, summarize, write_predictions
 
     sampling = Sampling(temperature=temperature, top_k=top_k, seed=seed)
-    predictor, grammar = make_predictor(
-        mode, weights, sampling=sampling, min_int=decode_min_int, max_int=decode_max_int
+    files.check_destination(out)  # before the slow part, not after it
+    predictor, track = make_predictor(
+        mode.value, weights, sampling=sampling, min_int=decode_min_int, max_int=decode_max_int
     )
     examples = load_examples(input)[:limit]
-    predictions = run_inference(examples, predictor, grammar, batch_size=batch_size, progress=True)
+    predictions = run_inference(examples, predictor, track, batch_size=batch_size, progress=True)
     write_predictions(predictions, out)
     s = summarize(predictions)
     typer.echo(
-        f"{mode}: {len(predictions)} examples, bounds [{grammar.min_int}, {grammar.max_int}]: "
+        f"{mode.value}: {len(predictions)} examples, track {track}: "
         f"answer_accuracy {s['answer_accuracy']:.4f}, parse_success_rate {s['parse_success_rate']:.4f}, "
         f"exec_success_rate {s['exec_success_rate']:.4f}, exact_byte_match_rate {s['exact_byte_match_rate']:.4f}"
     )
@@ -303,20 +362,30 @@ def generate_cmd(
 @app.command("evaluate")
 def evaluate_cmd(
     predictions: Path = typer.Option(..., "--predictions", help="Predictions JSONL written by `exe-coder infer`."),
-    out: Path = typer.Option(..., "--out", help="Report JSON; R.md and R_*.png are written beside it."),
-    ckpt: Path | None = typer.Option(None, "--ckpt", help="Training run dir (its metrics.jsonl gives the losses)."),
-    split: str | None = typer.Option(None, "--split", help="The split the predictions must all belong to."),
+    out: Path = typer.Option(..., "-o", "--out", help="Report JSON; R.md and R_*.png are written beside it."),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="The trained run: its folder or a .safetensors file in it (its metrics.jsonl gives the losses)."
+    ),
+    old_ckpt: Path | None = typer.Option(None, "--ckpt", hidden=True),
+    split: EvalSplit | None = typer.Option(None, "--split", case_sensitive=False, help="The split the predictions must all belong to."),
     baseline: Path | None = typer.Option(
         None, "--baseline", help="Baseline predictions (e.g. regex_baseline) on the same examples."
     ),
     beta: float | None = typer.Option(
-        None, "--beta", help="Reward's KL weight; default: the run's [rl] beta, else 0 (kl_to_sft is 0 for SFT)."
+        None, "--beta", help="Reward's KL weight; default: the run's \\[rl] beta, else 0 (kl_to_sft is 0 for SFT)."
     ),
+    failure_limit: int = typer.Option(25, "--failure-limit", min=0, help="Wrong examples listed in the report."),
 ) -> None:
-    """Score predictions: metrics, slices, milestone gates, error taxonomy and latencies."""
+    """Score predictions: metrics with 95% intervals, slices, milestone gates, error taxonomy, wrong
+    examples, latencies and the run card."""
     from exe_coder.evaluate.report import evaluate_files, headline_lines
 
-    report, written = evaluate_files(predictions, out, split=split, ckpt=ckpt, baseline=baseline, beta=beta)
+    weights = _renamed(weights, old_ckpt, "--ckpt", "--weights")
+    run = weights.parent if weights is not None and weights.is_file() else weights  # the run folder
+    report, written = evaluate_files(
+        predictions, out, split=None if split is None else split.value, ckpt=run, baseline=baseline, beta=beta,
+        failure_limit=failure_limit,
+    )
     for line in headline_lines(report):
         typer.echo(line)
     typer.echo("wrote " + ", ".join(str(p) for p in written))
@@ -324,29 +393,72 @@ def evaluate_cmd(
 
 @app.command("run-stage")
 def run_stage_cmd(
-    stage: str = typer.Argument(..., help="Stage name: stage0, stage1, stage1a, stage1b, stage2, stage3."),
+    stage: Stage = typer.Argument(..., case_sensitive=False, help="A shipped stage (specs/<stage>.spec)."),
     config: Path | None = typer.Option(None, "--config", help="Training config file or shipped name (default: the stage's, see stages.py)."),
     force: bool = typer.Option(False, "--force", help="Rebuild the dataset and train from scratch."),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    seed: int | None = typer.Option(None, "--seed", help="Shorthand for --set run.seed=N."),
+    ranks: int | None = typer.Option(None, "--ranks", min=1, help=_RANKS_HELP),
 ) -> None:
     """Build, train, infer (model and regex baseline) and evaluate one stage; print the gates."""
     _use_fast_blas()
+    from exe_coder.paths import resolve_config
     from exe_coder.stages import run_stage
 
-    from exe_coder.paths import resolve_config
-
-    result = run_stage(stage, config=None if config is None else resolve_config(config), force=force)
+    config_path = None if config is None else resolve_config(config)
+    overrides = _config_overrides(set_, seed)
+    result = run_stage(stage.value, config=config_path, force=force, ranks=ranks, overrides=overrides)
     for split, files in result.report_files.items():
         typer.echo(f"{split} report: " + ", ".join(str(p) for p in files))
     typer.echo("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
 
 
+class CompareSplit(str, Enum):
+    test = "test"
+    val = "val"
+    all = "all"
+
+
+@app.command("compare")
+def compare_cmd(
+    reports: list[Path] = typer.Argument(..., help="Report JSON files, or folders searched for them (e.g. outputs/reports)."),
+    split: CompareSplit = typer.Option(CompareSplit.test, "--split", help="Which reports to compare: test is the headline."),
+    out: str | None = typer.Option(None, "-o", "--out", help="Write PREFIX.md and PREFIX.csv."),
+    md: Path | None = typer.Option(None, "--md", help="Write the table as Markdown here."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Write the table as CSV here."),
+) -> None:
+    """One table across runs and seeds: headline metrics with 95% intervals, gates, train time;
+    for several seeds of one config, mean and standard deviation."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from exe_coder import files
+    from exe_coder.evaluate.compare import HEADERS, compare, csv_text, markdown, table_cells
+
+    rows, groups, skipped = compare(reports, split.value)
+    table = Table(*HEADERS, title=f"exe-coder compare ({split.value})")
+    for cells in table_cells(rows, groups):
+        table.add_row(*(Text(c) for c in cells))  # Text: "[lo, hi]" is not markup
+    # piped into a file or a README, the table keeps one line a run instead of the 80-column fold
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
+    if skipped:
+        typer.echo(f"({skipped} reports of another split left out; --split all shows them)")
+    md_path = md or (Path(f"{out}.md") if out else None)
+    csv_out = csv_path or (Path(f"{out}.csv") if out else None)
+    if md_path:
+        typer.echo(f"wrote {files.write_text(md_path, markdown(rows, groups))}")
+    if csv_out:
+        typer.echo(f"wrote {files.write_text(csv_out, csv_text(rows, groups))}")
+
+
 @app.command("acceptance")
 def acceptance_cmd(
-    train_n: int = typer.Option(16, "--train-n", min=4, help="Train examples in the tiny build."),
-    val_n: int = typer.Option(8, "--val-n", min=4, help="Val examples."),
-    test_n: int = typer.Option(8, "--test-n", min=4, help="Test examples."),
+    train_n: int = typer.Option(16, "--limit-train", min=4, help="Train examples in the tiny build."),
+    val_n: int = typer.Option(8, "--limit-val", min=4, help="Val examples."),
+    test_n: int = typer.Option(8, "--limit-test", min=4, help="Test examples."),
     steps: int = typer.Option(40, "--steps", min=2, help="Training steps of the tiny model."),
-    work: Path | None = typer.Option(None, "--work", help="Work dir (default outputs/acceptance, replaced)."),
+    work: Path | None = typer.Option(None, "-o", "--out", help="Work folder (default outputs/acceptance, replaced)."),
 ) -> None:
     """Quick smoke run of the whole pipeline on a tiny stage0-shaped build; exit 1 on any failed check."""
     _use_fast_blas()

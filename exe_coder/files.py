@@ -1,4 +1,5 @@
 """Every output file exe-coder writes goes through here: whole or not at all, ordinary modes.
+And every input file it reads as a whole: a regular file of bounded size, or a one-line error.
 
 A file is written to a temporary sibling and renamed into place, so a reader (or a command that
 was interrupted) never sees half of it. ``mkstemp`` creates files 0600; outputs are meant to be
@@ -10,9 +11,12 @@ never a traceback.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from exe_coder.errors import UserError
 
@@ -20,7 +24,9 @@ FILE_MODE = 0o644
 EXECUTABLE_MODE = 0o755
 
 
-def _check_destination(path: Path) -> None:
+def check_destination(path: str | Path) -> None:
+    """Refuse a destination that can never be written (a folder, a path under a file); make its folder."""
+    path = Path(path)
     if path.is_dir():
         raise UserError("is a folder; give a file name to write", path)
     try:
@@ -38,7 +44,7 @@ def write_with(path: str | Path, write: Callable[[str], None], *, executable: bo
     binaries). The temporary keeps ``path``'s suffix, since some writers append their own.
     """
     path = Path(path)
-    _check_destination(path)
+    check_destination(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
@@ -74,7 +80,7 @@ def write_files(files: dict[Path, bytes]) -> list[Path]:
     try:
         for path, data in files.items():
             path = Path(path)
-            _check_destination(path)
+            check_destination(path)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
             staged.append((tmp, path))
             with os.fdopen(fd, "wb") as f:
@@ -89,3 +95,54 @@ def write_files(files: dict[Path, bytes]) -> list[Path]:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return [Path(p) for p in files]
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _refuse(info: os.stat_result, limit: int, what: str, path: Path) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError(f"is a folder; give {what}", path)
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(f"is not a regular file (a FIFO, device or socket); give {what}", path)
+    if info.st_size > limit:
+        raise UserError(f"is {info.st_size} bytes, over the {limit}-byte limit for {what}", path)
+
+
+@contextmanager
+def open_regular(
+    path: str | Path, *, limit: int, what: str, missing: str = "no such file", shown: str | Path | None = None
+) -> Iterator[BinaryIO]:
+    """``path`` opened for reading if it is a regular file of at most ``limit`` bytes.
+
+    ``stat`` comes before ``open`` so that a FIFO is never opened for reading (that would wait for
+    a writer forever) and a device such as /dev/zero is never read (it has no end); the
+    descriptor is opened non-blocking and checked again in case the path changed in between.
+    ``what`` names the expected input in messages ("an Example JSONL file"); ``shown`` is the
+    name messages give the file (default: ``path``).
+    """
+    path = Path(path)
+    shown = path if shown is None else shown
+    try:
+        _refuse(os.stat(path), limit, what, shown)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        raise UserError(missing, shown) from None
+    except OSError as err:
+        raise UserError(f"cannot read: {err.strerror or err}", shown) from None
+    with os.fdopen(fd, "rb") as f:
+        _refuse(os.fstat(fd), limit, what, shown)
+        yield f
+
+
+def read_regular(path: str | Path, *, limit: int, what: str, shown: str | Path | None = None) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``limit``; see ``open_regular``)."""
+    shown = path if shown is None else shown
+    try:
+        with open_regular(path, limit=limit, what=what, shown=shown) as f:
+            data = f.read(limit + 1)  # one byte more tells a file that grew meanwhile
+    except OSError as err:
+        raise UserError(f"cannot read: {err.strerror or err}", shown) from None
+    if len(data) > limit:
+        raise UserError(f"is over the {limit}-byte limit for {what}", shown)
+    return data

@@ -4,11 +4,14 @@ This is the seed's ``run_track_a_stage.py``. It is orchestration only: every ste
 module's library function, called in order, and every step's outputs are files in the usual
 places, so a stage can be re-run, resumed or inspected one step at a time:
 
-    data/processed/<stage>/{train,val,test}.jsonl, manifest.json     exe-coder build
-    outputs/checkpoints/<run>/                                       exe-coder train
-    outputs/predictions/<stage>_<split>_{model,regex_baseline}.jsonl exe-coder infer
-    outputs/reports/<stage>_<split>.{json,md} + _training/_slices.png exe-coder evaluate
-    outputs/reports/<stage>_run.json                                 wall time of each step, gates
+    data/processed/<stage>/{train,val,test}.jsonl, manifest.json   exe-coder build
+    outputs/checkpoints/<run>/                                     exe-coder train
+    outputs/predictions/<stage>/<run>/<stage>_<split>_{model,regex_baseline}.jsonl   exe-coder infer
+    outputs/reports/<stage>/<run>/<stage>_<split>.{json,md} + _training/_slices.png  exe-coder evaluate
+    outputs/reports/<stage>/<run>/<stage>_run.json, run_card.json  wall time of each step, gates, run card
+
+<run> is the config's ``run.name``, so two configs of one stage keep their own outputs. Test is
+the headline split; val chose the checkpoint, and its report says so.
 
 ``acceptance.py`` runs the same steps on a tiny stage0-shaped build with a tiny model.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -35,8 +38,9 @@ STAGE_CONFIGS: dict[str, str] = {
     "stage1b": "sft_stage1b_magnitude_shift",
     "stage2": "sft_stage2_scale",
     "stage3": "sft_stage3_words",
+    "stage4": "sft_stage4_read",
 }
-EVAL_SPLITS = ("val", "test")
+EVAL_SPLITS = ("test", "val")  # the headline first
 OUTPUTS_DIR = Path("outputs")  # relative to the working dir, like the configs' paths
 INFER_BATCH = 64
 
@@ -49,12 +53,29 @@ class StagePaths:
     config: Path
     predictions_dir: Path
     reports_dir: Path
+    run: str | None = None  # the config's run.name; run_stage fills it in
+
+    def _keyed(self, root: Path, stage: str) -> Path:
+        if self.run is None:
+            raise ValueError("StagePaths.run is not set")
+        return root / stage / self.run
 
     def predictions(self, stage: str, split: str, kind: str) -> Path:
-        return self.predictions_dir / f"{stage}_{split}_{kind}.jsonl"
+        return self._keyed(self.predictions_dir, stage) / f"{stage}_{split}_{kind}.jsonl"
 
     def report(self, stage: str, split: str) -> Path:
-        return self.reports_dir / f"{stage}_{split}.json"
+        return self._keyed(self.reports_dir, stage) / f"{stage}_{split}.json"
+
+    def run_reports(self, stage: str) -> Path:
+        """The folder of one run's reports, run summary and run card."""
+        return self._keyed(self.reports_dir, stage)
+
+
+def check_run_name(name: str, config: Path) -> str:
+    """A run name becomes a folder name under outputs/: one plain path component."""
+    if name in (".", "..") or name.startswith(".") or any(c in name for c in '/\\\0') or name != name.strip():
+        raise UserError(f"run.name {name!r} cannot name an output folder; use letters, digits, '-' and '_'", config)
+    return name
 
 
 @dataclass
@@ -66,6 +87,7 @@ class StageResult:
     report_files: dict = field(default_factory=dict)  # split -> [Path]
     prediction_files: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # step -> wall seconds
+    run_card: object = None  # runcard.RunCard, with every phase's seconds
 
 
 def default_paths(stage: str, config: str | Path | None = None) -> StagePaths:
@@ -98,13 +120,12 @@ class _Clock:
         return out
 
 
-def _train(config, force: bool, console: Console) -> Path:
+def _train(config, force: bool, console: Console, ranks: int | None = 1) -> Path:
     """Train as ``exe-coder train`` does (with its grammar-constrained eval hook); continue an
     unfinished run of the same config, so an interrupted stage picks up where it stopped. With
     ``force`` the folder's run is replaced; a run of another config there is refused without it."""
-    from exe_coder.decode.infer import eval_hook_for
     from exe_coder.train import run_dir as runs
-    from exe_coder.train.loop import train
+    from exe_coder.train.distributed import train_on_ranks
 
     run_dir = Path(config.run.output_dir)
     config_file = run_dir / runs.CONFIG_FILE
@@ -116,27 +137,27 @@ def _train(config, force: bool, console: Console) -> Path:
         runs.files_to_replace(run_dir, force=False, hint="it was trained with another config; run-stage --force replaces it")
     # this config's run that never saved has nothing to continue: it starts again
     replace = not resume and (force or same_config)
-    train(config, resume=resume, force=replace, eval_hook=eval_hook_for(config), console=console)
+    train_on_ranks(config, ranks, resume=resume, force=replace, eval_hook=True, console=console)
     return run_dir
 
 
 def _infer(config, run_dir: Path, stage: str, split: str, paths: StagePaths) -> tuple[Path, Path]:
-    """The trained model and the regex baseline on one split, scored with the same grammar."""
+    """The trained model and the regex baseline on one split, realized and scored by the model's track."""
     from exe_coder.dataset.records import load_examples
     from exe_coder.decode.infer import make_predictor, run_inference, write_predictions
 
     jsonl = getattr(config.data, f"{split}_jsonl", None) or str(Path(config.data.val_jsonl).parent / f"{split}.jsonl")
     examples = load_examples(jsonl)
-    model, grammar = make_predictor("sft_patch_model", run_dir)
+    model, track = make_predictor("sft_patch_model", run_dir)
     baseline, _ = make_predictor(
         "regex_baseline", min_int=config.data.decode_min_int, max_int=config.data.decode_max_int
     )
     model_out = write_predictions(
-        run_inference(examples, model, grammar, batch_size=INFER_BATCH, progress=True),
+        run_inference(examples, model, track, batch_size=INFER_BATCH, progress=True),
         paths.predictions(stage, split, "model"),
     )
     base_out = write_predictions(
-        run_inference(examples, baseline, grammar, batch_size=INFER_BATCH, progress=True),
+        run_inference(examples, baseline, track, batch_size=INFER_BATCH, progress=True),
         paths.predictions(stage, split, "regex_baseline"),
     )
     return model_out, base_out
@@ -156,13 +177,19 @@ def run_stage(
     data_dir: Path | None = None,  # default: the folder of the config's train_jsonl
     binaries_dir: Path | None = None,  # default: outputs/bin/<stage>
     console: Console | None = None,
+    ranks: int | None = 1,  # training processes (train/distributed.py); None: one a core
+    overrides: list[str] | tuple[str, ...] = (),  # --set TABLE.KEY=VALUE on the stage's config
 ) -> StageResult:
     """Build, train, infer on val and test, evaluate; write the reports. See the module doc."""
     console = console or Console(stderr=True)
     paths = paths or default_paths(stage, config)
-    from exe_coder.train.config import load_config
+    from exe_coder.train.config import apply_overrides, load_config
 
-    cfg = load_config(paths.config)  # a bad config fails now, not after a long build
+    from exe_coder.runcard import make_run_card, now_iso, write_run_card
+
+    started = now_iso()
+    cfg = apply_overrides(load_config(paths.config), overrides)  # a bad config fails now, not after a long build
+    paths = replace(paths, run=check_run_name(cfg.run.name, paths.config))
     data_folder = Path(cfg.data.train_jsonl).parent.name
     if data_folder in STAGE_CONFIGS and data_folder != stage:
         raise UserError(f"this config trains on {data_folder}'s data, not {stage}'s", paths.config)
@@ -172,11 +199,13 @@ def run_stage(
         "build", build_dataset, paths.spec, force=force, sizes=sizes,
         out_dir=data_dir or Path(cfg.data.train_jsonl).parent, binaries_dir=binaries_dir, console=console,
     )
-    run_dir = clock.run("train", _train, cfg, force, console)
+    run_dir = clock.run("train", _train, cfg, force, console, ranks)
     result = StageResult(stage=stage, dataset_dir=dataset_dir, run_dir=run_dir)
 
-    from exe_coder.evaluate.report import evaluate_files, headline_lines
+    from exe_coder.evaluate.report import SPLIT_TAGS, evaluate_files, headline_lines
 
+    # after the build, so the manifest hash is of the data this run trained on
+    card = make_run_card(cfg, written_by="run-stage", started=started, phases_s=clock.seconds)
     for split in EVAL_SPLITS:
         model_pred, base_pred = clock.run(f"infer {split}", _infer, cfg, run_dir, stage, split, paths)
         result.prediction_files += [model_pred, base_pred]
@@ -189,13 +218,16 @@ def run_stage(
             ckpt=run_dir,
             baseline=base_pred,
             beta=_reward_beta(cfg),
-            title=f"{stage} {split}: {cfg.run.name}",
+            title=f"{stage} {split} ({SPLIT_TAGS[split]}): {cfg.run.name}",
+            run_card=card.model_copy(update={"phases_s": dict(clock.seconds)}),
         )
         result.reports[split], result.report_files[split] = report, written
         console.print(f"[bold]{stage} {split}[/bold]")
         for line in headline_lines(report):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     result.seconds = clock.seconds
+    result.run_card = card.model_copy(update={"phases_s": dict(clock.seconds)})
+    write_run_card(paths.run_reports(stage), result.run_card)
     _write_run_summary(result, paths)
     return result
 
@@ -206,9 +238,13 @@ def _write_run_summary(result: StageResult, paths: StagePaths) -> Path:
         "dataset_dir": str(result.dataset_dir),
         "run_dir": str(result.run_dir),
         "seconds": result.seconds,
+        "headline_split": "test",  # val chose the checkpoint
+        "run_card": result.run_card.model_dump(mode="json") if result.run_card is not None else None,
         "splits": {
             split: {
+                "role": r.split_role,
                 "answer_accuracy": r.metrics.answer_accuracy,
+                "answer_accuracy_interval": _pair(r.metrics.intervals.get("answer_accuracy")),
                 "baseline_answer_accuracy": r.baseline.metrics.answer_accuracy if r.baseline else None,
                 # the held-out magnitude slices, the numbers a stage note quotes
                 "answer_accuracy_by_magnitude_pair": {
@@ -219,8 +255,12 @@ def _write_run_summary(result: StageResult, paths: StagePaths) -> Path:
             for split, r in result.reports.items()
         },
     }
-    out = paths.reports_dir / f"{result.stage}_run.json"
+    out = paths.run_reports(result.stage) / f"{result.stage}_run.json"
     return files.write_text(out, json.dumps(summary, indent=2) + "\n")
+
+
+def _pair(iv) -> list[float] | None:
+    return None if iv is None else [iv.lo, iv.hi]
 
 
 def build_dataset(

@@ -32,7 +32,7 @@ def example(
         target=patch_text(a, b),
         sign_pattern=sign_pattern(a, b),
         magnitude_pair=magnitude_pair,
-        binary_path=None,
+        binary_path="",
         binary_sha256=hashlib.sha256(f"{a},{b}".encode()).hexdigest(),
     )
 

@@ -62,13 +62,14 @@ def test_records_binaries_and_manifest(tiny):
         records = _records(out, split)
         assert len(records) == SIZES[split]
         for r in records:
-            path = bins / r.binary_path
+            path = r.binary_file(out)  # relative to the JSONL's folder, inside the binaries folder
+            assert path.resolve().parent == (bins / split).resolve()
             data = path.read_bytes()
             assert os.access(path, os.X_OK)
             assert hashlib.sha256(data).hexdigest() == r.binary_sha256 == manifest["binaries"][r.binary_path]
             assert verify(data, r.expected_stdout).kind is OutcomeKind.OK
     for r in _records(out, "train"):
-        assert r.binary_path is None  # rebuilt on demand, never a file per example
+        assert r.binary_path == "" and r.binary_file(out) is None  # rebuilt on demand, never a file per example
         assert hashlib.sha256(golden_image(spec.program, r.a, r.b)).hexdigest() == r.binary_sha256
     assert sum(1 for _ in bins.rglob("*") if _.is_file()) == SIZES["val"] + SIZES["test"]
     assert manifest["counts"]["val"]["sign_pattern"] == {"++": 4, "+-": 4, "-+": 4, "--": 4}
@@ -132,7 +133,7 @@ def test_a_killed_build_leaves_the_previous_output_intact(tmp_path):
     out, bins = tmp_path / "data", tmp_path / "bin"
     build_stage(load_spec(spec_path), out, bins, jobs=1, sizes=SIZES, progress=False)
     before_out, before_bin = _tree(out), _tree(bins)
-    cmd = [sys.executable, "-m", "exe_coder.cli", "build", str(spec_path), "--out-dir", str(out),
+    cmd = [sys.executable, "-m", "exe_coder.cli", "build", str(spec_path), "-o", str(out),
            "--binaries-dir", str(bins), "--force", "--jobs", "1", "--limit-train", "6000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -303,7 +304,7 @@ def test_stage0_first_records(tmp_path, snapshot):
 def test_cli_build_prints_counts_footprint_and_paths(tmp_path):
     spec_path = write_spec(tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-m", "exe_coder.cli", "build", str(spec_path), "--out-dir", str(tmp_path / "d"),
+        [sys.executable, "-m", "exe_coder.cli", "build", str(spec_path), "-o", str(tmp_path / "d"),
          "--binaries-dir", str(tmp_path / "b"), "--limit-train", "8", "--limit-val", "4", "--limit-test", "4"],
         capture_output=True, text=True,
     )

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from num2words import num2words
 
-from exe_coder.dataset.numwords import MAX_ABS, WordStyle, from_words, to_words
+from exe_coder.dataset.numwords import MAX_ABS, WordStyle, from_words, to_grouped, to_mixed, to_words
 
 STYLES = [WordStyle(n, a, c) for n in ("minus", "negative") for a in (True, False) for c in (True, False)]
 INT32 = st.integers(-(2**31), 2**31 - 1)
@@ -61,3 +61,27 @@ def test_out_of_range_and_garbage():
         from_words("forty-two bananas")
     with pytest.raises(ValueError):
         from_words("minus")
+
+
+@pytest.mark.parametrize(
+    "n, mixed, grouped",
+    [
+        (4250, "4 thousand 2 hundred and fifty", "4,250"),
+        (-4005, "minus 4 thousand and five", "-4,005"),
+        (-42, "minus forty-two", "-42"),
+        (300, "3 hundred", "300"),
+        (0, "zero", "0"),
+    ],
+)
+def test_mixed_and_grouped_spellings(n, mixed, grouped):
+    assert to_mixed(n) == mixed and to_grouped(n) == grouped
+
+
+@settings(max_examples=300, deadline=None)
+@given(INT32, st.sampled_from(STYLES))
+def test_mixed_round_trips_and_mixes(n, style):
+    text = to_mixed(n, style)
+    assert from_words(text) == n
+    if abs(n) >= 100:
+        assert any(ch.isdigit() for ch in text) and any(ch.isalpha() for ch in text)
+    assert int(to_grouped(n).replace(",", "")) == n

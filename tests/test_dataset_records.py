@@ -20,7 +20,7 @@ def _example(a: int = 17, b: int = -4) -> Example:
     return Example(
         id="val-00000", split="val", prompt=f"What is {a} plus {b}?", template_id="t1", program="add", a=a, b=b,
         expected_stdout=f"{a + b}\n", target=patch_text(a, b), sign_pattern="+-", magnitude_pair="core/core",
-        binary_path=None, binary_sha256="0" * 64,
+        binary_path="", binary_sha256="0" * 64,
     )
 
 
@@ -70,7 +70,9 @@ def test_a_file_that_is_not_regular_is_refused(tmp_path, special):
     else:
         path = Path(special)
     err = _refused(path)
-    assert err.path == str(path) and "not a regular file" in err.message
+    assert err.path == str(path)
+    assert err.message == ("is a folder; give an Example JSONL file" if special == "folder" else
+                           "is not a regular file (a FIFO, device or socket); give an Example JSONL file")
 
 
 def test_a_file_over_the_size_limit_is_refused(tmp_path, monkeypatch):

@@ -187,7 +187,7 @@ def test_any_feasible_spec_samples_to_a_dataset_that_passes_its_quality_checks(t
             Example(
                 id=d.id, split=d.split, prompt=d.prompt, template_id=d.template_id, program=spec.program, a=d.a, b=d.b,
                 expected_stdout=f"{d.a + d.b}\n", target=patch_text(d.a, d.b), sign_pattern=d.sign_pattern,
-                magnitude_pair=d.magnitude_pair, binary_path=None, binary_sha256="0" * 64,
+                magnitude_pair=d.magnitude_pair, binary_path="", binary_sha256="0" * 64,
             )
             for d in ds
         ]

@@ -29,6 +29,7 @@ from exe_coder.decode.infer import (
 )
 from exe_coder.decode.prediction import Prediction
 from exe_coder.decode.reconstruct import reconstruct, reconstruct_operands
+from exe_coder.decode.track import PatchTrack
 from exe_coder.errors import UserError
 from exe_coder.train.run_dir import save_weights
 from exe_coder.model.transformer import Transformer
@@ -39,6 +40,7 @@ from exe_coder.train.config import TrainConfig
 
 INT32 = st.integers(-(2**31), 2**31 - 1)
 WIDE = compile_grammar(-(2**31), 2**31 - 1)
+TRACK_A = PatchTrack()  # Track A within the template's int32 range
 
 
 def golden(a: int, b: int) -> bytes:
@@ -59,7 +61,7 @@ def example(a: int, b: int, i: int = 0, prompt: str | None = None) -> Example:
         target=patch_text(a, b),
         sign_pattern=sign_pattern(a, b),
         magnitude_pair="core/core",
-        binary_path=None,
+        binary_path="",
         binary_sha256=hashlib.sha256(golden(a, b)).hexdigest(),
     )
 
@@ -76,7 +78,7 @@ def stage0_val(tmp_path_factory) -> list[Example]:
 @settings(max_examples=25, deadline=None)
 @given(INT32, INT32)
 def test_reconstructing_the_gold_patch_gives_the_golden_binary(a, b):
-    rec = reconstruct(patch_text(a, b), WIDE)
+    rec = reconstruct(patch_text(a, b), WIDE, "add")
     assert rec.operands == (a, b) and rec.error == ""
     assert rec.image == golden(a, b)
 
@@ -84,16 +86,16 @@ def test_reconstructing_the_gold_patch_gives_the_golden_binary(a, b):
 def test_unparsable_or_out_of_bounds_text_gives_no_image():
     g = compile_grammar(-1000, 1000)
     for text in ("", "A=1;B=2", "A=1001;B=0\n", "A=-0;B=0\n", "hello"):
-        rec = reconstruct(text, g)
+        rec = reconstruct(text, g, "add")
         assert rec.image is None and rec.operands is None and "decode grammar" in rec.error
     wide = compile_grammar(-(2**40), 2**40)  # bounds wider than the template can encode
-    rec = reconstruct("A=4294967296;B=0\n", wide)
+    rec = reconstruct("A=4294967296;B=0\n", wide, "add")
     assert rec.operands == (2**32, 0) and rec.image is None and rec.error
-    assert reconstruct_operands(2**31, 0).image is None
+    assert reconstruct_operands(2**31, 0, "add").image is None
 
 
 def test_oracle_scores_every_stage0_example_ok_with_exact_bytes(stage0_val):
-    preds = run_inference(stage0_val, OraclePredictor(), WIDE, batch_size=5)
+    preds = run_inference(stage0_val, OraclePredictor(TRACK_A), TRACK_A, batch_size=5)
     assert [p.example for p in preds] == stage0_val
     for p in preds:
         assert p.outcome.kind is OutcomeKind.OK and p.parsed and p.exact_byte_match and p.answer_correct
@@ -120,7 +122,7 @@ class GarblePredictor:
 
 
 def test_a_wrong_patch_is_counted_wrong(stage0_val):
-    preds = run_inference(stage0_val, ShiftedPredictor(), WIDE)
+    preds = run_inference(stage0_val, ShiftedPredictor(), TRACK_A)
     for p in preds:
         assert p.outcome.kind is OutcomeKind.WRONG_OUTPUT and p.parsed and not p.exact_byte_match
         assert p.outcome.stdout == f"{p.example.a + 1 + p.example.b}\n".encode()
@@ -130,7 +132,7 @@ def test_a_wrong_patch_is_counted_wrong(stage0_val):
 
 
 def test_an_unparsable_text_is_a_parse_error(stage0_val):
-    preds = run_inference(stage0_val[:3], GarblePredictor(), WIDE)
+    preds = run_inference(stage0_val[:3], GarblePredictor(), TRACK_A)
     assert all(p.outcome.kind is OutcomeKind.PARSE_ERROR and not p.parsed and p.binary_sha256 is None for p in preds)
     assert all("decode grammar" in p.outcome.detail for p in preds)  # the reason travels with the verdict
     assert summarize(preds)["parse_success_rate"] == 0.0
@@ -138,7 +140,7 @@ def test_an_unparsable_text_is_a_parse_error(stage0_val):
 
 def test_regex_baseline_reads_digit_operands():
     examples = [example(17, -4, 0), example(3, 5, 1, prompt="Add 3 and 5."), example(2, 9, 2, prompt="two plus nine")]
-    preds = run_inference(examples, RegexBaselinePredictor(), WIDE)
+    preds = run_inference(examples, RegexBaselinePredictor(), TRACK_A)
     assert [p.outcome.label for p in preds] == ["ok", "ok", "parse_error"]
     assert preds[0].text == "A=17;B=-4\n" and preds[2].text == ""
 
@@ -153,7 +155,7 @@ def tiny_model() -> Transformer:
 
 def test_a_constrained_model_always_parses_and_runs(stage0_val, tiny_model):
     g = compile_grammar(-1000, 1000)
-    preds = run_inference(stage0_val, ModelPredictor(tiny_model, g), g, batch_size=4)
+    preds = run_inference(stage0_val, ModelPredictor(tiny_model, PatchTrack(g.min_int, g.max_int)), PatchTrack(g.min_int, g.max_int), batch_size=4)
     assert all(p.parsed for p in preds)
     assert all(p.outcome.exec_ok for p in preds)
     assert all(p.latency.generate_ms > 0 for p in preds)
@@ -162,7 +164,7 @@ def test_a_constrained_model_always_parses_and_runs(stage0_val, tiny_model):
 
 
 def test_eval_hook_reports_rates_and_restores_training_mode(stage0_val, tiny_model):
-    hook = make_eval_hook(stage0_val, compile_grammar(-1000, 1000), limit=5)
+    hook = make_eval_hook(stage0_val, PatchTrack(-1000, 1000), limit=5)
     tiny_model.train()
     try:
         result = hook(tiny_model, 10)
@@ -175,7 +177,7 @@ def test_eval_hook_reports_rates_and_restores_training_mode(stage0_val, tiny_mod
 
 
 def test_write_predictions_round_trips_and_leaves_no_temp_files(tmp_path, stage0_val):
-    preds = run_inference(stage0_val[:3], OraclePredictor(), WIDE)
+    preds = run_inference(stage0_val[:3], OraclePredictor(TRACK_A), TRACK_A)
     out = write_predictions(preds, tmp_path / "sub" / "p.jsonl")
     back = [Prediction.model_validate_json(line) for line in out.read_text().splitlines()]
     assert back == preds
@@ -188,7 +190,7 @@ def test_summarize_uses_the_gold_answer_not_the_verdict_alone(stage0_val):
     summarize (the train loop's numbers) and evaluate agree on that."""
     from exe_coder.evaluate.metrics import compute_metrics
 
-    preds = run_inference(stage0_val[:2], OraclePredictor(), WIDE)
+    preds = run_inference(stage0_val[:2], OraclePredictor(TRACK_A), TRACK_A)
     other = preds[1].outcome.model_copy(update={"stdout": b"999999\n"})
     preds[1] = preds[1].model_copy(update={"outcome": other})
     assert summarize(preds)["answer_accuracy"] == 0.5 == compute_metrics(preds).answer_accuracy
@@ -218,7 +220,7 @@ def _config(tmp_path) -> TrainConfig:
 @pytest.fixture()
 def weights(tmp_path, tiny_model):
     path = tmp_path / "w.safetensors"
-    save_weights(path, tiny_model, _config(tmp_path), step=1)
+    save_weights(path, tiny_model, _config(tmp_path), step=1, program="add")
     return path
 
 
@@ -277,7 +279,7 @@ def test_a_prompt_too_long_names_the_example(tiny_model):
     g = compile_grammar(-1000, 1000)
     long_example = example(1, 2, 7, prompt="What is 1 plus 2? " + "z" * tiny_model.seq_len)
     with pytest.raises(UserError, match="example val-00007: prompt is"):
-        run_inference([example(1, 2, 0), long_example], ModelPredictor(tiny_model, g), g)
+        run_inference([example(1, 2, 0), long_example], ModelPredictor(tiny_model, PatchTrack(g.min_int, g.max_int)), PatchTrack(g.min_int, g.max_int))
 
 
 def test_infer_out_a_folder_is_a_one_line_error(tmp_path, stage0_val):

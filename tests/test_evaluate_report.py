@@ -59,7 +59,7 @@ def test_report_files_written(run_dir):
 
     data = json.loads(out.read_text())
     parsed = EvalReport.model_validate(data)  # the JSON is the report's schema, exactly
-    assert parsed.schema_version == "exe-coder.eval-report/1"
+    assert parsed.schema_version == "exe-coder.eval-report/2"
     assert set(data) >= {"metrics", "training", "latency_ms", "error_taxonomy", "slices", "milestone_gates",
                          "baseline", "plots"}
     assert set(data["milestone_gates"]) == {"g0_loop_sanity", "g1_pilot_success", "g2_rl_ready"}
@@ -74,7 +74,7 @@ def test_report_files_written(run_dir):
     for heading in ("## Headline", "## Milestone gates", "## Slices", "### template", "### magnitude_pair",
                     "### sign_pattern", "## Error taxonomy", "## Latency per prompt (ms)", "## Plots"):
         assert heading in md
-    assert "| answer_accuracy | 0.750 | 1.000 | -0.250 |" in md  # model beside the baseline
+    assert "| answer_accuracy | 0.750 | [0.468, 0.911] | 9/12 | 1.000 | -0.250 |" in md  # model beside the baseline
     assert "**g0_loop_sanity**: FAIL" in md and "answer_accuracy = 0.75 not >= 0.9" in md
     assert "![stage0_val_slices.png](stage0_val_slices.png)" in md
 
@@ -203,3 +203,94 @@ def test_reward_beta_from_the_runs_config(run_dir):
     assert report.metrics.avg_reward == evaluate_files(run_dir / "model.jsonl", out)[0].metrics.avg_reward
     report, _ = evaluate_files(run_dir / "model.jsonl", out, ckpt=run_dir / "ckpt", beta=0.5)
     assert report.reward_beta == 0.5
+
+
+# --- issue 9: split roles, wrong examples, run card, training plot --------------------------
+
+
+def test_report_lists_wrong_examples_up_to_the_limit(run_dir):
+    out = run_dir / "w" / "r.json"
+    report, _ = evaluate_files(run_dir / "model.jsonl", out, split="val", failure_limit=2)
+    assert report.failures_total == 3 and [f.id for f in report.failures] == ["val-00009", "val-00010"]
+    first, second = report.failures
+    assert (first.outcome, first.predicted, first.gold) == ("parse_error", "A=1;B", "A=43;B=-14\n")
+    assert (second.outcome, second.printed, second.expected_stdout) == ("wrong_output", "3\n", "33\n")
+    data = json.loads(out.read_text())
+    assert data["failures_total"] == 3 and len(data["failures"]) == 2 and data["failure_limit"] == 2
+    md = (out.parent / "r.md").read_text()
+    assert "3 of 12 examples wrong" in md and "the first 2 in file order" in md
+    assert "| val-00010 | What is 50 plus -17? | `A=50;B=-17` | `A=1;B=2` | 33 | 3 | wrong_output |" in md
+    with pytest.raises(UserError, match="failure limit"):
+        evaluate_files(run_dir / "model.jsonl", out, failure_limit=-1)
+
+
+def test_right_answer_from_a_wrong_patch_is_listed_and_pipes_stay_in_their_cell():
+    ex = example(a=3, b=4, prompt="What is 3 | 4?")
+    swapped = wrong_patch(ex, 4, 3, mode="sft_patch_model")
+    report = report_mod.build_report([swapped], split="test", predictions_path="p.jsonl")
+    assert report.failures[0].answer_correct is True and report.metrics.answer_accuracy == 1.0
+    md = render_markdown(report)
+    assert "| What is 3 \\| 4? |" in md and "ok (right answer)" in md
+
+
+def test_test_is_the_headline_and_val_the_checkpoint_selection_split(run_dir):
+    exs_test = _examples(4, split="test")
+    _write(run_dir / "test.jsonl", [oracle(e, mode="sft_patch_model") for e in exs_test])
+    test, _ = evaluate_files(run_dir / "test.jsonl", run_dir / "t" / "test.json", split="test")
+    val, _ = evaluate_files(run_dir / "model.jsonl", run_dir / "t" / "val.json", split="val")
+    assert test.split_role.startswith("headline split")
+    assert val.split_role.startswith("checkpoint-selection split")
+    assert json.loads((run_dir / "t" / "val.json").read_text())["split_role"] == val.split_role
+    assert (run_dir / "t" / "test.md").read_text().startswith("# Evaluation: test, test (headline)\n")
+    val_md = (run_dir / "t" / "val.md").read_text()
+    assert val_md.startswith("# Evaluation: val, val (checkpoint selection)\n")
+    assert "so its figures lean optimistic; test is the headline" in val_md
+    assert report_mod.headline_lines(val)[0] == "val (checkpoint selection)"
+
+
+def test_report_carries_the_runs_card_or_makes_one(run_dir):
+    from exe_coder.runcard import make_run_card, write_run_card
+
+    out = run_dir / "c" / "r.json"
+    report, _ = evaluate_files(run_dir / "model.jsonl", out, ckpt=run_dir / "ckpt")
+    card = report.run_card
+    assert card.written_by == "evaluate" and card.seed is None  # the fixture's run has no config.toml
+    assert card.python and card.platform and card.blas and card.exe_coder_version
+    assert "## Run card" in (run_dir / "c" / "r.md").read_text()
+    trained = make_run_card(written_by="train", started="2025-01-02T03:04:05+00:00", phases_s={"train": 12.5})
+    write_run_card(run_dir / "ckpt", trained)
+    report, _ = evaluate_files(run_dir / "model.jsonl", out, ckpt=run_dir / "ckpt")
+    assert report.run_card == trained
+    assert json.loads(out.read_text())["run_card"]["phases_s"] == {"train": 12.5}
+    assert "wall time: train 12.5 s" in (run_dir / "c" / "r.md").read_text()
+
+
+def test_a_damaged_run_card_is_a_one_line_error(run_dir):
+    (run_dir / "ckpt" / "run_card.json").write_text('{"written_by": 3}\n')
+    with pytest.raises(UserError, match="not a run card") as err:
+        evaluate_files(run_dir / "model.jsonl", run_dir / "d" / "r.json", ckpt=run_dir / "ckpt")
+    assert "\n" not in str(err.value) and "run_card.json" in str(err.value)
+
+
+def _png_height(blob: bytes) -> int:
+    return int.from_bytes(blob[20:24], "big")  # IHDR: width at 16, height at 20
+
+
+def test_training_plot_shows_accuracy_lr_and_grad_norm_panels(run_dir):
+    from exe_coder.evaluate.metrics import read_training_log
+    from exe_coder.evaluate.plots import training_curves_png
+
+    log = run_dir / "ckpt" / "metrics.jsonl"
+    base = read_training_log(log)
+    assert base.series == {}
+    three = _png_height(training_curves_png(base))
+    lines = [json.dumps({"step": s, "loss": 3.0 / s, "lr": 1e-3 * s, "grad_norm": 1.0 / s}) for s in range(1, 20)]
+    lines += [json.dumps({"step": 10, "val_loss": 0.5, "val_exact_match": 0.25, "answer_accuracy": 0.5}),
+              json.dumps({"step": 19, "val_loss": 0.4, "val_exact_match": None, "answer_accuracy": 0.75})]
+    log.write_text("\n".join(lines) + "\n")
+    full = read_training_log(log)
+    assert full.series["val_exact_match"] == [(10, 0.25)]  # null is not a point
+    assert full.series["answer_accuracy"] == [(10, 0.5), (19, 0.75)] and len(full.series["lr"]) == 19
+    assert full.best_val_exact_match == 0.25
+    four = _png_height(training_curves_png(full))
+    assert three == 720 and four == 960  # loss, accuracy, lr; then the gradient norm too

@@ -83,9 +83,8 @@ def test_missing_file_is_one_line_and_exit_2(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["verify", "{folder}"], "is a directory"),
+        (["verify", "{folder}"], "is a folder; give an executable file"),
         (["inspect", "{missing}"], "no such file"),
-        (["verify", "{binary}", "--run", "fast"], "--run must be one of"),
         (["selfcheck", "--template", "nope"], "no template 'nope'"),
     ],
 )
@@ -94,6 +93,14 @@ def test_bad_input_is_a_user_error(add17, tmp_path, args, message):
     result = runner.invoke(app, [a.format(**values) for a in args])
     assert isinstance(result.exception, UserError) and message in str(result.exception)
     assert result.output.strip() == ""  # nothing printed before the error
+
+
+def test_run_is_a_listed_choice_any_case(add17):
+    bad = runner.invoke(app, ["verify", str(add17), "--run", "fast"])
+    said = " ".join(bad.output.replace("│", " ").split())  # click's error box wraps at the terminal width
+    assert bad.exit_code == 2 and "'fast' is not one of 'auto', 'native', 'emulate'" in said
+    ok = runner.invoke(app, ["verify", str(add17), "--expect", "13", "--run", "EMULATE"])
+    assert ok.exit_code == 0, ok.output
 
 
 def test_inspect_valid_binary_exits_0(add17):
@@ -191,7 +198,7 @@ def test_a_file_over_the_limit_is_refused_unread(tmp_path, command):
         f.truncate(MAX_BINARY_BYTES + 1)  # sparse: costs no disk, and must never be read
     result = runner.invoke(app, [command, str(big)])
     assert isinstance(result.exception, UserError)
-    assert str(result.exception) == f"{big}: is {MAX_BINARY_BYTES + 1} bytes, over the {MAX_BINARY_MIB} MiB limit for a binary"
+    assert str(result.exception) == f"{big}: is {MAX_BINARY_BYTES + 1} bytes, over the {MAX_BINARY_BYTES}-byte limit for an executable file"
     assert result.output.strip() == ""
 
 

@@ -15,7 +15,7 @@ from exe_coder.spec import parser as parser_module
 from exe_coder.spec.parser import parse_text
 from tests._spec_text import PROMPTS, SPEC, write_spec
 
-SHIPPED = ["stage0", "stage1", "stage1a", "stage1b", "stage2", "stage3"]
+SHIPPED = ["stage0", "stage1", "stage1a", "stage1b", "stage2", "stage3", "stage4"]
 
 
 @pytest.mark.parametrize(
@@ -51,6 +51,14 @@ def test_syntax_error_in_an_included_file_names_that_file(tmp_path):
     with pytest.raises(UserError) as err:
         load_spec(path)
     assert err.value.path.endswith("tiny.prompts") and (err.value.line, err.value.column) == (4, 8)
+
+
+def test_a_phrasebook_syntax_error_names_its_place(tmp_path):
+    book = 'phrasebook more {\n    slot verb "add" | "sum"\n    frame m1 "{verb} {a} {b}"\n}\n'
+    path = write_spec(tmp_path, prompts=PROMPTS + book)
+    with pytest.raises(UserError, match='expected "="') as err:
+        load_spec(path)
+    assert err.value.path.endswith("tiny.prompts") and (err.value.line, err.value.column) == (11, 15)
 
 
 def test_an_included_file_holds_only_prompt_sets(tmp_path):
@@ -131,7 +139,8 @@ def test_a_spec_that_is_not_a_regular_file_is_refused(tmp_path, special):
         path.mkdir()
     elif special == "fifo":
         os.mkfifo(path)  # no writer: reading it would wait forever
-    with pytest.raises(UserError, match="not a regular file") as err:
+    expected = "is a folder" if special == "folder" else "is not a regular file"
+    with pytest.raises(UserError, match=expected) as err:
         load_spec(path)
     assert err.value.path == str(path)
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from exe_coder.errors import UserError
-from exe_coder.spec import load_spec
+from exe_coder.spec import load_spec, phrasing
 from tests._spec_text import PROMPTS, SPEC, write_spec
 
 
@@ -106,7 +106,7 @@ def test_cli_exits_2_and_writes_nothing(tmp_path):
     path = write_spec(tmp_path, SPEC.replace("heldout 40..50", "heldout 30..50"))
     out, bins = tmp_path / "out", tmp_path / "bin"
     proc = subprocess.run(
-        [sys.executable, "-m", "exe_coder.cli", "build", str(path), "--out-dir", str(out), "--binaries-dir", str(bins)],
+        [sys.executable, "-m", "exe_coder.cli", "build", str(path), "--out", str(out), "--binaries-dir", str(bins)],
         capture_output=True,
         text=True,
     )
@@ -118,3 +118,58 @@ def test_cli_exits_2_and_writes_nothing(tmp_path):
         "tiny.spec",
         "tiny.prompts",
     }
+
+
+# A phrasebook (lines 10-17 of tiny.prompts) that val and test use beside `heldout`.
+BOOK = PROMPTS + """\
+phrasebook more {
+    slot verb = "combine" | "merge"
+    slot end = "" | "."
+    slot n = 1..9
+    slot pre = "" | "Step {n}: "
+    frame m1 "{pre}{verb} {a} with {b}{end}"
+    frame m2 sub "{pre}remove {b} from {a}{end}"
+}
+"""
+BOOK_SPEC = SPEC.replace("prompts heldout pairs", "prompts heldout, more pairs")
+
+BOOK_CASES = [
+    ("unknown slot in a frame", ("{verb} {a} with", "{verbs} {a} with"), "unknown placeholder {verbs}", 15),
+    ("unknown slot in a slot", ('"Step {n}: "', '"Step {k}: "'), "unknown slot {k}", 14),
+    ("slot cycle", ('"Step {n}: "', '"Step {n}: {pre}"'), "cycle: pre -> pre", 14),
+    ("operand in a slot", ('"merge"', '"merge {a}"'), "belongs in a frame", 11),
+    ("slot declared twice", ('slot end = "" | "."', 'slot verb = "" | "."'), "slot 'verb' declared twice", 12),
+    ("unused slot", ('slot n = 1..9', 'slot n = 1..9\n    slot spare = "x"'), "slot spare is used by no frame", 14),
+    ("frame without {b}", ('remove {b} from', 'remove 4 from'), "{b} exactly once", 16),
+    ("empty number range", ("slot n = 1..9", "slot n = 9..1"), "number range 9..1 is empty", 13),
+    ("unknown operation", ("frame m2 sub", "frame m2 mul"), "unknown operation 'mul'", 16),
+    ("unknown letter case", ("slot n = 1..9", "slot n = 1..9\n    case { shout 1 }"), "unknown letter case 'shout'", 14),
+    ("no letter case weighted", ("slot n = 1..9", "slot n = 1..9\n    case { upper 0 }"), "at least one letter case", 14),
+    ("held-out phrasing in train", ('t3 "{a} + {b}"', 't3 "MERGE {a} with {b}!"'), "held-out frame m1 leaks into train", 15),
+]
+
+
+@pytest.mark.parametrize("case", BOOK_CASES, ids=[c[0] for c in BOOK_CASES])
+def test_phrasebook_error_names_problem_file_and_line(tmp_path, case):
+    _, edit, fragment, line = case
+    path = write_spec(tmp_path, BOOK_SPEC, _swap(BOOK, *edit))
+    with pytest.raises(UserError) as err:
+        load_spec(path)
+    assert fragment in err.value.message
+    assert err.value.path is not None and err.value.path.endswith("tiny.prompts")
+    assert err.value.line == line
+    assert "\n" not in str(err.value)
+
+
+def test_the_unbroken_phrasebook_loads_as_held_out_families(tmp_path):
+    spec = load_spec(write_spec(tmp_path, BOOK_SPEC, BOOK))
+    assert spec.heldout_template_ids == ["h1", "h2", "m1", "m2"]
+    assert [t.op for t in spec.prompt_set("more").templates] == ["add", "sub"]
+    assert spec.book_of("m2").slot("n").numbers.hi == 9 and spec.book_of("t1") is None
+
+
+def test_a_frame_over_the_phrasing_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(phrasing, "MAX_PHRASINGS", 7)  # m1 has 2 x 2 x 2 = 8
+    with pytest.raises(UserError, match="frame m1 expands to 8 phrasings") as err:
+        load_spec(write_spec(tmp_path, BOOK_SPEC, BOOK))
+    assert err.value.line == 15

@@ -26,7 +26,7 @@ def test_missing_data_is_one_line_naming_the_build_command(tmp_path: Path):
     cfg = tmp_path / "c.toml"
     text = (CONFIGS_DIR / "sft_stage0_overfit.toml").read_text()
     cfg.write_text(text.replace('"data/processed/stage0/', f'"{tmp_path}/nowhere/stage0/'))
-    proc = _cli("train", "--config", str(cfg), "--out-dir", str(tmp_path / "run"), "--no-eval-hook",
+    proc = _cli("train", "--config", str(cfg), "-o", str(tmp_path / "run"), "--no-eval-hook",
                 env_extra={"EXE_CODER_NO_BLAS_PRELOAD": "1"})
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -56,16 +56,21 @@ def test_train_command_runs_with_overrides(tmp_path: Path):
     cfg_path = tmp_path / "tiny.toml"
     cfg_path.write_text(tiny_config(data, tmp_path / "ignored").to_toml())
     out = tmp_path / "run"
-    proc = _cli("train", "--config", str(cfg_path), "--max-steps", "6", "--out-dir", str(out), "--no-eval-hook")
+    proc = _cli("train", "--config", str(cfg_path), "--set", "train.max_steps=9", "--max-steps", "6",
+                "--set", "run.seed=3", "--seed", "5", "--set", "train.log_interval=2", "-o", str(out), "--no-eval-hook")
     assert proc.returncode == 0, proc.stderr
-    assert "6 steps" in proc.stdout
+    assert "6 steps" in proc.stdout  # a shorthand wins over a --set of its key
     assert (out / "best_weights.safetensors").is_file() and not (tmp_path / "ignored").exists()
-    assert "max_steps = 6" in (out / "config.toml").read_text()
-    # again into the same folder: refused, then replaced with --force
+    saved = (out / "config.toml").read_text()
+    assert "max_steps = 6" in saved and "seed = 5" in saved and "log_interval = 2" in saved
+    # again into the same folder (the old --out-dir spelling still works): refused, then replaced with --force
     again = ("train", "--config", str(cfg_path), "--max-steps", "4", "--out-dir", str(out), "--no-eval-hook")
     proc = _cli(*again)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"error: {out}: holds an earlier run; continue it with --resume or replace it with --force"
+    assert proc.stderr.strip().splitlines() == [
+        "warning: --out-dir is deprecated; use -o/--out",
+        f"error: {out}: holds an earlier run; continue it with --resume or replace it with --force",
+    ]
     assert (out / "0000006_weights.safetensors").is_file()
     proc = _cli(*again, "--force")
     assert proc.returncode == 0, proc.stderr
@@ -120,3 +125,20 @@ class TestBlasReexec:
         lines = []
         blas.ensure_optimized_blas(lines.append)
         assert calls == [] and len(lines) == 1 and "libopenblas0-pthread" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--set", "train.max_step=3"], "error: --set 'train.max_step=3': unknown key 'train.max_step' (did you mean 'max_steps'?)"),
+        (["--set", "run.seed=x7"], "error: --set 'run.seed=x7': bad value for 'run.seed': Input should be a valid integer"),
+        (["-o", "a", "--out-dir", "b"], "error: --out-dir is the old spelling of -o/--out; give one of them"),
+    ],
+)
+def test_a_bad_override_is_one_line_and_nothing_is_written(tmp_path: Path, args: list[str], message: str):
+    data = write_dataset(tmp_path)
+    cfg_path = tmp_path / "tiny.toml"
+    cfg_path.write_text(tiny_config(data, tmp_path / "run").to_toml())
+    proc = _cli("train", "--config", str(cfg_path), *args, "--no-eval-hook", env_extra={"EXE_CODER_NO_BLAS_PRELOAD": "1"})
+    assert proc.returncode == 2 and proc.stderr.strip() == message
+    assert not (tmp_path / "run").exists()

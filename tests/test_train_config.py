@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from exe_coder.errors import UserError
 from exe_coder.paths import CONFIGS_DIR
-from exe_coder.train.config import TrainConfig, dump_toml, load_config, parse_config
+from exe_coder.train.config import (
+    RESUMABLE_KEYS, TrainConfig, apply_overrides, dump_toml, load_config, parse_config, resumable_differences,
+)
 
 SHIPPED = sorted(CONFIGS_DIR.glob("*.toml"))
 REQUIRED = {
@@ -284,3 +286,68 @@ def test_shipped_sft_configs_hold_nothing_train_would_ignore():
             check_supported(cfg)  # raises for a setting train would not read
             checked.append(path.stem)
     assert len(checked) >= 9
+
+
+# --- command-line overrides (--set TABLE.KEY=VALUE) and what --resume may change ---------------
+
+
+def test_overrides_set_typed_values_in_order():
+    cfg = apply_overrides(parse_config(GOOD), [
+        "train.max_steps=3000", "run.seed=7", "run.name=big", "optimizer.betas=[0.9, 0.99]",
+        "optimizer.lr_adamw=1e-4", "model.tie_embeddings=false", "data.test_jsonl=data/x/test.jsonl",
+        "run.seed=8",  # a later override wins
+    ])
+    assert (cfg.train.max_steps, cfg.run.seed, cfg.run.name) == (3000, 8, "big")
+    assert cfg.optimizer.betas == (0.9, 0.99) and cfg.optimizer.lr_adamw == 1e-4
+    assert cfg.model.tie_embeddings is False and cfg.data.test_jsonl == "data/x/test.jsonl"
+    assert cfg.to_toml() == parse_config(cfg.to_toml()).to_toml()  # still a config the file form accepts
+
+
+def test_no_overrides_is_the_same_config():
+    cfg = parse_config(GOOD)
+    assert apply_overrides(cfg, []) is cfg
+
+
+@pytest.mark.parametrize(
+    "item,words",
+    [
+        ("train.max_step=3", "unknown key 'train.max_step' (did you mean 'max_steps'?)"),
+        ("train.max_steps=abc", "bad value for 'train.max_steps': Input should be a valid integer"),
+        ("train.max_steps=0", "bad value for 'train.max_steps'"),
+        ("model.layers=2.5", "bad value for 'model.layers'"),
+        ("model.layers=\"2\"", "bad value for 'model.layers'"),  # not converted, as in the file
+        ("optimizer.lr_adamw=inf", "bad value for 'optimizer.lr_adamw'"),
+        ("trian.max_steps=3", "unknown table 'trian' (did you mean 'train'?)"),
+        ("max_steps=3", "expected TABLE.KEY=VALUE"),
+        ("train.max_steps", "expected TABLE.KEY=VALUE"),
+        ("data.decode_min_int=500", "decode_min_int must not exceed decode_max_int"),
+    ],
+)
+def test_a_bad_override_is_one_line_naming_it(item: str, words: str):
+    with pytest.raises(UserError) as err:
+        apply_overrides(parse_config(GOOD), ["run.seed=1", item, "run.seed=2"])
+    message = str(err.value)
+    assert message.startswith(f"--set {item!r}: ") and words in message and "\n" not in message
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=st.integers(min_value=1, max_value=10**9), seed=st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_integer_overrides_round_trip(steps: int, seed: int):
+    cfg = apply_overrides(parse_config(GOOD), [f"train.max_steps={steps}", f"run.seed={seed}"])
+    assert (cfg.train.max_steps, cfg.run.seed) == (steps, seed)
+
+
+def test_resume_may_change_only_the_allow_listed_keys():
+    saved = parse_config(GOOD)
+    longer = apply_overrides(saved, ["train.max_steps=3000", "train.eval_interval=7", "run.output_dir=elsewhere"])
+    assert resumable_differences(saved, longer) == []
+    changed = apply_overrides(longer, ["run.seed=9", "optimizer.lr_adamw=0.5", "model.dropout=0.1"])
+    assert resumable_differences(saved, changed) == ["model.dropout", "optimizer.lr_adamw", "run.seed"]
+    with_rl = parse_config(GOOD + "\n[rl]\nbeta = 0.5\n")
+    assert "rl.beta" in resumable_differences(saved, with_rl)
+
+
+@pytest.mark.parametrize("key", RESUMABLE_KEYS)
+def test_every_resumable_key_is_a_real_key(key: str):
+    table, name = key.split(".")
+    assert name in TrainConfig.model_fields[table].annotation.model_fields

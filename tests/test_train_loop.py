@@ -21,7 +21,7 @@ from exe_coder.train.data import Batcher, make_batch, tokenize
 from exe_coder.train.loop import evaluate, train
 from exe_coder.train.schedule import warmup_cosine
 
-TIMING_KEYS = {"tokens_per_sec", "peak_memory_gb"}
+TIMING_KEYS = {"tokens_per_sec", "peak_memory_gb", "wall_s"}
 
 
 def _curve(run_dir: Path) -> list[dict]:
@@ -50,7 +50,7 @@ def full_run(data_dir: Path, tmp_path_factory):
 
 def test_batch_mask_marks_exactly_the_target_tokens(data_dir: Path):
     examples = load_examples(data_dir / "train.jsonl")
-    split = tokenize(examples, Tokenizer(), 64)
+    split = tokenize(examples, Tokenizer(), 64, target=lambda e: e.target)
     batch = make_batch(split, np.arange(8))
     tok = Tokenizer()
     for i, ex in enumerate(examples[:8]):
@@ -65,7 +65,7 @@ def test_prompt_tokens_do_not_enter_the_loss(data_dir: Path):
     """Corrupting every prompt-position target leaves the loss unchanged; a target token does not."""
     from exe_coder.model.transformer import Transformer
 
-    split = tokenize(load_examples(data_dir / "train.jsonl"), Tokenizer(), 64)
+    split = tokenize(load_examples(data_dir / "train.jsonl"), Tokenizer(), 64, target=lambda e: e.target)
     batch = make_batch(split, np.arange(4))
     mx.random.seed(0)
     model = Transformer(layers=2, hidden_size=32, heads=2, seq_len=64)
@@ -88,7 +88,7 @@ def test_prompt_tokens_do_not_enter_the_loss(data_dir: Path):
 
 
 def test_batches_are_deterministic_and_cover_an_epoch(data_dir: Path):
-    split = tokenize(load_examples(data_dir / "train.jsonl"), Tokenizer(), 64)
+    split = tokenize(load_examples(data_dir / "train.jsonl"), Tokenizer(), 64, target=lambda e: e.target)
     a, b = Batcher(split, 8, seed=3), Batcher(split, 8, seed=3)
     seen = []
     for step in range(a.steps_per_epoch):
@@ -204,7 +204,7 @@ def test_load_model_reproduces_the_trained_model(full_run, data_dir: Path):
     model, config = ckpt.load_model(out)  # the run dir: best weights
     alone, _ = ckpt.load_model(out / "best_weights.safetensors")  # a lone file carries its config
     assert config.run.name == "tiny" and config.model.hidden_size == 32
-    split = tokenize(load_examples(data_dir / "val.jsonl"), Tokenizer(), 64)
+    split = tokenize(load_examples(data_dir / "val.jsonl"), Tokenizer(), 64, target=lambda e: e.target)
     metrics = evaluate(model, split, 8, 16)
     assert metrics["val_loss"] == pytest.approx(result.best_val_loss, rel=1e-5)
     assert metrics["val_exact_match"] == result.best_val_exact_match
@@ -274,7 +274,7 @@ def _noise_split():
     if not _NOISE_SPLIT:
         from _train_fixtures import make_examples
 
-        _NOISE_SPLIT.append(tokenize(make_examples(64, "train", 9), Tokenizer(), 64))
+        _NOISE_SPLIT.append(tokenize(make_examples(64, "train", 9), Tokenizer(), 64, target=lambda e: e.target))
     return _NOISE_SPLIT[0]
 
 
@@ -381,3 +381,13 @@ def test_run_stage_training_resumes_the_same_config_and_force_retrains(data_dir:
         _train(other, False, console)
     _train(other, True, console)  # force: the earlier run is cleared, then the new one trains
     assert sorted(p.name for p in run.glob("[0-9]*_weights.safetensors")) == ["0000004_weights.safetensors"]
+
+
+def test_log_lines_carry_wall_time_and_the_pre_clip_gradient_norm(data_dir: Path, tmp_path: Path):
+    """Issue 9: wall_s grows with the steps; grad_norm is measured before clipping (so it can
+    exceed a tiny clip norm), averaged over the window like the loss."""
+    train(tiny_config(data_dir, tmp_path, max_steps=8, grad_clip_norm=1e-3), show_progress=False)
+    logs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if "loss" in line]
+    assert [r["step"] for r in logs] == [4, 8]
+    assert 0 < logs[0]["wall_s"] < logs[1]["wall_s"]
+    assert all(math.isfinite(r["grad_norm"]) and r["grad_norm"] > 1e-2 for r in logs)

@@ -5,9 +5,12 @@ the destinations and renamed into place only after every binary verified and eve
 check passed; a build that fails or is interrupted leaves the previous output as it was.
 
 Binaries: val and test binaries are written one file each (runnable, sparse: a golden binary
-is mostly zero padding). Train binaries are built and verified but not written; a train
-record keeps ``binary_path=None`` and the sha256 of ``golden_image(program, a, b)``, which
-rebuilds it on demand. So a stage2 build stays small and training opens no per-example files.
+is mostly zero padding) into the binaries folder; a record's ``binary_path`` names its file
+relative to the data folder (the JSONL's), e.g. ``../../../outputs/bin/stage0/val/<id>``, so
+it resolves the way dataset tools expect. Train binaries are built and verified but not
+written; a train record keeps ``binary_path=""`` and the sha256 of ``golden_image(program, a,
+b)``, which rebuilds it on demand. So a stage2 build stays small and training opens no
+per-example files. A dataset card (README.md) beside the records describes the build.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ from exe_coder.spec.model import SPLITS, Spec, Split
 
 MANIFEST = "manifest.json"
 QUALITY = "quality.json"
+CARD = "README.md"
+# 2: binary_path relative to the data folder and "" (not null) where no file is stored
+RECORD_FORMAT = 2
+DATA_LICENSE = "CC0-1.0"  # generated data: no rights reserved (see dataset_card)
 WRITTEN_SPLITS: tuple[Split, ...] = ("val", "test")  # splits whose binaries are files on disk
 CHUNK_MAX = 256
 
@@ -109,7 +116,7 @@ def build_stage(
         staging = _Staging(out_dir, bin_dir)
         try:
             results = _build_golden(spec, draws, staging.bin_tmp, jobs, progress)
-            records = _admit(spec, draws, results)
+            records = _admit(spec, draws, results, _bins_from_data(out_dir, bin_dir))
             quality = assess(spec, records, split_sizes)
             manifest = _write_outputs(spec, records, quality, staging, split_sizes, sizes is not None)
             if not quality.ok:
@@ -270,7 +277,19 @@ def _alive(pid: int) -> bool:
 
 
 def _binary_rel_path(draw: Draw) -> str | None:
+    """The binary's file relative to the binaries folder; None: not written."""
     return f"{draw.split}/{draw.id}" if draw.split in WRITTEN_SPLITS else None
+
+
+def _record_binary_path(draw: Draw, bins_from_data: str) -> str:
+    """The record's ``binary_path``: relative to the data folder, "" where none is written."""
+    rel = _binary_rel_path(draw)
+    return "" if rel is None else f"{bins_from_data}/{rel}"
+
+
+def _bins_from_data(out_dir: Path, bin_dir: Path) -> str:
+    # the final folders (not the staging ones): they are renamed into place, so this holds after
+    return Path(os.path.relpath(bin_dir.resolve(), out_dir.resolve())).as_posix()
 
 
 def _chunks(spec: Spec, draws: dict[Split, list[Draw]], bin_root: Path, jobs: int) -> list[GoldenTask]:
@@ -338,7 +357,9 @@ class _progress_bar:
             self.progress.stop()
 
 
-def _admit(spec: Spec, draws: dict[Split, list[Draw]], results: list[GoldenResult]) -> dict[Split, list[Example]]:
+def _admit(
+    spec: Spec, draws: dict[Split, list[Draw]], results: list[GoldenResult], bins_from_data: str
+) -> dict[Split, list[Example]]:
     """Only examples whose golden binary verified become records; any other is a loud failure."""
     flat = [d for s in SPLITS for d in draws[s]]
     assert len(flat) == len(results)
@@ -358,7 +379,7 @@ def _admit(spec: Spec, draws: dict[Split, list[Draw]], results: list[GoldenResul
                 program=spec.program,
                 expected_stdout=f"{d.a + d.b}\n",
                 target=patch_text(d.a, d.b),
-                binary_path=_binary_rel_path(d),
+                binary_path=_record_binary_path(d, bins_from_data),
                 binary_sha256=r.sha256,
             )
         )
@@ -398,15 +419,17 @@ def _write_outputs(
         write(f"{s}.jsonl", "".join(r.model_dump_json() + "\n" for r in records[s]))
     write(QUALITY, quality.model_dump_json(indent=2) + "\n")
 
-    binaries: dict[str, str] = {}
+    dest_out, dest_bin = staging.pairs[0][0], staging.pairs[1][0]
+    bins_from_data = _bins_from_data(dest_out, dest_bin)
+    binaries: dict[str, str] = {}  # record binary_path -> sha256
     for s in WRITTEN_SPLITS:
         for r in records[s]:
-            assert r.binary_path is not None
-            sha = _sha256_file(staging.bin_tmp / r.binary_path)  # read back what is on disk
+            assert r.binary_path.startswith(bins_from_data + "/")
+            on_disk = staging.bin_tmp / r.binary_path.removeprefix(bins_from_data + "/")
+            sha = _sha256_file(on_disk)  # read back what is on disk
             if sha != r.binary_sha256:
                 raise UserError(f"binary {r.binary_path} on disk does not match its record's sha256")
             binaries[r.binary_path] = sha
-    dest_out, dest_bin = staging.pairs[0][0], staging.pairs[1][0]
     manifest = {
         "stage": spec.stage,
         "spec": {"path": _repo_relative(spec.path), "sha256": spec.sha256()},
@@ -417,7 +440,9 @@ def _write_outputs(
         "limited": limited,  # True when sizes were overridden (a smoke build)
         "train_templates": spec.train_template_ids,
         "heldout_templates": spec.heldout_template_ids,
-        "binaries_dir": os.path.relpath(dest_bin.resolve(), dest_out.resolve()),
+        "record_format": RECORD_FORMAT,
+        "license": DATA_LICENSE,
+        "binaries_dir": bins_from_data,
         "binaries_written_for": list(WRITTEN_SPLITS),
         "counts": {s: quality.splits[s].model_dump() for s in SPLITS},
         "quality_ok": quality.ok,
@@ -425,7 +450,78 @@ def _write_outputs(
         "binaries": binaries,
     }
     files.write_text(staging.out_tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    files.write_text(staging.out_tmp / CARD, dataset_card(spec, manifest, quality))
     return manifest
+
+
+def dataset_card(spec: Spec, manifest: dict, quality: QualityReport) -> str:
+    """The build's README.md: what a reader needs before using the data (Hugging Face style)."""
+    stage = manifest["stage"]
+    sizes = "\n".join(
+        f"| {s} | {quality.splits[s].size} | {'yes' if s in WRITTEN_SPLITS else 'no (rebuilt from a, b)'} |"
+        for s in SPLITS
+    )
+    heldout = ", ".join(manifest["heldout_templates"]) or "none"
+
+    def template_rows() -> str:
+        rows = []
+        for t in sorted({t for s in SPLITS for t in quality.splits[s].templates}):
+            counts = " | ".join(str(quality.splits[s].templates.get(t, 0)) for s in SPLITS)
+            rows.append(f"| {t} | {'held out' if t in manifest['heldout_templates'] else 'train'} | {counts} |")
+        return "\n".join(rows)
+
+    magnitudes = f"core {', '.join(map(str, spec.magnitudes.core))}"
+    if spec.magnitudes.heldout:
+        magnitudes += f"; held out {', '.join(map(str, spec.magnitudes.heldout))}"
+    pairs = "; ".join(f"{s}: {' '.join(spec.split(s).pairs)}" for s in SPLITS)
+    limited = " (sizes overridden: a smoke build)" if manifest["limited"] else ""
+    return f"""---
+license: {DATA_LICENSE.lower()}
+pretty_name: exe-coder {stage}
+---
+
+# exe-coder dataset: {stage}
+
+Prompts asking for the sum of two integers (e.g. "What is 17 plus -4?"), each with its
+operands, its patch target (`A=17;B=-4`) and the sha256 of its golden macOS arm64 executable,
+which printed the right sum when it was verified. Generated by `exe-coder build` from
+`{manifest["spec"]["path"]}` (sha256 `{manifest["spec"]["sha256"]}`), seed {manifest["seed"]},
+program template `{manifest["program"]}`, exe-coder {manifest["toolchain"]["exe_coder"]}.
+
+## Splits{limited}
+
+| split | examples | binaries stored |
+|---|---|---|
+{sizes}
+
+Load all three together:
+
+```python
+from datasets import load_dataset
+ds = load_dataset("json", data_files={{s: f"{{s}}.jsonl" for s in ("train", "val", "test")}})
+```
+
+`binary_path` is relative to this folder (binaries folder: `{manifest["binaries_dir"]}`);
+it is `""` where no file is stored (train), and `binary_sha256` always names the executable.
+
+## Prompt templates
+
+{len(manifest["train_templates"])} train templates; {len(manifest["heldout_templates"])} held out (never in train): {heldout}.
+
+| template | kind | {" | ".join(SPLITS)} |
+|---|---|{"---|" * len(SPLITS)}
+{template_rows()}
+
+## Operands
+
+Operands {spec.operands}; magnitudes {magnitudes}; sign patterns {" ".join(spec.signs)};
+magnitude pairs by split: {pairs}. Numerals (relative weights): digits {spec.numerals.digits}, words {spec.numerals.words}.
+
+## Licence
+
+{DATA_LICENSE}: the data is generated by a program, and no rights are reserved on it.
+The quality checks are in `quality.json`; every file's sha256 is in `manifest.json`.
+"""
 
 
 def _repo_relative(path: str) -> str:
@@ -467,7 +563,7 @@ def summary_lines(result: BuildResult) -> list[str]:
         f"{result.stage}: {counts} examples, every golden binary verified",
         "  sign patterns (val): " + " ".join(f"{k}={v}" for k, v in slices["val"].sign_pattern.items()),
         "  magnitude pairs (val): " + " ".join(f"{k}={v}" for k, v in slices["val"].magnitude_pair.items()),
-        f"  records:  {result.out_dir} ({_mb(result.data_bytes)}: train/val/test.jsonl, {MANIFEST}, {QUALITY})",
+        f"  records:  {result.out_dir} ({_mb(result.data_bytes)}: train/val/test.jsonl, {MANIFEST}, {QUALITY}, {CARD})",
         f"  binaries: {result.bin_dir} ({result.binaries_written} files for val/test, "
         f"{_mb(result.binary_bytes)} apparent, {_mb(result.binary_disk_bytes)} on disk; "
         "train binaries are rebuilt on demand from (a, b))",
@@ -486,6 +582,6 @@ def existing_build(spec: Spec, out_dir: str | Path, sizes: dict[str, int] | None
     want = {s: (sizes or {}).get(s, spec.split(s).size) for s in SPLITS}
     if manifest.get("spec", {}).get("sha256") != spec.sha256() or manifest.get("sizes") != want:
         return None
-    if manifest.get("toolchain") != toolchain(spec.program):
+    if manifest.get("toolchain") != toolchain(spec.program) or manifest.get("record_format") != RECORD_FORMAT:
         return None
     return manifest

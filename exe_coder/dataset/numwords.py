@@ -69,6 +69,27 @@ def to_words(n: int, style: WordStyle = WordStyle()) -> str:
     return (", " if style.commas else " ").join(groups)
 
 
+def to_grouped(n: int) -> str:
+    """Digits with thousands separators: ``-1250`` -> ``"-1,250"``."""
+    return f"{n:,}"
+
+
+def to_mixed(n: int, style: WordStyle = WordStyle()) -> str:
+    """Digits for the thousands and hundreds, words for the rest: ``4250`` ->
+    ``"4 thousand 2 hundred and fifty"``, ``-42`` -> ``"minus forty-two"``."""
+    if abs(n) > MAX_ABS:
+        raise ValueError(f"{n} is out of range for number words (|n| <= {MAX_ABS})")
+    if n < 0:
+        return f"{style.negative} {to_mixed(-n, style)}"
+    thousands, rest = divmod(n, 1000)
+    hundreds, tail = divmod(rest, 100)
+    parts = ([f"{thousands} thousand"] if thousands else []) + ([f"{hundreds} hundred"] if hundreds else [])
+    if tail or not parts:
+        joiner = "and " if parts and style.use_and else ""
+        parts.append(joiner + _below_hundred(tail))
+    return " ".join(parts)
+
+
 _WORD_VALUES = {word: i for i, word in enumerate(ONES)} | {
     word: 10 * i for i, word in enumerate(TENS) if word != "_"
 }
@@ -77,7 +98,7 @@ _NEGATIVE_WORDS = {"minus", "negative"}
 
 
 def from_words(text: str) -> int:
-    """Parse what :func:`to_words` writes, in any style; raises ``ValueError`` otherwise."""
+    """Parse what :func:`to_words` or :func:`to_mixed` writes, in any style; ``ValueError`` otherwise."""
     words = [w for w in re.split(r"[\s,\-]+", text.strip().lower()) if w and w != "and"]
     if not words:
         raise ValueError(f"no number in {text!r}")
@@ -89,6 +110,8 @@ def from_words(text: str) -> int:
     for word in words:
         if word in _WORD_VALUES:
             group += _WORD_VALUES[word]
+        elif word.isascii() and word.isdigit():  # to_mixed's "4 thousand 2 hundred"
+            group += int(word)
         elif word == "hundred":
             group *= 100
         elif word in _SCALE_VALUES:

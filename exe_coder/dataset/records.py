@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from exe_coder import files
 from exe_coder.errors import UserError
 from exe_coder.spec.model import MagnitudePair, SignPattern, Split
 
@@ -34,8 +33,22 @@ class Example(BaseModel):
     target: str  # patch_text(a, b)
     sign_pattern: SignPattern
     magnitude_pair: MagnitudePair
-    binary_path: str | None  # relative to the binaries dir; None where it is rebuilt on demand
+    # The golden binary's file, relative to the folder holding this JSONL (POSIX separators);
+    # "" where none is stored (train: rebuilt on demand from program, a and b). Never null, so
+    # every split has one column type and the splits load together (Hugging Face ``datasets``).
+    binary_path: str
     binary_sha256: str
+
+    @field_validator("binary_path", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:  # record format 1 (binary_path relative to the binaries folder)
+            raise ValueError("null: this build predates record format 2; rebuild it with `exe-coder build --force`")
+        return value
+
+    def binary_file(self, data_dir: str | Path) -> Path | None:
+        """The stored golden binary, given the folder holding the JSONL; None where none is stored."""
+        return Path(data_dir) / self.binary_path if self.binary_path else None
 
 
 def load_examples(path: str | Path) -> list[Example]:
@@ -45,25 +58,8 @@ def load_examples(path: str | Path) -> list[Example]:
     ``MAX_EXAMPLES_BYTES``; every bad line is a one-line error naming the file and line.
     """
     path = Path(path)
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer before fstat can refuse it
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        stage = path.parent.name or "<stage>"
-        raise UserError(f"data file not found; run `exe-coder build specs/{stage}.spec` first", path) from None
-    except OSError as err:
-        raise UserError(f"cannot read: {err.strerror or err}", path) from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        problem = "not a regular file; give an Example JSONL file"
-    elif info.st_size > MAX_EXAMPLES_BYTES:
-        problem = f"{info.st_size} bytes is over the {MAX_EXAMPLES_BYTES}-byte limit of a data file"
-    else:
-        problem = None
-    if problem is not None:
-        os.close(fd)
-        raise UserError(problem, path)
-    with os.fdopen(fd, "rb") as f:
+    missing = f"data file not found; run `exe-coder build {path.parent.name or '<stage>'}` first"
+    with files.open_regular(path, limit=MAX_EXAMPLES_BYTES, what="an Example JSONL file", missing=missing) as f:
         examples = [ex for n, raw in enumerate(f, 1) if (ex := _parse_line(raw, path, n)) is not None]
     if not examples:
         raise UserError("data file holds no examples", path)

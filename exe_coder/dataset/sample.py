@@ -17,12 +17,15 @@ import re
 from dataclasses import dataclass
 from itertools import product
 
-from exe_coder.dataset.numwords import WordStyle, to_words
+from exe_coder.dataset.numwords import WordStyle, to_grouped, to_mixed, to_words
 from exe_coder.errors import UserError
+from exe_coder.spec import phrasing
 from exe_coder.spec.model import (
     SPLITS,
+    Frame,
     IntRange,
     MagnitudePair,
+    Phrasebook,
     PromptTemplate,
     SignPattern,
     Spec,
@@ -78,7 +81,8 @@ class _Pool:
 
 
 class _Renderer:
-    """Writes an operand as digits or, where the spec weights it, as English words."""
+    """Writes an operand in a numeral style the spec weights (digits, words, ...) and a
+    phrasebook frame as one of its phrasings, in one of its letter cases."""
 
     STYLES = tuple(
         WordStyle(negative=neg, use_and=use_and, commas=commas)
@@ -88,29 +92,43 @@ class _Renderer:
     )
 
     def __init__(self, spec: Spec) -> None:
-        self.weights = (spec.numerals.digits, spec.numerals.words)
+        self.weights = spec.numerals.weights()
+        self.books = {f.id: p for p in spec.prompt_sets if isinstance(p, Phrasebook) for f in p.frames}
 
     def number(self, x: int, rng: random.Random) -> str:
-        if self.weights[1] == 0:
+        if not any(self.weights[1:]):
+            return str(x)  # digits only: no draw, so digit-only stages sample as they always did
+        style = rng.choices(range(len(self.weights)), weights=self.weights)[0]
+        if style == 0:
             return str(x)
-        if rng.choices((0, 1), weights=self.weights)[0] == 0:
-            return str(x)
-        return to_words(x, rng.choice(self.STYLES))
+        if style == 1:
+            return to_words(x, rng.choice(self.STYLES))
+        if style == 2:
+            return to_grouped(x)
+        if style == 3:
+            return str(x).replace("-", "\u2212")
+        return to_mixed(x, rng.choice(self.STYLES))
 
     def prompt(self, template: PromptTemplate, a: int, b: int, rng: random.Random) -> str:
-        text_a, text_b = self.number(a, rng), self.number(b, rng)
-        if _JUXTAPOSED.search(template.text) and not _is_digits(text_a) and not _is_digits(text_b):
+        book = self.books.get(template.id) if isinstance(template, Frame) else None
+        text = template.text if book is None else phrasing.fill(book, template.text, rng)
+        # a sub frame writes the subtrahend: "take 4 away from 17" is a=17, b=-4
+        second = -b if isinstance(template, Frame) and template.op == "sub" else b
+        text_a, text_b = self.number(a, rng), self.number(second, rng)
+        if _JUXTAPOSED.search(text) and not _is_digits(text_a) and not _is_digits(text_b):
             # "sum {a} {b}" with both in words can be split two ways ("one thousand two hundred
             # three" is 1000 + 203 or 1200 + 3): keep one operand in digits so it cannot.
-            text_b = str(b)
-        return template.render(text_a, text_b)
+            text_b = str(second)
+        prompt = text.replace("{a}", text_a).replace("{b}", text_b)
+        return prompt if book is None else phrasing.apply_case(prompt, phrasing.pick_case(book, rng))
 
 
 _JUXTAPOSED = re.compile(r"\{a\}\s+\{b\}|\{b\}\s+\{a\}")
 
 
 def _is_digits(text: str) -> bool:
-    return text.lstrip("-").isdigit()
+    """Plain, grouped or Unicode-minus digits: a number that cannot run into its neighbour."""
+    return text.lstrip("-\u2212").replace(",", "").isdigit()
 
 
 def sample_stage(spec: Spec, sizes: dict[str, int] | None = None) -> dict[Split, list[Draw]]:

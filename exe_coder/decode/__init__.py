@@ -1,5 +1,6 @@
-"""Decoding: prompt in, patch text out, executable back (Track A).
+"""Decoding: prompt in, a track's text out, executable back.
 
+    track.py           the track seam: target (train), constraint (decode), realize (text -> binary); Track A
     grammar.py         grammar/track_a.lark -> token masks (allowed, next_state) for given bounds; parse
     generate.py        batched, KV-cached generation in MLX, masked on device; greedy or seeded sampling
     reconstruct.py     patch text -> the template's image with new operands, finalized

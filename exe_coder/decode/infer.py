@@ -1,14 +1,16 @@
 """Prompt -> patch text -> executable -> verdict, for a whole split: what ``exe-coder infer`` runs.
 
-A *predictor* turns a batch of examples into decode-language texts. Three exist:
+A *predictor* turns a batch of examples into texts of a track's output language. Three exist:
 
-- ``sft_patch_model``: the trained model, grammar-constrained (``generate``);
-- ``oracle``: the gold patch (``example.target``) -- a check of everything after the model;
-- ``regex_baseline``: the first two integers in the prompt (``regex_baseline.extract_operands``).
+- ``sft_patch_model``: the trained model, decoded under the track's constraint (``generate``);
+- ``oracle``: the track's gold target -- a check of everything after the model;
+- ``regex_baseline``: the first two integers in the prompt (``regex_baseline.extract_operands``),
+  a Track A patch.
 
-``run_inference`` treats them alike: each text is parsed, reconstructed and verified against the
-example's expected stdout, and becomes one ``Prediction``. Training's periodic evaluation calls
-the same path through ``make_eval_hook``.
+``run_inference`` treats them alike: the track realizes each text as an executable (for Track A:
+parse the patch, patch the example's program template, finalize), the verifier judges it against
+the example's expected stdout, and it becomes one ``Prediction``. Training's periodic evaluation
+calls the same path through ``make_eval_hook``.
 """
 
 from __future__ import annotations
@@ -26,16 +28,16 @@ from exe_coder import files
 from exe_coder.codegen.emit import write_executable
 from exe_coder.dataset.records import Example, load_examples, patch_text
 from exe_coder.decode.generate import GREEDY, CausalLM, PromptTooLong, Sampling, generate
-from exe_coder.decode.grammar import DecodeGrammar, compile_grammar
 from exe_coder.decode.prediction import Latency, Prediction
 from exe_coder.decode.prompt_check import prompt_warnings
-from exe_coder.decode.reconstruct import DEFAULT_PROGRAM, Reconstruction, reconstruct
+from exe_coder.decode.reconstruct import Reconstruction
+from exe_coder.decode.track import PatchTrack, Track, track_for
 from exe_coder.errors import UserError
+from exe_coder.model.checkpoint import load_checkpoint
 from exe_coder.runtime.outcome import Outcome, OutcomeKind
 from exe_coder.runtime.verify import verify
 
 MODES = ("sft_patch_model", "oracle", "regex_baseline")
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # what the template's operand encodings can hold
 
 
 class Predictor(Protocol):
@@ -48,12 +50,13 @@ class Predictor(Protocol):
 
 @dataclass
 class OraclePredictor:
-    """The gold patch: scores 1.0 on every metric unless something after the model is broken."""
+    """The track's gold target: scores 1.0 on every metric unless something after the model is broken."""
 
+    track: Track
     mode: str = "oracle"
 
     def predict(self, examples: Sequence[Example]) -> list[str]:
-        return [e.target for e in examples]
+        return [self.track.target(e) for e in examples]
 
 
 @dataclass
@@ -74,16 +77,16 @@ class RegexBaselinePredictor:
 
 @dataclass
 class ModelPredictor:
-    """A causal LM decoded under the grammar's token masks."""
+    """A causal LM decoded under its track's constraint (token masks)."""
 
     model: CausalLM
-    grammar: DecodeGrammar | None
+    track: Track
     sampling: Sampling = GREEDY
     mode: str = "sft_patch_model"
 
     def predict(self, examples: Sequence[Example]) -> list[str]:
         try:
-            return generate(self.model, [e.prompt for e in examples], self.grammar, sampling=self.sampling).texts
+            return generate(self.model, [e.prompt for e in examples], self.track.constraint, sampling=self.sampling).texts
         except PromptTooLong as err:
             raise UserError(f"example {examples[err.row].id}: {err}") from None
 
@@ -95,10 +98,10 @@ def verify_reconstruction(rec: Reconstruction, expect_stdout: str) -> Outcome:
     return verify(rec.image, expect_stdout=expect_stdout)
 
 
-def predict_one(example: Example, text: str, grammar: DecodeGrammar, mode: str, generate_ms: float = 0.0, program: str = DEFAULT_PROGRAM) -> Prediction:
-    """Reconstruct and verify one text; the verdict as a ``Prediction``."""
+def predict_one(example: Example, text: str, track: Track, mode: str, generate_ms: float = 0.0) -> Prediction:
+    """Realize ``text`` as the example's program and verify it; the verdict as a ``Prediction``."""
     t0 = time.perf_counter()
-    rec = reconstruct(text, grammar, program)
+    rec = track.realize(text, example.program)
     t1 = time.perf_counter()
     outcome = verify_reconstruction(rec, example.expected_stdout)
     sha = None if rec.image is None else hashlib.sha256(rec.image).hexdigest()
@@ -121,13 +124,12 @@ def predict_one(example: Example, text: str, grammar: DecodeGrammar, mode: str, 
 def run_inference(
     examples: Sequence[Example],
     predictor: Predictor,
-    grammar: DecodeGrammar,
+    track: Track,
     *,
     batch_size: int = 32,
-    program: str = DEFAULT_PROGRAM,
     progress: bool = False,
 ) -> list[Prediction]:
-    """Every example through predict -> reconstruct -> verify, in order.
+    """Every example through predict -> realize -> verify, in order.
 
     ``latency.generate_ms`` is the batch's generation time divided by its rows (the amortised
     cost a prompt pays in a batch of ``batch_size``); use ``batch_size=1`` for single-prompt latency.
@@ -143,7 +145,7 @@ def run_inference(
             texts = predictor.predict(batch)
             per_row_ms = (time.perf_counter() - t0) * 1e3 / len(batch)
             for example, text in zip(batch, texts, strict=True):
-                out.append(predict_one(example, text, grammar, predictor.mode, per_row_ms, program))
+                out.append(predict_one(example, text, track, predictor.mode, per_row_ms))
                 bar.advance(task)
     return out
 
@@ -180,11 +182,10 @@ def summarize(predictions: Sequence[Prediction]) -> dict[str, float]:
 
 def make_eval_hook(
     examples: Sequence[Example],
-    grammar: DecodeGrammar,
+    track: Track,
     *,
     limit: int | None = 64,
     batch_size: int = 32,
-    program: str = DEFAULT_PROGRAM,
 ) -> Callable[[CausalLM, int], dict[str, float]]:
     """``eval_hook(model, step) -> dict`` for the train loop: greedy constrained decoding of the
     first ``limit`` examples, reconstructed and verified; the model is put in eval mode meanwhile."""
@@ -195,7 +196,7 @@ def make_eval_hook(
         if hasattr(model, "eval"):
             model.eval()
         try:
-            preds = run_inference(subset, ModelPredictor(model, grammar), grammar, batch_size=batch_size, program=program)
+            preds = run_inference(subset, ModelPredictor(model, track), track, batch_size=batch_size)
         finally:
             if was_training and hasattr(model, "train"):
                 model.train()
@@ -208,12 +209,30 @@ def make_eval_hook(
 
 def eval_hook_for(config) -> Callable[[CausalLM, int], dict[str, float]]:
     """The hook a training run gets (``exe-coder train`` and ``run-stage`` alike): the first
-    ``[train].eval_max_samples`` validation examples, decoded under the run's operand bounds."""
+    ``[train].eval_max_samples`` validation examples, decoded under the run's track and bounds."""
+    d = config.data
     return make_eval_hook(
-        load_examples(config.data.val_jsonl),
-        compile_grammar(config.data.decode_min_int, config.data.decode_max_int),
+        load_examples(d.val_jsonl),
+        track_for(d.track, min_int=d.decode_min_int, max_int=d.decode_max_int),
         limit=config.train.eval_max_samples,
     )
+
+
+def load_trained(
+    weights: str | Path, *, min_int: int | None = None, max_int: int | None = None
+) -> tuple[CausalLM, Track, str]:
+    """A trained model, the track it decodes under and the program template it realizes, all
+    read from the weights file (its ``decoding`` record); ``min_int``/``max_int`` override the bounds."""
+    ckpt = load_checkpoint(weights)
+    d = ckpt.decoding
+    if d is None:
+        raise UserError("these weights carry no decoding record (track, bounds, program); retrain them", ckpt.path)
+    track = track_for(
+        d["track"],
+        min_int=d["min_int"] if min_int is None else min_int,
+        max_int=d["max_int"] if max_int is None else max_int,
+    )
+    return ckpt.model, track, d["program"]
 
 
 def make_predictor(
@@ -223,29 +242,22 @@ def make_predictor(
     sampling: Sampling = GREEDY,
     min_int: int | None = None,
     max_int: int | None = None,
-) -> tuple[Predictor, DecodeGrammar]:
-    """The predictor for ``mode`` and the grammar it is scored with.
+) -> tuple[Predictor, Track]:
+    """The predictor for ``mode`` and the track its texts are realized and scored with.
 
-    The model mode takes its bounds from the checkpoint's config (``data.decode_min_int/max_int``);
-    the oracle and the baseline default to the template's signed 32-bit operand range. Explicit
-    ``min_int``/``max_int`` override either.
+    The model mode takes its track and bounds from the weights; the oracle and the baseline are
+    Track A within the template's signed 32-bit operand range. ``min_int``/``max_int`` override
+    the bounds of either.
     """
     if mode not in MODES:
         raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode == "sft_patch_model":
         if weights is None:
             raise UserError("--mode sft_patch_model needs --weights")
-        from exe_coder.train.run_dir import load_model
-
-        model, config = load_model(weights)
-        model.eval()
-        grammar = compile_grammar(
-            config.data.decode_min_int if min_int is None else min_int,
-            config.data.decode_max_int if max_int is None else max_int,
-        )
-        return ModelPredictor(model, grammar, sampling), grammar
-    grammar = compile_grammar(INT32_MIN if min_int is None else min_int, INT32_MAX if max_int is None else max_int)
-    return (OraclePredictor() if mode == "oracle" else RegexBaselinePredictor()), grammar
+        model, track, _ = load_trained(weights, min_int=min_int, max_int=max_int)
+        return ModelPredictor(model, track, sampling), track
+    track = track_for(PatchTrack.name, min_int=min_int, max_int=max_int)
+    return (OraclePredictor(track) if mode == "oracle" else RegexBaselinePredictor()), track
 
 
 @dataclass(frozen=True)
@@ -267,25 +279,25 @@ def generate_executable(
     out: str | Path,
     *,
     sampling: Sampling = GREEDY,
-    program: str = DEFAULT_PROGRAM,
 ) -> GeneratedExecutable:
-    """Decode one prompt with a trained model, reconstruct, verify, and write the executable
-    (atomically, mode 0755). Nothing is written when the text does not parse.
+    """Decode one prompt with a trained model, realize it as the program the model was trained
+    for, verify, and write the executable (atomically, mode 0755). Nothing is written when the
+    text does not parse.
 
     The verifier can only check the binary against the operands the model wrote; whether they
     came from the prompt is the user's to judge, so ``warnings`` says when they cannot have."""
     if not prompt.strip():
         raise UserError('the prompt is empty; ask a question such as "What is 17 plus -4?"')
-    predictor, grammar = make_predictor("sft_patch_model", weights, sampling=sampling)
-    assert isinstance(predictor, ModelPredictor)
+    model, track, program = load_trained(weights)
     t0 = time.perf_counter()
     try:
-        text = generate(predictor.model, [prompt], grammar, sampling=sampling).texts[0]
+        text = generate(model, [prompt], track.constraint, sampling=sampling).texts[0]
     except PromptTooLong as err:
         raise UserError(str(err)) from None
     generate_ms = (time.perf_counter() - t0) * 1e3
-    rec = reconstruct(text, grammar, program)
-    warnings = tuple(prompt_warnings(prompt, rec.operands, grammar.min_int, grammar.max_int))
+    rec = track.realize(text, program)
+    bounds = track.constraint
+    warnings = tuple(prompt_warnings(prompt, rec.operands, bounds.min_int, bounds.max_int)) if bounds else ()
     if rec.image is None:
         outcome = verify_reconstruction(rec, "")
         return GeneratedExecutable(text, rec.operands, None, None, outcome, generate_ms, warnings)

@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from exe_coder.codegen.program import ProgramTemplate
 from exe_coder.decode.grammar import DecodeGrammar
 
-DEFAULT_PROGRAM = "add"  # the Track A program shape: print a + b
-
-
 @dataclass(frozen=True)
 class Reconstruction:
     operands: tuple[int, int] | None  # (a, b) when the text parsed within bounds
@@ -28,7 +25,7 @@ class Reconstruction:
         return self.operands is not None
 
 
-def reconstruct(text: str, grammar: DecodeGrammar, program: str = DEFAULT_PROGRAM) -> Reconstruction:
+def reconstruct(text: str, grammar: DecodeGrammar, program: str) -> Reconstruction:
     """The executable that ``text`` describes, or the reason there is none."""
     operands = grammar.parse(text)
     if operands is None:
@@ -36,7 +33,7 @@ def reconstruct(text: str, grammar: DecodeGrammar, program: str = DEFAULT_PROGRA
     return reconstruct_operands(*operands, program=program)
 
 
-def reconstruct_operands(a: int, b: int, program: str = DEFAULT_PROGRAM) -> Reconstruction:
+def reconstruct_operands(a: int, b: int, program: str) -> Reconstruction:
     """The template ``program`` patched with operands ``a`` and ``b`` (fast path, no assembler)."""
     try:
         image = ProgramTemplate.load(program).patch(a=a, b=b)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exe_coder.decode.prediction import Prediction
 from exe_coder.errors import UserError
+from exe_coder.evaluate.intervals import Interval, bootstrap, quantile_interval, rate_interval, too_small
 
 # The reward contract (RL): weights on the Outcome's properties, minus beta * kl_to_sft.
 REWARD_WEIGHTS = {"is_valid_macho": 1.0, "exec_ok": 1.0, "stdout_correct": 2.0, "timeout_or_crash": -1.0}
@@ -39,6 +40,10 @@ class Metrics(BaseModel):
     answer_accuracy: float | None
     exact_byte_match_rate: float | None
     avg_reward: float | None
+    # metric -> its count and 95% interval (Wilson for rates, bootstrap for operand_mae and
+    # avg_reward); absent where the metric is undefined
+    intervals: dict[str, Interval] = {}
+    too_small_to_judge: bool = False  # n < intervals.MIN_JUDGE_N: read its numbers as anecdotes
 
 
 class LatencyStats(BaseModel):
@@ -46,6 +51,8 @@ class LatencyStats(BaseModel):
 
     median_ms: float | None
     p95_ms: float | None
+    median_interval: Interval | None = None  # bootstrap
+    p95_interval: Interval | None = None
 
 
 class TrainingLosses(BaseModel):
@@ -56,12 +63,15 @@ class TrainingLosses(BaseModel):
     train_loss: float | None = None  # the last logged training loss
     val_loss: float | None = None  # the last logged validation loss
     best_val_loss: float | None = None
+    best_val_exact_match: float | None = None  # the checkpoint-selection score on val
     train_loss_start: float | None = None  # the first logged training loss
     train_loss_end: float | None = None  # the last logged training loss
     steps: int | None = None  # the last logged step
     # the curves feed the plot; the JSON report keeps only the numbers above
     curve: list[tuple[int, float]] = Field(default=[], exclude=True)  # (step, train_loss)
     val_curve: list[tuple[int, float]] = Field(default=[], exclude=True)  # (step, val_loss)
+    # any other logged series the plots show (lr, val_exact_match, answer_accuracy, grad_norm)
+    series: dict[str, list[tuple[int, float]]] = Field(default={}, exclude=True)
 
 
 def reward(p: Prediction, beta: float = 0.0, kl_to_sft: float = 0.0) -> float:
@@ -89,22 +99,28 @@ def compute_metrics(
         raise ValueError("kl_to_sft needs one value per prediction")
     outcomes = [p.outcome for p in predictions]
     parsed = [p for p in predictions if p.parsed and p.a is not None and p.b is not None]
-    mae = None
-    if parsed:  # mean over both operands of every parsed prediction
-        total = sum(abs(p.a - p.example.a) + abs(p.b - p.example.b) for p in parsed)  # type: ignore[operator]
-        mae = total / (2 * len(parsed))
+    # per parsed prediction, the mean error of its two operands; operand_mae is their mean
+    abs_errors = [(abs(p.a - p.example.a) + abs(p.b - p.example.b)) / 2 for p in parsed]  # type: ignore[operator]
     kls = kl_to_sft if kl_to_sft is not None else [0.0] * len(predictions)
     rewards = [reward(p, beta, kl) for p, kl in zip(predictions, kls)]
+    flags = {
+        "parse_success_rate": [p.parsed for p in predictions],
+        "patch_exact_match_rate": [p.patch_exact for p in predictions],
+        "macho_valid_rate": [o.is_valid_macho for o in outcomes],
+        "exec_success_rate": [o.exec_ok for o in outcomes],
+        "answer_accuracy": [p.answer_correct for p in predictions],
+        "exact_byte_match_rate": [p.exact_byte_match for p in predictions],
+    }
+    intervals = {name: rate_interval(f) for name, f in flags.items()}
+    intervals["operand_mae"] = bootstrap(abs_errors)
+    intervals["avg_reward"] = bootstrap(rewards)
     return Metrics(
         n=len(predictions),
-        parse_success_rate=_rate([p.parsed for p in predictions]),
-        patch_exact_match_rate=_rate([p.patch_exact for p in predictions]),
-        operand_mae=mae,
-        macho_valid_rate=_rate([o.is_valid_macho for o in outcomes]),
-        exec_success_rate=_rate([o.exec_ok for o in outcomes]),
-        answer_accuracy=_rate([p.answer_correct for p in predictions]),
-        exact_byte_match_rate=_rate([p.exact_byte_match for p in predictions]),
+        **{name: _rate(f) for name, f in flags.items()},
+        operand_mae=sum(abs_errors) / len(abs_errors) if abs_errors else None,
         avg_reward=sum(rewards) / len(rewards) if rewards else None,
+        intervals={name: iv for name, iv in intervals.items() if iv is not None},
+        too_small_to_judge=too_small(len(predictions)),
     )
 
 
@@ -127,7 +143,10 @@ def latency_stats(predictions: Sequence[Prediction]) -> dict[str, LatencyStats]:
     }
     per_stage["total"] = [sum(vals) for vals in zip(*per_stage.values())]
     return {
-        stage: LatencyStats(median_ms=_percentile(vals, 50), p95_ms=_percentile(vals, 95))
+        stage: LatencyStats(
+            median_ms=_percentile(vals, 50), p95_ms=_percentile(vals, 95),
+            median_interval=quantile_interval(vals, 50), p95_interval=quantile_interval(vals, 95),
+        )
         for stage, vals in per_stage.items()
     }
 
@@ -163,6 +182,9 @@ def read_predictions(path: str | Path, *, split: str | None = None) -> list[Pred
 # train loop may log anything else beside them (lr, tokens/s, exact match, memory).
 TRAIN_LOSS_KEYS = ("train_loss", "loss")
 VAL_LOSS_KEY = "val_loss"
+# further series kept for the plots when logged: the learning rate, the eval's exact match and
+# the eval hook's answer accuracy, and the loop's gradient norm and wall time
+SERIES_KEYS = ("lr", "val_exact_match", "answer_accuracy", "grad_norm", "wall_s")
 
 
 def _finite(x: object) -> float | None:
@@ -180,6 +202,7 @@ def read_training_log(path: str | Path) -> TrainingLosses:
         raise UserError("training log metrics.jsonl not found", path)
     curve: list[tuple[int, float]] = []
     val_curve: list[tuple[int, float]] = []
+    series: dict[str, list[tuple[int, float]]] = {}
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -198,14 +221,19 @@ def read_training_log(path: str | Path) -> TrainingLosses:
             val = _finite(rec.get(VAL_LOSS_KEY))
             if val is not None:
                 val_curve.append((step, val))
+            for key in SERIES_KEYS:
+                if (v := _finite(rec.get(key))) is not None:
+                    series.setdefault(key, []).append((step, v))
     steps = max([s for s, _ in curve] + [s for s, _ in val_curve], default=None)
     return TrainingLosses(
         train_loss=curve[-1][1] if curve else None,
         val_loss=val_curve[-1][1] if val_curve else None,
         best_val_loss=min(v for _, v in val_curve) if val_curve else None,
+        best_val_exact_match=max((v for _, v in series.get("val_exact_match", [])), default=None),
         train_loss_start=curve[0][1] if curve else None,
         train_loss_end=curve[-1][1] if curve else None,
         steps=steps,
         curve=curve,
         val_curve=val_curve,
+        series=series,
     )

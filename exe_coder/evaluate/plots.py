@@ -1,4 +1,4 @@
-"""PNG plots for a report: training curves and answer accuracy by slice (matplotlib, Agg).
+"""PNG plots for a report: training curves (loss, val accuracy, lr) and answer accuracy by slice (matplotlib, Agg).
 
 Each function returns the PNG's bytes, so the report writer can put every file in place
 atomically. No timestamps or version strings go into the files: same inputs, same bytes.
@@ -27,26 +27,58 @@ def _png(fig) -> bytes:
 
 
 def training_curves_png(training: TrainingLosses, title: str = "training") -> bytes:
-    """Train loss (and validation loss where logged) against step."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    """Panels against step: train and val loss; val exact match and answer accuracy (the eval
+    hook's); learning rate; and the gradient norm when the loop logged it."""
+    series = training.series
+    panels = ["loss", "accuracy", "lr"] + (["grad_norm"] if series.get("grad_norm") else [])
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.4 * len(panels)), sharex=True, squeeze=False)
+    by_name = dict(zip(panels, axes[:, 0]))
+
+    ax = by_name["loss"]
     if training.curve:
-        steps, losses = zip(*training.curve)
-        ax.plot(steps, losses, label="train_loss", linewidth=1.2)
+        ax.plot(*zip(*training.curve), label="train_loss", linewidth=1.2)
     if training.val_curve:
-        steps, losses = zip(*training.val_curve)
-        ax.plot(steps, losses, "o-", label="val_loss", linewidth=1.2, markersize=3)
+        ax.plot(*zip(*training.val_curve), "o-", label="val_loss", linewidth=1.2, markersize=3)
     if not training.curve and not training.val_curve:
-        ax.text(0.5, 0.5, "no losses logged", ha="center", va="center", transform=ax.transAxes)
+        _nothing(ax, "no losses logged")
     else:
-        ax.legend()
+        ax.legend(fontsize=8)
         if all(v > 0 for _, v in training.curve + training.val_curve):
             ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("token cross-entropy")
+    ax.set_ylabel("cross-entropy")
     ax.set_title(title)
-    ax.grid(True, alpha=0.3)
+
+    ax = by_name["accuracy"]
+    shown = [k for k in ("val_exact_match", "answer_accuracy") if series.get(k)]
+    for key in shown:
+        ax.plot(*zip(*series[key]), "o-", label=f"val {key}" if key == "answer_accuracy" else key,
+                linewidth=1.2, markersize=3)
+    if shown:
+        ax.legend(fontsize=8)
+        ax.set_ylim(-0.02, 1.02)
+    else:
+        _nothing(ax, "no val exact match or answer accuracy logged")
+    ax.set_ylabel("val accuracy")
+
+    ax = by_name["lr"]
+    if series.get("lr"):
+        ax.plot(*zip(*series["lr"]), linewidth=1.2, color="tab:green")
+    else:
+        _nothing(ax, "no learning rate logged")
+    ax.set_ylabel("learning rate")
+
+    if "grad_norm" in by_name:
+        by_name["grad_norm"].plot(*zip(*series["grad_norm"]), linewidth=1.0, color="tab:red")
+        by_name["grad_norm"].set_ylabel("grad norm")
+    for ax in axes[:, 0]:
+        ax.grid(True, alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
     return _png(fig)
+
+
+def _nothing(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
 
 
 def slice_accuracy_png(

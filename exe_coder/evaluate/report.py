@@ -1,5 +1,9 @@
 """An evaluation report: JSON (the record), Markdown (for a reader) and PNG plots beside it.
 
+Every rate carries its count and 95% interval (``intervals.py``); the report names its split's
+role (test is the headline, val chose the checkpoint), lists the wrong examples up to a limit and
+carries the run card (``exe_coder/runcard.py``) of the run it scores.
+
 ``evaluate_files`` is what ``exe-coder evaluate`` calls: predictions (and optionally the run's
 training log and a baseline's predictions) in, ``R.json``, ``R.md``, ``R_training.png`` and
 ``R_slices.png`` out, together through ``files.write_files``: every file is staged before any is
@@ -8,6 +12,7 @@ renamed into place, so a failed evaluation leaves no half-written report.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,10 +33,26 @@ from exe_coder.evaluate.metrics import (
     read_predictions,
     read_training_log,
 )
+from exe_coder.evaluate.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, MIN_JUDGE_N, Interval
 from exe_coder.evaluate.plots import slice_accuracy_png, training_curves_png
 from exe_coder.evaluate.slices import Slices, compute_slices
+from exe_coder.runcard import RunCard, make_run_card, read_run_card, run_card_lines
 
-REPORT_SCHEMA = "exe-coder.eval-report/1"
+REPORT_SCHEMA = "exe-coder.eval-report/2"
+FAILURE_LIMIT = 25  # wrong examples listed in a report by default
+# what each split is for: test is the headline; val chose the checkpoint, so it leans optimistic
+SPLIT_ROLES = {
+    "test": "headline split: held out from training and from checkpoint selection",
+    "val": "checkpoint-selection split: the best weights were chosen on it, so its figures lean optimistic; "
+           "test is the headline",
+    "train": "training split: the model was fitted to it",
+}
+SPLIT_TAGS = {"test": "headline", "val": "checkpoint selection", "train": "training data"}
+INTERVALS_NOTE = (
+    f"Intervals are 95%: Wilson score for rates, percentile bootstrap ({BOOTSTRAP_RESAMPLES} resamples, "
+    f"seed {BOOTSTRAP_SEED}) for operand_mae, avg_reward and latencies. Slices under {MIN_JUDGE_N} "
+    "examples are too small to judge."
+)
 HEADLINE = (
     "parse_success_rate",
     "patch_exact_match_rate",
@@ -54,11 +75,28 @@ class BaselineSummary(BaseModel):
     slices: Slices
 
 
+class Failure(BaseModel):
+    """One example the model got wrong (wrong answer, or right answer from a wrong patch)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    prompt: str
+    gold: str  # the gold patch
+    expected_stdout: str
+    predicted: str  # the model's text, verbatim
+    printed: str  # what the binary wrote to stdout (latin-1), empty when it did not run
+    outcome: str  # the verifier's label
+    detail: str
+    answer_correct: bool
+
+
 class EvalReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: str = REPORT_SCHEMA
     split: str | None
+    split_role: str | None = None  # SPLIT_ROLES[split]
     mode: str
     predictions: str
     ckpt: str | None
@@ -70,6 +108,10 @@ class EvalReport(BaseModel):
     slices: Slices
     milestone_gates: dict[str, GateResult]
     baseline: BaselineSummary | None = None
+    failures: list[Failure] = []  # the first failure_limit of failures_total, in file order
+    failures_total: int = 0
+    failure_limit: int = FAILURE_LIMIT
+    run_card: RunCard | None = None
     plots: list[str] = []
 
 
@@ -90,8 +132,10 @@ def build_report(
     baseline: Sequence[Prediction] | None = None,
     baseline_path: str = "",
     beta: float = 0.0,
+    failure_limit: int = FAILURE_LIMIT,
+    run_card: RunCard | None = None,
 ) -> EvalReport:
-    """Metrics, slices, gates, taxonomy and latencies for one set of predictions."""
+    """Metrics, slices, gates, taxonomy, latencies and failures for one set of predictions."""
     metrics = compute_metrics(predictions, beta=beta)
     slices = compute_slices(predictions, beta=beta)
     summary = None
@@ -103,8 +147,10 @@ def build_report(
             error_taxonomy=error_taxonomy(baseline),
             slices=compute_slices(baseline, beta=beta),
         )
+    wrong = [p for p in predictions if not (p.answer_correct and p.patch_exact)]
     return EvalReport(
         split=split,
+        split_role=SPLIT_ROLES.get(split or ""),
         mode=_mode_of(predictions, predictions_path),
         predictions=predictions_path,
         ckpt=ckpt,
@@ -116,6 +162,18 @@ def build_report(
         slices=slices,
         milestone_gates=milestone_gates(metrics, training, slices),
         baseline=summary,
+        failures=[_failure(p) for p in wrong[:failure_limit]],
+        failures_total=len(wrong),
+        failure_limit=failure_limit,
+        run_card=run_card,
+    )
+
+
+def _failure(p: Prediction) -> Failure:
+    e, o = p.example, p.outcome
+    return Failure(
+        id=e.id, prompt=e.prompt, gold=e.target, expected_stdout=e.expected_stdout, predicted=p.text,
+        printed=o.stdout.decode("latin-1"), outcome=o.label, detail=o.detail or (f"rule {o.rule}" if o.rule else ""), answer_correct=p.answer_correct,
     )
 
 
@@ -130,23 +188,54 @@ def _cell(x: float | int | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def interval_text(iv: Interval | None, digits: int = 3) -> str:
+    return "–" if iv is None else f"[{iv.lo:.{digits}f}, {iv.hi:.{digits}f}]"
+
+
+def count_text(iv: Interval | None) -> str:
+    if iv is None:
+        return "–"
+    return f"{iv.k}/{iv.n}" if iv.k is not None else f"n={iv.n}"
+
+
+def judge_text(n: int) -> str:
+    return "empty" if n == 0 else ("too small to judge" if n < MIN_JUDGE_N else "")
+
+
+def _text_cell(text: str, limit: int = 60) -> str:
+    """Model output is arbitrary text: keep a table row one row (no pipes, newlines, backticks)."""
+    one = " ".join(repr(text)[1:-1].split()).replace("|", "\\|").replace("`", "'")
+    return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
+def split_heading(split: str | None) -> str:
+    return f"{split} ({SPLIT_TAGS[split]})" if split in SPLIT_TAGS else str(split)
+
+
 def render_markdown(report: EvalReport, title: str = "Evaluation report") -> str:
     r = report
     lines = [f"# {title}", ""]
+    if r.split_role:
+        lines += [f"**{r.split}: {r.split_role}.**", ""]
     lines += [
-        f"- split: `{r.split}`  mode: `{r.mode}`  examples: {r.metrics.n}",
+        f"- split: `{r.split}`  mode: `{r.mode}`  examples: {r.metrics.n}"
+        + (" (too small to judge)" if r.metrics.too_small_to_judge else ""),
         f"- predictions: `{r.predictions}`" + (f"  checkpoint: `{r.ckpt}`" if r.ckpt else ""),
         f"- reward beta: {r.reward_beta:g} (kl_to_sft = 0 for SFT predictions)",
         "",
         "## Headline",
         "",
+        INTERVALS_NOTE,
+        "",
     ]
     base = r.baseline
-    header = f"| metric | {r.mode} |" + (f" {base.mode} (baseline) | model − baseline |" if base else "")
-    lines += [header, "|---|---:|" + ("---:|---:|" if base else "")]
+    header = f"| metric | {r.mode} | 95% interval | count |" + (
+        f" {base.mode} (baseline) | model − baseline |" if base else "")
+    lines += [header, "|---|---:|---:|---:|" + ("---:|---:|" if base else "")]
     for name in HEADLINE:
         v = getattr(r.metrics, name)
-        row = f"| {name} | {_cell(v)} |"
+        iv = r.metrics.intervals.get(name)
+        row = f"| {name} | {_cell(v)} | {interval_text(iv)} | {count_text(iv)} |"
         if base:
             b = getattr(base.metrics, name)
             diff = None if v is None or b is None else v - b
@@ -155,7 +244,7 @@ def render_markdown(report: EvalReport, title: str = "Evaluation report") -> str
     if r.training:
         t = r.training
         for name in ("train_loss_start", "train_loss_end", "train_loss", "val_loss", "best_val_loss"):
-            lines.append(f"| {name} | {_cell(getattr(t, name), 4)} |" + (" | |" if base else ""))
+            lines.append(f"| {name} | {_cell(getattr(t, name), 4)} | | |" + (" | |" if base else ""))
     lines += ["", "## Milestone gates", ""]
     for gate, res in r.milestone_gates.items():
         lines.append(f"- **{gate}**: {'PASS' if res.passed else 'FAIL'}")
@@ -163,34 +252,62 @@ def render_markdown(report: EvalReport, title: str = "Evaluation report") -> str
             lines.append(f"  - {'ok' if c.passed else 'FAIL'}: {c.reason}")
     lines += ["", "## Slices", ""]
     for axis, by_value in r.slices.items():
-        lines += [f"### {axis}", "", "| slice | n | parse | patch exact | exec | answer accuracy |"
-                  + (" baseline accuracy |" if base else ""),
-                  "|---|---:|---:|---:|---:|---:|" + ("---:|" if base else "")]
+        lines += [f"### {axis}", "", "| slice | n | parse | patch exact | exec | answer accuracy | 95% interval |"
+                  + (" baseline accuracy |" if base else "") + " note |",
+                  "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if base else "") + "---|"]
         for value, m in by_value.items():
             row = (f"| {value} | {m.n} | {_cell(m.parse_success_rate)} | {_cell(m.patch_exact_match_rate)} | "
-                   f"{_cell(m.exec_success_rate)} | {_cell(m.answer_accuracy)} |")
+                   f"{_cell(m.exec_success_rate)} | {_cell(m.answer_accuracy)} | "
+                   f"{interval_text(m.intervals.get('answer_accuracy'))} |")
             if base:
                 bm = base.slices.get(axis, {}).get(value)
                 row += f" {_cell(bm.answer_accuracy if bm else None)} |"
-            lines.append(row)
+            lines.append(row + f" {judge_text(m.n)} |")
         lines.append("")
     lines += ["## Error taxonomy", "", "| outcome | count |", "|---|---:|"]
     lines += [f"| {label} | {count} |" for label, count in r.error_taxonomy.items()]
     if base:
         lines += ["", f"Baseline ({base.mode}): " + ", ".join(f"{k} {v}" for k, v in base.error_taxonomy.items())]
-    lines += ["", "## Latency per prompt (ms)", "", "| stage | median | p95 |", "|---|---:|---:|"]
-    lines += [f"| {stage} | {_cell(s.median_ms)} | {_cell(s.p95_ms)} |" for stage, s in r.latency_ms.items()]
+    lines += ["", "## Wrong examples", ""]
+    if not r.failures_total:
+        lines.append("None: every answer right from the right patch.")
+    else:
+        shown = len(r.failures)
+        lines += [
+            f"{r.failures_total} of {r.metrics.n} examples wrong (wrong answer, or the right answer from a wrong "
+            f"patch); {'all' if shown == r.failures_total else f'the first {shown}'} in file order:",
+            "",
+            "| id | prompt | gold patch | predicted | expected | printed | outcome | detail |",
+            "|---|---|---|---|---:|---:|---|---|",
+        ]
+        for f in r.failures:
+            outcome = f.outcome + ("" if not f.answer_correct else " (right answer)")
+            # one trailing newline ends every patch and answer; the JSON keeps the text verbatim
+            lines.append(
+                f"| {f.id} | {_text_cell(f.prompt)} | `{_text_cell(f.gold.removesuffix(chr(10)))}` | "
+                f"`{_text_cell(f.predicted.removesuffix(chr(10)))}` | {_text_cell(f.expected_stdout.removesuffix(chr(10)))} | "
+                f"{_text_cell(f.printed.removesuffix(chr(10))) or '–'} | {outcome} | {_text_cell(f.detail)} |"
+            )
+    lines += ["", "## Latency per prompt (ms)", "",
+              "| stage | median | 95% interval | p95 | 95% interval |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {stage} | {_cell(s.median_ms)} | {interval_text(s.median_interval)} | {_cell(s.p95_ms)} | "
+              f"{interval_text(s.p95_interval)} |" for stage, s in r.latency_ms.items()]
+    if r.run_card:
+        lines += ["", "## Run card", "", *run_card_lines(r.run_card)]
     if r.plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in r.plots]
     return "\n".join(lines) + "\n"
 
 
 def headline_lines(report: EvalReport) -> list[str]:
-    """A short console summary: headline metrics (beside the baseline's) and the gates."""
+    """A short console summary: headline metrics with intervals (beside the baseline's) and the gates."""
     base = report.baseline
-    lines = [f"{'metric':<24}{report.mode:>16}" + (f"{base.mode:>16}" if base else "")]
+    role = SPLIT_TAGS.get(report.split or "")
+    lines = [f"{report.split} ({role})"] if role else []
+    lines.append(f"{'metric':<24}{report.mode:>16}{'95% interval':>18}{'count':>12}" + (f"{base.mode:>16}" if base else ""))
     for name in HEADLINE:
-        row = f"{name:<24}{_cell(getattr(report.metrics, name)):>16}"
+        iv = report.metrics.intervals.get(name)
+        row = f"{name:<24}{_cell(getattr(report.metrics, name)):>16}{interval_text(iv):>18}{count_text(iv):>12}"
         if base:
             row += f"{_cell(getattr(base.metrics, name)):>16}"
         lines.append(row)
@@ -219,7 +336,7 @@ def write_report(report: EvalReport, out: str | Path, *, title: str | None = Non
         baseline_label="" if base is None else base.mode,
     )
     report = report.model_copy(update={"plots": [p.name for p in plots]})
-    md = render_markdown(report, title=title or f"Evaluation: {stem.name}")
+    md = render_markdown(report, title=title or f"Evaluation: {stem.name}, {split_heading(report.split)}")
     outputs = {out: (report.model_dump_json(indent=2) + "\n").encode(), Path(f"{stem}.md"): md.encode(), **plots}
     return files.write_files(outputs)
 
@@ -235,6 +352,28 @@ def _config_beta(config_toml: Path) -> float | None:
     return float(beta) if isinstance(beta, (int, float)) and not isinstance(beta, bool) else None
 
 
+def run_card_of(run_dir: Path | None) -> RunCard:
+    """The training run's own card when its folder has one; else a card made now from what the
+    folder tells (its config.toml, run.json's manifest hash) and this machine."""
+    if run_dir is None:
+        return make_run_card(written_by="evaluate")
+    card = read_run_card(run_dir)
+    if card is not None:
+        return card
+    from exe_coder.train.config import parse_config
+
+    config, manifest = None, None
+    try:
+        config = parse_config((run_dir / "config.toml").read_text(encoding="utf-8"), run_dir / "config.toml")
+    except (OSError, UnicodeDecodeError, UserError):
+        pass  # not a complete run folder: the card says what it can
+    try:
+        manifest = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("manifest_sha256")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        pass
+    return make_run_card(config, written_by="evaluate", manifest_sha256=manifest)
+
+
 def evaluate_files(
     predictions: str | Path,
     out: str | Path,
@@ -244,6 +383,8 @@ def evaluate_files(
     baseline: str | Path | None = None,
     beta: float | None = None,
     title: str | None = None,
+    failure_limit: int = FAILURE_LIMIT,
+    run_card: RunCard | None = None,
 ) -> tuple[EvalReport, list[Path]]:
     """Read the inputs, build the report and write it; every missing input is a ``UserError``.
 
@@ -253,7 +394,10 @@ def evaluate_files(
     preds = read_predictions(predictions, split=split)
     if not preds:
         raise UserError("no predictions to evaluate", predictions)
+    if failure_limit < 0:
+        raise UserError(f"the failure limit must be 0 or more, not {failure_limit}")
     training = None
+    run_dir = None
     if ckpt is not None:
         ckpt = Path(ckpt)
         if not ckpt.exists():
@@ -281,6 +425,8 @@ def evaluate_files(
         baseline=base,
         baseline_path="" if baseline is None else str(baseline),
         beta=beta or 0.0,
+        failure_limit=failure_limit,
+        run_card=run_card or run_card_of(run_dir),
     )
     written = write_report(report, out, title=title)
     return report.model_copy(update={"plots": [p.name for p in written if p.suffix == ".png"]}), written

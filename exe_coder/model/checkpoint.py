@@ -12,6 +12,7 @@ not finite are never written: a NaN checkpoint would look like a model until it 
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from exe_coder.model.transformer import Transformer
 CONFIG_FILE = "config.toml"
 LATEST = "latest_weights.safetensors"
 BEST = "best_weights.safetensors"
+DECODING = "decoding"  # metadata key: track name, decode bounds, program template (JSON)
 
 
 def step_weights_name(step: int) -> str:
@@ -54,8 +56,11 @@ def save_arrays(path: Path, arrays: dict[str, mx.array], metadata: dict[str, str
     write_with(path, lambda tmp: mx.save_safetensors(tmp, arrays, metadata=metadata))
 
 
-def save_weights(path: Path, model: nn.Module, config_text: str, step: int) -> None:
-    save_arrays(path, dict(tree_flatten(model.parameters())), {"config": config_text, "step": str(step)})
+def save_weights(path: Path, model: nn.Module, config_text: str, step: int, decoding: dict) -> None:
+    """``decoding`` says how the model's outputs become executables (track, bounds, program),
+    so that decoding needs nothing but this file."""
+    metadata = {"config": config_text, "step": str(step), DECODING: json.dumps(decoding, sort_keys=True)}
+    save_arrays(path, dict(tree_flatten(model.parameters())), metadata)
 
 
 def write_config_text(folder: Path, config_text: str) -> None:
@@ -70,6 +75,7 @@ class Checkpoint:
     config_text: str  # the config the weights were made under, verbatim
     config_source: str  # where that text came from, for error messages
     path: Path  # the weights file read
+    decoding: dict | None  # how its outputs become executables (None: saved before it was recorded)
 
 
 def weights_file(path: str | Path) -> Path:
@@ -108,7 +114,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise UserError(f"weights do not fit the config's [model] ({err})", path) from None
     mx.eval(model.parameters())
     model.eval()
-    return Checkpoint(model, model_config, text, source, path)
+    decoding = json.loads(metadata[DECODING]) if DECODING in metadata else None
+    return Checkpoint(model, model_config, text, source, path, decoding)
 
 
 def _model_table(text: str, source: str) -> ModelConfig:

@@ -13,14 +13,21 @@ from pathlib import Path
 
 from exe_coder.errors import UserError, excerpt
 from exe_coder.paths import TEMPLATES_DIR
+from exe_coder.spec import phrasing
 from exe_coder.spec.model import (
+    CASE_STYLES,
+    NUMERAL_STYLES,
     PLACEHOLDER,
     SPLITS,
+    CaseWeights,
+    Frame,
     IntRange,
     Magnitudes,
     Numerals,
+    Phrasebook,
     PromptSet,
     PromptTemplate,
+    Slot,
     Spec,
     SplitSpec,
     Where,
@@ -85,7 +92,7 @@ def _assemble(decls: list[Decl], label: str) -> Spec:
                 first = one[d.keyword].where
                 raise _fail(f"`{d.keyword}` declared twice (first at line {first.line} of {first.file})", d.where)
             one[d.keyword] = d
-        elif d.keyword == "prompts":
+        elif d.keyword in ("prompts", "phrasebook"):
             name = d.value[0]
             if name in sets:
                 raise _fail(f"prompt set {excerpt(name)} declared twice", d.where)
@@ -129,7 +136,10 @@ def _assemble(decls: list[Decl], label: str) -> Spec:
         magnitudes=_magnitudes(one["magnitudes"]),
         signs=_signs(one["signs"]),
         numerals=_numerals(one["numerals"]) if "numerals" in one else Numerals(),
-        prompt_sets=[PromptSet(name=d.value[0], templates=d.value[1], where=d.where) for d in sets.values()],
+        prompt_sets=[
+            _phrasebook(d) if d.keyword == "phrasebook" else PromptSet(name=d.value[0], templates=d.value[1], where=d.where)
+            for d in sets.values()
+        ],
         splits=[_split(splits[name]) for name in SPLITS],
         path=label,
         where=Where(file=label, line=1, column=1),
@@ -166,7 +176,36 @@ def _numerals(d: Decl) -> Numerals:
         weights[w.keyword] = w.value
     if sum(weights.values()) <= 0:
         raise _fail("numerals: at least one style needs a positive weight", d.where)
-    return Numerals(digits=weights.get("digits", 0), words=weights.get("words", 0), where=d.where)
+    return Numerals(**{style: weights.get(style, 0) for style in NUMERAL_STYLES}, where=d.where)
+
+
+def _phrasebook(d: Decl) -> Phrasebook:
+    name, items = d.value
+    slots: dict[str, Slot] = {}
+    cases: list[Decl] = []
+    for item in items:
+        if isinstance(item, Slot):
+            if item.name in slots:
+                raise _fail(f"phrasebook {excerpt(name)}: slot {excerpt(item.name)} declared twice", item.where)
+            slots[item.name] = item
+        elif isinstance(item, Decl):
+            cases.append(item)
+    if len(cases) > 1:
+        raise _fail(f"phrasebook {excerpt(name)}: `case` declared twice", cases[1].where)
+    case = CaseWeights()
+    if cases:
+        weights: dict[str, int] = {}
+        for w in cases[0].value:
+            if w.keyword in weights:
+                raise _fail(f"letter case {w.keyword!r} weighted twice", w.where)
+            if w.value < 0:
+                raise _fail(f"letter case {w.keyword!r}: a weight cannot be negative", w.where)
+            weights[w.keyword] = w.value
+        if sum(weights.values()) <= 0:
+            raise _fail("case: at least one letter case needs a positive weight", cases[0].where)
+        case = CaseWeights(**{k: weights.get(k, 0) for k in CASE_STYLES}, where=cases[0].where)
+    frames = [item for item in items if isinstance(item, Frame)]
+    return Phrasebook(name=name, slots=list(slots.values()), case=case, frames=frames, where=d.where)
 
 
 def _split(d: Decl) -> SplitSpec:
@@ -191,13 +230,17 @@ def _split(d: Decl) -> SplitSpec:
 # --- semantic checks ------------------------------------------------------------------------
 
 
+_NOT_WORD = re.compile(r"[^a-z0-9{}]+")
+
+
 def normalized_wording(text: str) -> str:
     """A template's words: case, punctuation and spacing removed (placeholders kept)."""
-    return " ".join(re.sub(r"[^a-z0-9{}]+", " ", text.lower()).split())
+    return " ".join(_NOT_WORD.sub(" ", text.lower()).split())
 
 
 def _check(spec: Spec) -> None:
     _check_magnitudes(spec)
+    _check_phrasebooks(spec)
     _check_templates(spec)
     _check_splits(spec)
     _check_heldout_wording(spec)
@@ -240,10 +283,12 @@ def _check_magnitudes(spec: Spec) -> None:
 
 def _check_templates(spec: Spec) -> None:
     ids: dict[str, PromptTemplate] = {}
-    texts: dict[str, PromptTemplate] = {}
+    texts: dict[tuple[str, str], PromptTemplate] = {}
     for pset in spec.prompt_sets:
         if not pset.templates:
             raise _fail(f"prompt set {excerpt(pset.name)} is empty", pset.where)
+        book = pset if isinstance(pset, Phrasebook) else None
+        slot_names = {s.name for s in book.slots} if book else set()
         for t in pset.templates:
             if t.id in ids:
                 first = ids[t.id].where
@@ -251,8 +296,9 @@ def _check_templates(spec: Spec) -> None:
             ids[t.id] = t
             names = PLACEHOLDER.findall(t.text)
             for name in names:
-                if name not in ("a", "b"):
-                    raise _fail(f"template {t.id}: unknown placeholder {{{name}}}; use {{a}} and {{b}}", t.where)
+                if name not in ("a", "b") and name not in slot_names:
+                    use = "{a}, {b} or a slot of its phrasebook" if book else "{a} and {b}"
+                    raise _fail(f"template {t.id}: unknown placeholder {{{name}}}; use {use}", t.where)
             for name in ("a", "b"):
                 if names.count(name) != 1:
                     raise _fail(
@@ -263,9 +309,11 @@ def _check_templates(spec: Spec) -> None:
                 raise _fail(f"template {t.id}: stray brace outside {{a}} / {{b}}", t.where)
             if t.text != t.text.strip() or not t.text:
                 raise _fail(f"template {t.id}: leading or trailing whitespace", t.where)
-            if t.text in texts:
-                raise _fail(f"template {t.id} repeats the text of template {texts[t.text].id}", t.where)
-            texts[t.text] = t
+            # a frame's text means something only with its own phrasebook's slots
+            key = (book.name if book else "", t.text)
+            if key in texts:
+                raise _fail(f"template {t.id} repeats the text of template {texts[key].id}", t.where)
+            texts[key] = t
 
 
 def _check_splits(spec: Spec) -> None:
@@ -285,20 +333,98 @@ def _check_splits(spec: Spec) -> None:
         raise _fail("split train: held-out magnitudes may not be trained on (use pairs core/core)", spec.split("train").where)
 
 
+def _wordings(spec: Spec, t: PromptTemplate) -> list[str]:
+    """A template's wordings: one for a plain template, every phrasing for a frame."""
+    book = spec.book_of(t.id) if isinstance(t, Frame) else None
+    if book is None:
+        return [normalized_wording(t.text)]
+    return sorted({normalized_wording(p) for p in phrasing.expand(book, t.text)})  # spacing: normalized away
+
+
 def _check_heldout_wording(spec: Spec) -> None:
-    """A held-out template must differ from every train template in wording, not only punctuation."""
-    train = {normalized_wording(t.text): t for t in spec.templates_for("train")}
+    """A held-out template (or any phrasing of a held-out frame) must differ from every train
+    template (every phrasing of a train frame) in wording, not only in case or punctuation."""
+    train = {w: t for t in spec.templates_for("train") for w in _wordings(spec, t)}
     train_ids = set(spec.train_template_ids)
     for name in ("val", "test"):
         for t in spec.templates_for(name):
             if t.id in train_ids:
                 continue
-            twin = train.get(normalized_wording(t.text))
-            if twin is not None:
+            for wording in _wordings(spec, t):
+                twin = train.get(wording)
+                if twin is None:
+                    continue
+                if isinstance(t, Frame) or isinstance(twin, Frame):
+                    raise _fail(
+                        f"held-out frame {t.id} leaks into train: its phrasing {excerpt(wording)} is also one of train template {twin.id}",
+                        t.where,
+                    )
                 raise _fail(
                     f"held-out template {t.id} differs from train template {twin.id} only in case or punctuation",
                     t.where,
                 )
+
+
+def _check_phrasebooks(spec: Spec) -> None:
+    """Slots: every one used, every reference declared, no cycles, no operands inside; frames
+    within the enumeration bound."""
+    for book in spec.prompt_sets:
+        if not isinstance(book, Phrasebook):
+            continue
+        names = {s.name for s in book.slots}
+        used: set[str] = set()
+        for slot in book.slots:
+            if slot.name in ("a", "b"):
+                raise _fail(f"slot {{{slot.name}}}: the names a and b belong to the operands", slot.where)
+            if slot.numbers is not None and slot.numbers.lo > slot.numbers.hi:
+                raise _fail(f"slot {slot.name}: number range {slot.numbers} is empty", slot.where)
+            for word in slot.words:  # one listed twice is drawn twice as often: that is how to weight
+                refs = PLACEHOLDER.findall(word)
+                if "{" in PLACEHOLDER.sub("", word) or "}" in PLACEHOLDER.sub("", word):
+                    raise _fail(f"slot {slot.name}: stray brace in {excerpt(word)}", slot.where)
+                for ref in refs:
+                    if ref in ("a", "b"):
+                        raise _fail(f"slot {slot.name}: {{{ref}}} belongs in a frame, not a slot", slot.where)
+                    if ref not in names:
+                        raise _fail(f"slot {slot.name}: unknown slot {{{ref}}}", slot.where)
+                    used.add(ref)
+        _check_slot_cycles(book)
+        for frame in book.frames:
+            for name in PLACEHOLDER.findall(frame.text):
+                if name not in ("a", "b") and name not in names:  # before "unused": the likelier typo
+                    raise _fail(
+                        f"template {frame.id}: unknown placeholder {{{name}}}; use {{a}}, {{b}} or a slot of its phrasebook",
+                        frame.where,
+                    )
+                used.add(name)
+            n = phrasing.count(book, frame.text)
+            if n > phrasing.MAX_PHRASINGS:
+                raise _fail(
+                    f"frame {frame.id} expands to {n} phrasings, over the limit of {phrasing.MAX_PHRASINGS}; "
+                    "split it into several frames",
+                    frame.where,
+                )
+        for slot in book.slots:
+            if slot.name not in used:
+                raise _fail(f"slot {slot.name} is used by no frame or slot of phrasebook {excerpt(book.name)}", slot.where)
+
+
+def _check_slot_cycles(book: Phrasebook) -> None:
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "open":
+            raise _fail(f"slots refer to each other in a cycle: {' -> '.join([*path, name])}", book.slot(path[0]).where)
+        state[name] = "open"
+        for word in book.slot(name).words:
+            for ref in PLACEHOLDER.findall(word):
+                visit(ref, [*path, name])
+        state[name] = "done"
+
+    for slot in book.slots:
+        visit(slot.name, [])
 
 
 def _check_space(spec: Spec) -> None:

@@ -11,13 +11,16 @@ import math
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 Split = Literal["train", "val", "test"]
 SignPattern = Literal["++", "+-", "-+", "--"]
 MagnitudePair = Literal["core/core", "core/heldout", "heldout/core", "heldout/heldout"]
 Bucket = Literal["core", "heldout"]
+Operation = Literal["add", "sub"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
+NUMERAL_STYLES = ("digits", "words", "grouped", "unicode", "mixed")
+CASE_STYLES = ("asis", "lower", "upper", "title", "sentence")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
@@ -77,10 +80,27 @@ class Magnitudes(_Node):
 
 
 class Numerals(_Node):
-    """Relative weights of how each operand is written in a prompt: digits or English words."""
+    """Relative weights of how each operand is written in a prompt: digits ("-1250"), English
+    words ("minus one thousand, two hundred and fifty"), grouped digits ("-1,250"), digits with
+    a Unicode minus ("\u22121250"), or mixed digits and words ("minus 1 thousand 2 hundred and fifty")."""
 
     digits: int = 1
     words: int = 0
+    grouped: int = 0
+    unicode: int = 0
+    mixed: int = 0
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # styles added after stage3 are dumped only when weighted: older specs hash as before
+        data = handler(self)
+        for style in ("grouped", "unicode", "mixed"):
+            if not data.get(style):
+                data.pop(style, None)
+        return data
+
+    def weights(self) -> tuple[int, ...]:
+        return tuple(getattr(self, style) for style in NUMERAL_STYLES)
 
 
 class PromptTemplate(_Node):
@@ -96,6 +116,55 @@ class PromptTemplate(_Node):
 class PromptSet(_Node):
     name: str
     templates: list[PromptTemplate]
+
+
+class Frame(PromptTemplate):
+    """A phrasebook template: besides ``{a}`` and ``{b}`` it names slots (``{verb}``) of its
+    phrasebook. Its id is the family id of every phrasing it yields. ``op`` sub: the text
+    subtracts, so ``{b}`` is written as the subtrahend -b ("subtract 4 from 17": b = -4)."""
+
+    op: Operation = "add"
+
+
+class Slot(_Node):
+    """Alternatives for one ``{name}`` in a frame: words (which may name other slots) or, for a
+    distractor number, a range drawn uniformly and written in digits."""
+
+    name: str
+    words: list[str] = []
+    numbers: IntRange | None = None
+
+
+class CaseWeights(_Node):
+    """Relative weights of the letter case a whole prompt is written in."""
+
+    asis: int = 1
+    lower: int = 0
+    upper: int = 0
+    title: int = 0
+    sentence: int = 0
+
+    def weights(self) -> tuple[int, ...]:
+        return tuple(getattr(self, style) for style in CASE_STYLES)
+
+
+class Phrasebook(_Node):
+    """A compositional prompt set: frames whose slots expand to many phrasings."""
+
+    name: str
+    slots: list[Slot]
+    case: CaseWeights = CaseWeights()
+    frames: list[Frame]
+
+    @property
+    def templates(self) -> list[Frame]:
+        return self.frames
+
+    def slot(self, name: str) -> Slot | None:
+        for s in self.slots:
+            if s.name == name:
+                return s
+        return None
 
 
 class SplitSpec(_Node):
@@ -116,7 +185,7 @@ class Spec(_Node):
     magnitudes: Magnitudes
     signs: list[SignPattern]
     numerals: Numerals = Numerals()
-    prompt_sets: list[PromptSet]
+    prompt_sets: list[PromptSet | Phrasebook]
     splits: list[SplitSpec]
     path: str = Field(default="", exclude=True)
 
@@ -131,6 +200,13 @@ class Spec(_Node):
             if p.name == name:
                 return p
         raise KeyError(name)
+
+    def book_of(self, template_id: str) -> Phrasebook | None:
+        """The phrasebook a frame belongs to; None for a plain template."""
+        for p in self.prompt_sets:
+            if isinstance(p, Phrasebook) and any(f.id == template_id for f in p.frames):
+                return p
+        return None
 
     def templates_for(self, split: Split) -> list[PromptTemplate]:
         """The templates a split draws from, in declaration order, each once."""

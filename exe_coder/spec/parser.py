@@ -8,7 +8,6 @@ The transformer only builds; it does not judge. Every declaration keeps its ``Wh
 from __future__ import annotations
 
 import json
-import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,9 +17,10 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import PatternStr
 
+from exe_coder import files
 from exe_coder.errors import UserError, excerpt
 from exe_coder.paths import GRAMMAR_DIR
-from exe_coder.spec.model import SPLITS, IntRange, PromptTemplate, Where
+from exe_coder.spec.model import CASE_STYLES, NUMERAL_STYLES, SPLITS, Frame, IntRange, PromptTemplate, Slot, Where
 
 GRAMMAR_PATH = GRAMMAR_DIR / "spec.lark"
 MAX_SPEC_BYTES = 64 << 20  # a spec is a few KB; this bounds what a mistaken path can cost
@@ -106,7 +106,7 @@ class SpecTransformer(Transformer):
         return self._decl("numerals", list(weights), meta)
 
     def numeral_weight(self, meta, c):
-        return self._decl(_one_of(c[0], ("digits", "words"), "numeral style"), int(c[1]), meta)
+        return self._decl(_one_of(c[0], NUMERAL_STYLES, "numeral style"), int(c[1]), meta)
 
     def include(self, meta, c):
         return self._decl("include", _string(c[0]), meta)
@@ -116,6 +116,26 @@ class SpecTransformer(Transformer):
 
     def template(self, meta, c):
         return PromptTemplate(id=str(c[0]), text=_string(c[1]), where=self._where(meta))
+
+    def phrasebook(self, meta, c):
+        return self._decl("phrasebook", (str(c[0]), list(c[1:])), meta)
+
+    def slot(self, meta, c):
+        words, numbers = (c[1], None) if isinstance(c[1], list) else ([], c[1])
+        return Slot(name=str(c[0]), words=words, numbers=numbers, where=self._where(meta))
+
+    def slot_words(self, meta, c):
+        return [_string(t) for t in c]
+
+    def case(self, meta, weights):
+        return self._decl("case", list(weights), meta)
+
+    def case_weight(self, meta, c):
+        return self._decl(_one_of(c[0], CASE_STYLES, "letter case"), int(c[1]), meta)
+
+    def frame(self, meta, c):
+        op = _one_of(c[1], ("add", "sub"), "operation") if len(c) == 3 else "add"
+        return Frame(id=str(c[0]), op=op, text=_string(c[-1]), where=self._where(meta))
 
     def split(self, meta, c):
         return self._decl("split", (_one_of(c[0], SPLITS, "split"), int(c[1]), list(c[2:])), meta)
@@ -199,18 +219,10 @@ def _syntax_error(parser: Lark, err: UnexpectedInput, text: str, file: str) -> U
 
 
 def parse_file(path: Path, *, start: str = "spec", label: str | None = None) -> list[Decl]:
+    shown = label or path
+    data = files.read_regular(path, limit=MAX_SPEC_BYTES, what="a .spec or .prompts file", shown=shown)
     try:
-        info = path.stat()  # before reading: a FIFO would block and /dev/zero never ends
-        if not stat.S_ISREG(info.st_mode):
-            raise UserError("not a regular file; give a .spec or .prompts file", label or path)
-        if info.st_size > MAX_SPEC_BYTES:
-            raise UserError(f"{info.st_size} bytes is over the {MAX_SPEC_BYTES}-byte limit of a spec file", label or path)
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError("file not found", label or path) from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise UserError(f"not UTF-8 text (byte {err.start + 1})", label or path, line) from None
-    except OSError as err:
-        raise UserError(f"cannot read file: {err.strerror or err}", label or path) from None
+        raise UserError(f"not UTF-8 text (byte {err.start + 1})", shown, data[: err.start].count(b"\n") + 1) from None
     return parse_text(text, label or str(path), start=start)

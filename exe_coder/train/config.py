@@ -3,7 +3,8 @@
 Every table forbids unknown keys, so a typo such as ``lr_adam = 3e-4`` is an error that names
 the key (and the closest valid one), the file and the line instead of a silently ignored
 setting; values keep their TOML types and floats are finite (``model.config.ConfigTable``).
-``load_config`` is the one way in; it raises ``UserError`` for every bad file. A config that
+``load_config`` is the one way in; it raises ``UserError`` for every bad file, and
+``apply_overrides`` validates command-line ``--set TABLE.KEY=VALUE`` changes the same way. A config that
 validates may still hold settings no trainer reads yet (``[rl]``, Track B); ``train`` refuses
 those (``train.loop.check_supported``).
 """
@@ -150,21 +151,88 @@ def parse_config(text: str, path: str | Path = "<config>") -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as err:
-        errors = err.errors()
-        # a mistyped key also makes its correct spelling "missing": name the cause, not the symptom
-        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-        loc = [str(p) for p in first["loc"] if not isinstance(p, int)]
-        key = ".".join(loc) or "<top level>"
-        if first["type"] == "extra_forbidden":
-            what = f"unknown key '{key}'"
-            close = difflib.get_close_matches(loc[-1], _keys_of(loc[:-1]), n=1)
-            if close:
-                what += f" (did you mean '{close[0]}'?)"
-        elif first["type"] == "missing":
-            what = f"missing key '{key}'"
-        else:
-            what = f"bad value for '{key}': {first['msg']}"
+        what, loc = _describe(err)
         raise UserError(what, path, _line_of(text, loc)) from None
+
+
+def _describe(err: ValidationError) -> tuple[str, list[str]]:
+    """The first problem of a failed validation, as a phrase, and the key path it concerns."""
+    errors = err.errors()
+    # a mistyped key also makes its correct spelling "missing": name the cause, not the symptom
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = [str(p) for p in first["loc"] if not isinstance(p, int)]
+    key = ".".join(loc) or "<top level>"
+    if first["type"] == "extra_forbidden":
+        what = f"unknown key '{key}'"
+        close = difflib.get_close_matches(loc[-1], _keys_of(loc[:-1]), n=1)
+        if close:
+            what += f" (did you mean '{close[0]}'?)"
+    elif first["type"] == "missing":
+        what = f"missing key '{key}'"
+    else:
+        what = f"bad value for '{key}': {first['msg']}"
+    return what, loc
+
+
+_OVERRIDE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$", re.DOTALL)
+
+
+def _override_value(text: str) -> object:
+    """A TOML value (``3000``, ``1e-4``, ``true``, ``[0.9, 0.99]``, ``"x"``); anything that is
+    not one is taken as a bare string, as ``--set run.name=big`` means."""
+    try:
+        return tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()
+
+
+def apply_overrides(config: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
+    """``config`` with each ``TABLE.KEY=VALUE`` set in order (a later one wins), validated as the
+    file is: strict types, unknown keys refused. A bad override is a ``UserError`` naming it."""
+    if not overrides:
+        return config
+    raw = config.model_dump(mode="python", exclude_none=True)
+    for item in overrides:
+        m = _OVERRIDE.match(item)
+        if m is None:
+            raise UserError(f"--set {item!r}: expected TABLE.KEY=VALUE, e.g. train.max_steps=3000")
+        table, key, value = m.group(1), m.group(2), _override_value(m.group(3))
+        if table not in TrainConfig.model_fields:
+            close = difflib.get_close_matches(table, list(TrainConfig.model_fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(f"--set {item!r}: unknown table '{table}'{hint}")
+        raw.setdefault(table, {})[key] = value
+        try:
+            TrainConfig.model_validate(raw)
+        except ValidationError as err:  # checked after each one, so the message names the culprit
+            raise UserError(f"--set {item!r}: {_describe(err)[0]}") from None
+    return TrainConfig.model_validate(raw)
+
+
+# Keys ``--resume`` lets change: how long the run goes on and how often it logs, evaluates and
+# saves, and where its folder now lies. Every other key changes what the steps compute (the
+# data, the model, the optimizer, the seed), so a run resumed with it would be neither run.
+# A new length re-spans the learning-rate schedule from the resumed step (train.schedule).
+RESUMABLE_KEYS: tuple[str, ...] = (
+    "train.max_steps", "train.epochs", "train.log_interval", "train.eval_interval",
+    "train.save_interval", "train.full_eval_every", "train.eval_max_samples", "run.output_dir",
+)
+
+
+def _flat(config: TrainConfig) -> dict[str, object]:
+    dumped = config.model_dump(mode="json")
+    return {
+        f"{table}.{key}" if isinstance(values, dict) else table: value
+        for table, values in dumped.items()
+        for key, value in (values.items() if isinstance(values, dict) else [(None, values)])
+    }
+
+
+def resumable_differences(saved: TrainConfig, new: TrainConfig) -> list[str]:
+    """The keys (``table.key``) in which ``new`` differs from the config a run started with,
+    other than ``RESUMABLE_KEYS``: empty when ``--resume`` may continue the run with ``new``."""
+    a, b = _flat(saved), _flat(new)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS)
 
 
 def _keys_of(loc: list[str]) -> list[str]:

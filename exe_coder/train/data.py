@@ -3,11 +3,18 @@
 The batch at step ``s`` is a pure function of (seed, s): epoch ``e = s // steps_per_epoch``
 shuffles with a generator seeded by ``(seed, e)``, and the step takes its slice of that
 permutation. So a resumed run sees exactly the batches an uninterrupted run would.
+
+Length bucketing (to spend compute on real tokens): the epoch's permutation is cut into windows
+of ``window_batches`` batches; each window is sorted by row length and cut into batches, whose
+order is then shuffled (seeded by (seed, e) again). Rows of one batch thus have near-equal
+lengths, so padding to the longest wastes little (bench/train.py prints the share). The global
+batch never depends on the number of ranks; ``shard`` gives a rank its rows.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +25,7 @@ from exe_coder.errors import UserError
 from exe_coder.model.tokenizer import PAD, Tokenizer
 
 LENGTH_BUCKET = 16  # batches are padded to a multiple of this, so the compiled step sees few shapes
+WINDOW_BATCHES = 16  # length-sorting window; 1 = the plain shuffled batches of before
 
 
 def manifest_sha256(train_jsonl: str | Path) -> str | None:
@@ -46,10 +54,13 @@ def tokenize(
     tokenizer: Tokenizer,
     seq_len: int,
     path: str | Path = "<data>",
+    *,
+    target: Callable[[Example], str],
 ) -> TokenizedSplit:
+    """``target`` is the track's: the text the model learns to write for each example."""
     rows, masks = [], []
     for n, ex in enumerate(examples, 1):
-        ids, mask = tokenizer.encode_example(ex.prompt, ex.target)
+        ids, mask = tokenizer.encode_example(ex.prompt, target(ex))
         if len(ids) > seq_len:
             raise UserError(
                 f"example {ex.id} is {len(ids)} tokens, longer than [model].seq_len = {seq_len}",
@@ -77,6 +88,23 @@ class Batch:
     targets: np.ndarray  # [B, T-1] the next token at each position
     target_mask: np.ndarray  # [B, T-1] float32: 1 where the next token is a target token
     prompt_mask: np.ndarray  # [B, T-1] float32: 1 where the next token is a prompt token
+
+
+def padding_share(batches) -> float:
+    """Share of the positions the model reads that are padding (inputs == PAD)."""
+    pad = total = 0
+    for b in batches:
+        pad += int((b.inputs == PAD).sum())
+        total += b.inputs.size
+    return pad / max(total, 1)
+
+
+def shard(batch: Batch, rank: int, size: int) -> Batch:
+    """Rank ``rank``'s rows of a global batch: every ``size``-th row, so with rows sorted by
+    length each rank gets a like share of the tokens (and of the work)."""
+    if size == 1:
+        return batch
+    return Batch(*(a[rank::size] for a in (batch.inputs, batch.targets, batch.target_mask, batch.prompt_mask)))
 
 
 def make_batch(split: TokenizedSplit, idx: np.ndarray) -> Batch:
@@ -116,23 +144,44 @@ class Batcher:
     With ``prompt_noise`` > 0 the batch at step s also carries prompt noise drawn from (seed, s).
     """
 
-    def __init__(self, split: TokenizedSplit, batch_size: int, seed: int, prompt_noise: float = 0.0):
+    def __init__(
+        self,
+        split: TokenizedSplit,
+        batch_size: int,
+        seed: int,
+        prompt_noise: float = 0.0,
+        window_batches: int = WINDOW_BATCHES,
+    ):
         self.split = split
         self.batch_size = min(batch_size, len(split))
         self.seed = seed
         self.prompt_noise = prompt_noise
+        self.window_batches = window_batches
         self.steps_per_epoch = len(split) // self.batch_size
         self._cached: tuple[int, np.ndarray] | None = None
 
     def _order(self, epoch: int) -> np.ndarray:
+        """The epoch's rows in batch order: shuffled, length-sorted within windows, batch order shuffled."""
         if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.split)))
+            rng = np.random.default_rng([self.seed, epoch])
+            B = self.batch_size
+            perm = rng.permutation(len(self.split))[: self.steps_per_epoch * B]
+            if self.window_batches > 1:
+                window = self.window_batches * B
+                batches = []
+                for start in range(0, len(perm), window):
+                    w = perm[start : start + window]
+                    w = w[np.argsort(self.split.lengths[w], kind="stable")]
+                    batches += [w[j : j + B] for j in range(0, len(w), B)]
+                perm = np.concatenate([batches[k] for k in rng.permutation(len(batches))])
+            self._cached = (epoch, perm)
         return self._cached[1]
 
     def batch_at(self, step: int) -> Batch:
         epoch, i = divmod(step, self.steps_per_epoch)
         idx = self._order(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
-        batch = make_batch(self.split, np.sort(idx))
+        idx = np.sort(idx)
+        batch = make_batch(self.split, idx[np.argsort(-self.split.lengths[idx], kind="stable")])
         if self.prompt_noise > 0.0:
             batch = add_prompt_noise(batch, self.prompt_noise, np.random.default_rng([self.seed, step, 1]))
         return batch

@@ -20,6 +20,16 @@ function of (seed, s) (``data.Batcher``); before step s the RNG is re-seeded fro
 dropout masks are too. Hence ``--resume`` from a checkpoint at step k continues bit for bit the
 run that was never interrupted, and the same config gives the same training curve.
 
+Ranks (``train/distributed.py``): with N ranks every rank builds the same global batch and
+trains on rows ``rank::N`` of it; each rank's loss is its sum over target tokens divided by the
+global batch's target-token count, and the gradients are summed across ranks, so the update is
+the single-process update of the whole batch up to float reduction order. Dropout masks are
+drawn per rank (rank 0 keeps the 1-rank seed), so only with dropout = 0 are curves for
+different rank counts equal (to float rounding); with dropout they are alike in distribution.
+Rank 0 alone writes the run folder, metrics and progress; a resumed state is read by rank 0 and
+broadcast. The validation loss / exact match is sharded over the ranks; the eval hook (decode +
+verify) runs on rank 0 while the others wait in the next step's all-reduce.
+
 Divergence: the loss is read every step, and the run stops with an error naming the step at the
 first non-finite one; weights are checked before every save, so a NaN model is never kept as
 "best", and ``metrics.jsonl`` is strict JSON (a non-finite value is written as null).
@@ -50,8 +60,10 @@ from exe_coder.model.checkpoint import load_checkpoint, non_finite_parameter
 from exe_coder.model.tokenizer import Tokenizer
 from exe_coder.model.transformer import Transformer, count_parameters
 from exe_coder.train import run_dir
+from exe_coder.decode.track import program_of, track_for
 from exe_coder.train.config import TrainConfig
-from exe_coder.train.data import Batch, Batcher, TokenizedSplit, eval_batches, manifest_sha256, tokenize
+from exe_coder.train.data import Batch, Batcher, TokenizedSplit, make_batch, manifest_sha256, shard, tokenize
+from exe_coder.train.distributed import World, device_line, world
 from exe_coder.train.schedule import warmup_cosine
 
 EvalHook = Callable[[nn.Module, int], dict]
@@ -70,9 +82,10 @@ class TrainResult:
     wall_s: float
 
 
-def step_seed(seed: int, step: int) -> int:
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
     """The RNG seed before step ``step`` (dropout): a pure function, so resume restores it."""
-    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+    entropy = [seed, step] if rank == 0 else [seed, step, rank]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def sequence_losses(model: nn.Module, batch_inputs: mx.array, targets: mx.array, label_smoothing: float = 0.0):
@@ -81,7 +94,9 @@ def sequence_losses(model: nn.Module, batch_inputs: mx.array, targets: mx.array,
     return nn.losses.cross_entropy(logits, targets, label_smoothing=label_smoothing), logits
 
 
-def evaluate(model: nn.Module, split: TokenizedSplit, batch_size: int, limit: int | None = None) -> dict:
+def evaluate(
+    model: nn.Module, split: TokenizedSplit, batch_size: int, limit: int | None = None, group: World | None = None
+) -> dict:
     """Validation loss (target tokens) and greedy exact match on the first ``limit`` rows.
 
     Exact match is read off one teacher-forced forward pass: greedy decoding reproduces the gold
@@ -89,23 +104,27 @@ def evaluate(model: nn.Module, split: TokenizedSplit, batch_size: int, limit: in
     by induction, each greedy step then sees exactly the teacher-forced prefix. So this equals
     unconstrained greedy decoding exactly, at the cost of one forward pass. (Grammar-constrained
     greedy can only agree with it or do better; the decode helper's eval hook measures that.)
+
+    With a ``group`` of N ranks each rank scores rows ``rank::N`` and the sums are all-reduced
+    (every rank of the group must call this at the same point).
     """
+    group = group or World(None)
     was_training = model.training
     model.eval()
-    loss_sum, tok_sum, correct, rows = 0.0, 0.0, 0, 0
-    for batch in eval_batches(split, batch_size, limit):
+    n = len(split) if limit is None else min(limit, len(split))
+    mine = np.arange(n)[group.rank :: group.size]
+    totals = mx.zeros(4)  # loss sum, target tokens, rows right, rows
+    for start in range(0, len(mine), batch_size):
+        batch = make_batch(split, mine[start : start + batch_size])
         ce, logits = sequence_losses(model, mx.array(batch.inputs), mx.array(batch.targets))
         mask = mx.array(batch.target_mask)
         hit = (mx.argmax(logits, axis=-1) == mx.array(batch.targets)) | (mask == 0)
         row_ok = mx.all(hit, axis=1)
-        loss_b, tok_b, ok_b = (ce * mask).sum(), mask.sum(), row_ok.sum()
-        mx.eval(loss_b, tok_b, ok_b)
-        loss_sum += loss_b.item()
-        tok_sum += tok_b.item()
-        correct += int(ok_b.item())
-        rows += batch.inputs.shape[0]
+        totals = totals + mx.stack([(ce * mask).sum(), mask.sum(), row_ok.sum(), mx.array(float(len(hit)))])
+        mx.eval(totals)
+    loss_sum, tok_sum, correct, rows = group.all_sum(totals).tolist()
     model.train(was_training)
-    return {"val_loss": loss_sum / max(tok_sum, 1.0), "val_exact_match": correct / max(rows, 1)}
+    return {"val_loss": loss_sum / max(tok_sum, 1.0), "val_exact_match": correct / max(rows, 1.0)}
 
 
 def _init_model(config: TrainConfig) -> Transformer:
@@ -168,14 +187,22 @@ def train(
     check_supported(config)
     if resume and force:
         raise UserError("--resume continues the earlier run and --force replaces it; give one of them")
-    console = console or Console(stderr=True)
+    group = world()
+    main = group.is_main  # only rank 0 writes files, metrics and progress
+    if group.size > config.train.batch_size:
+        raise UserError(f"{group.size} ranks exceed [train].batch_size = {config.train.batch_size}: every rank needs a row of each batch")
+    console = (console or Console(stderr=True)) if main else Console(quiet=True)
+    show_progress = show_progress and main
     t_start = time.perf_counter()
     out = Path(out_dir or config.run.output_dir)
-    earlier = [] if resume else run_dir.files_to_replace(out, force=force)  # fail before the slow part
+    earlier = [] if resume or not main else run_dir.files_to_replace(out, force=force)  # fail before the slow part
     tokenizer = Tokenizer()
 
-    train_split = tokenize(load_examples(config.data.train_jsonl), tokenizer, config.model.seq_len, config.data.train_jsonl)
-    val_split = tokenize(load_examples(config.data.val_jsonl), tokenizer, config.model.seq_len, config.data.val_jsonl)
+    track = track_for(config.data.track, min_int=config.data.decode_min_int, max_int=config.data.decode_max_int)
+    train_examples = load_examples(config.data.train_jsonl)
+    program = program_of(train_examples, config.data.train_jsonl)  # saved with the weights: decode rebuilds this shape
+    train_split = tokenize(train_examples, tokenizer, config.model.seq_len, config.data.train_jsonl, target=track.target)
+    val_split = tokenize(load_examples(config.data.val_jsonl), tokenizer, config.model.seq_len, config.data.val_jsonl, target=track.target)
     manifest = manifest_sha256(config.data.train_jsonl)
 
     tc = config.train
@@ -191,52 +218,43 @@ def train(
     )
     optimizer.init(model.trainable_parameters())
 
-    if resume and out.exists() and not out.is_dir():
-        raise UserError("the output folder is a file; give a folder for the run", out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a parent is a file, no permission
-        raise UserError(f"cannot make the output folder: {err.strerror or err}", out) from None
     state = run_dir.TrainingState(manifest_sha256=manifest, config_sha256=config.sha256())
-    if resume:
-        state = run_dir.load_training_state(out, model, optimizer)
-        if state.config_sha256 != config.sha256():
-            raise UserError("config differs from the one the run started with (see its config.toml)", out / run_dir.CONFIG_FILE)
-        if state.manifest_sha256 != manifest:
-            raise UserError("dataset manifest changed since the run started; rebuild the same data or start fresh", config.data.train_jsonl)
-        _truncate_metrics(out / METRICS, state.step)
-        console.print(f"resuming {out} at step {state.step}/{total_steps}")
-    elif earlier:
-        console.print(f"replacing the earlier run in {out} (--force)")
-        run_dir.remove_files(earlier)
-    run_dir.write_config(out, config)
+    if main:
+        state = _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, total_steps, console)
+    if resume and group.size > 1:  # rank 0 read the state; the others take it from there
+        model.update(group.broadcast_tree(model.parameters()))
+        optimizer.state = group.broadcast_tree(optimizer.state)
+        state.step = int(group.broadcast_tree({"step": mx.array(state.step)})["step"].item())
+        mx.eval(model.parameters(), optimizer.state)
 
     textmix = config.init.textmix_ratio if config.init.mode == "warmstart_textmix" else 0.0
     smoothing = tc.label_smoothing
 
-    def loss_fn(model, inputs, targets, target_mask, prompt_mask):
+    def loss_fn(model, inputs, targets, target_mask, prompt_mask, n_target, n_prompt):
+        # sums over this rank's rows, divided by the global batch's counts: summed over the
+        # ranks, these are exactly the whole batch's means (and so are their gradients)
         ce, _ = sequence_losses(model, inputs, targets, smoothing)
-        n_target = target_mask.sum()
         target_loss = (ce * target_mask).sum() / n_target
         objective = target_loss
         if textmix > 0.0:
-            objective = objective + textmix * (ce * prompt_mask).sum() / mx.maximum(prompt_mask.sum(), 1.0)
+            objective = objective + textmix * (ce * prompt_mask).sum() / mx.maximum(n_prompt, 1.0)
         return objective, target_loss
 
     loss_and_grad = nn.value_and_grad(model, loss_fn)
     compiled_state = [model.state, optimizer.state, mx.random.state]
 
     @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
-    def train_step(inputs, targets, target_mask, prompt_mask):
-        (_, target_loss), grads = loss_and_grad(model, inputs, targets, target_mask, prompt_mask)
+    def train_step(inputs, targets, target_mask, prompt_mask, n_target, n_prompt):
+        (_, target_loss), grads = loss_and_grad(model, inputs, targets, target_mask, prompt_mask, n_target, n_prompt)
+        grads = group.sum_tree(grads)
         grads, grad_norm = optim.clip_grad_norm(grads, tc.grad_clip_norm)
         optimizer.update(model, grads)
-        return target_loss, grad_norm
+        return group.all_sum(target_loss), grad_norm
 
     def run_eval(step: int) -> dict:
-        record = evaluate(model, val_split, max(tc.batch_size, 32), tc.eval_max_samples)
+        record = evaluate(model, val_split, max(tc.batch_size, 32), tc.eval_max_samples, group)
         n_eval = step // tc.eval_interval
-        if eval_hook is not None and (n_eval % tc.full_eval_every == 0 or step == total_steps):
+        if main and eval_hook is not None and (n_eval % tc.full_eval_every == 0 or step == total_steps):
             model.eval()
             record.update(eval_hook(model, step))
             model.train()
@@ -247,10 +265,12 @@ def train(
         f"{len(val_split)} val examples, batch {batcher.batch_size}, {total_steps} steps "
         f"({batcher.steps_per_epoch} a epoch) -> {out}"
     )
-    metrics_file = (out / METRICS).open("a", encoding="utf-8")
+    console.print(f"device: {device_line(group.size)}")
+    metrics_file = (out / METRICS).open("a", encoding="utf-8") if main else None
     loss_start: float | None = None
     loss_end: float | None = None
     window_losses: list[float] = []
+    window_norms: list[mx.array] = []
     window_tokens = 0
     window_t0 = time.perf_counter()
     end_step = total_steps if stop_after is None else min(stop_after, total_steps)
@@ -270,15 +290,18 @@ def train(
             task = progress.add_task("train", total=total_steps, completed=state.step, info="")
             while state.step < end_step:
                 step = state.step
-                batch: Batch = batcher.batch_at(step)
-                mx.random.seed(step_seed(config.run.seed, step))
-                target_loss, _ = train_step(
-                    mx.array(batch.inputs),
-                    mx.array(batch.targets),
-                    mx.array(batch.target_mask),
-                    mx.array(batch.prompt_mask),
+                batch: Batch = batcher.batch_at(step)  # the global batch, the same on every rank
+                mine = shard(batch, group.rank, group.size)
+                mx.random.seed(step_seed(config.run.seed, step, group.rank))
+                target_loss, grad_norm = train_step(
+                    mx.array(mine.inputs),
+                    mx.array(mine.targets),
+                    mx.array(mine.target_mask),
+                    mx.array(mine.prompt_mask),
+                    mx.array(batch.target_mask.sum(), dtype=mx.float32),
+                    mx.array(batch.prompt_mask.sum(), dtype=mx.float32),
                 )
-                mx.eval(compiled_state, target_loss)
+                mx.eval(compiled_state, target_loss, grad_norm)
                 state.step = step + 1
                 loss = target_loss.item()
                 if not math.isfinite(loss):
@@ -290,6 +313,7 @@ def train(
                 loss_start = loss if loss_start is None else loss_start
                 loss_end = loss
                 window_losses.append(loss)
+                window_norms.append(grad_norm)
                 window_tokens += int((batch.inputs != tokenizer.pad_id).sum())
                 progress.update(task, completed=state.step, info=f"loss {loss:.4f}")
 
@@ -298,34 +322,38 @@ def train(
                     elapsed = time.perf_counter() - window_t0
                     record.update(
                         loss=float(np.mean(window_losses)),
+                        grad_norm=float(np.mean([g.item() for g in window_norms])),  # before clipping
+                        wall_s=round(time.perf_counter() - t_start, 3),
                         lr=float(optimizer.learning_rate.item()),
                         tokens_per_sec=window_tokens / max(elapsed, 1e-9),
                         peak_memory_gb=mx.get_peak_memory() / 1e9,
                     )
-                    window_losses, window_tokens = [], 0
+                    window_losses, window_norms, window_tokens = [], [], 0
                 saving = state.step % tc.save_interval == 0 or state.step == total_steps
                 evaluating = state.step % tc.eval_interval == 0 or state.step == total_steps
                 if saving or evaluating:
                     _check_weights(model, state.step, config, out)
                 if evaluating:
                     record.update(run_eval(state.step))
-                    if (record["val_exact_match"], -record["val_loss"]) > (state.best_exact_match, -state.best_val_loss):
+                    if main and (record["val_exact_match"], -record["val_loss"]) > (state.best_exact_match, -state.best_val_loss):
                         state.best_step = state.step
                         state.best_exact_match = record["val_exact_match"]
                         state.best_val_loss = record["val_loss"]
-                        run_dir.save_weights(out / run_dir.BEST, model, config, state.step)
-                if record:
+                        run_dir.save_weights(out / run_dir.BEST, model, config, state.step, program)
+                if record and main:
                     record = {"step": state.step, "epoch": step // batcher.steps_per_epoch, **record}
                     metrics_file.write(metrics_line(record))
                     metrics_file.flush()
                     progress.console.print(_format_record(record))
                     window_t0 = time.perf_counter() if "loss" in record else window_t0
-                if saving:
-                    run_dir.save_weights(out / run_dir.step_weights_name(state.step), model, config, state.step)
-                    run_dir.save_weights(out / run_dir.LATEST, model, config, state.step)
-                    run_dir.save_training_state(out, model, optimizer, config, state)
+                if saving and main:
+                    run_dir.save_weights(out / run_dir.step_weights_name(state.step), model, config, state.step, program)
+                    run_dir.save_weights(out / run_dir.LATEST, model, config, state.step, program)
+                    run_dir.save_training_state(out, model, optimizer, config, state, program)
+        group.barrier()  # the others wait for rank 0's last eval and save, then all exit together
     finally:
-        metrics_file.close()
+        if metrics_file is not None:
+            metrics_file.close()
 
     wall = time.perf_counter() - t_start
     console.print(
@@ -342,6 +370,30 @@ def train(
         train_loss_end=loss_end,
         wall_s=wall,
     )
+
+
+def _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, total_steps, console):
+    """Rank 0: make the run folder, and restore (resume) or clear (force) the earlier run."""
+    if resume and out.exists() and not out.is_dir():
+        raise UserError("the output folder is a file; give a folder for the run", out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a parent is a file, no permission
+        raise UserError(f"cannot make the output folder: {err.strerror or err}", out) from None
+    if resume:
+        manifest = state.manifest_sha256
+        state = run_dir.load_training_state(out, model, optimizer)
+        if state.config_sha256 != config.sha256():
+            raise UserError("config differs from the one the run started with (see its config.toml)", out / run_dir.CONFIG_FILE)
+        if state.manifest_sha256 != manifest:
+            raise UserError("dataset manifest changed since the run started; rebuild the same data or start fresh", config.data.train_jsonl)
+        _truncate_metrics(out / METRICS, state.step)
+        console.print(f"resuming {out} at step {state.step}/{total_steps}")
+    elif earlier:
+        console.print(f"replacing the earlier run in {out} (--force)")
+        run_dir.remove_files(earlier)
+    run_dir.write_config(out, config)
+    return state
 
 
 def _check_weights(model: nn.Module, step: int, config: TrainConfig, out: Path) -> None:

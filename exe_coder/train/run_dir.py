@@ -77,15 +77,24 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def save_weights(path: Path, model: nn.Module, config: TrainConfig, step: int) -> None:
-    ckpt.save_weights(path, model, config.to_toml(), step)
+def decoding(config: TrainConfig, program: str) -> dict:
+    """What decoding needs to know of a run: its track, decode bounds and program template."""
+    d = config.data
+    return {"track": d.track, "min_int": d.decode_min_int, "max_int": d.decode_max_int, "program": program}
 
 
-def save_training_state(out_dir: Path, model: nn.Module, optimizer, config: TrainConfig, state: TrainingState) -> None:
+def save_weights(path: Path, model: nn.Module, config: TrainConfig, step: int, program: str) -> None:
+    ckpt.save_weights(path, model, config.to_toml(), step, decoding(config, program))
+
+
+def save_training_state(
+    out_dir: Path, model: nn.Module, optimizer, config: TrainConfig, state: TrainingState, program: str
+) -> None:
     arrays = {f"model.{k}": v for k, v in tree_flatten(model.parameters())}
     arrays.update({f"optimizer.{k}": v for k, v in tree_flatten(optimizer.state)})
     arrays["rng.key"] = mx.random.state[0]
-    ckpt.save_arrays(out_dir / STATE, arrays, {"config": config.to_toml(), "state": state.to_json()})
+    metadata = {"config": config.to_toml(), "state": state.to_json(), ckpt.DECODING: json.dumps(decoding(config, program), sort_keys=True)}
+    ckpt.save_arrays(out_dir / STATE, arrays, metadata)
     write_text(out_dir / RUN_JSON, state.to_json() + "\n")
 
 

@@ -1,0 +1,100 @@
+"""``exe-coder compare``: one table across runs and seeds, as rich text, Markdown and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+
+import pytest
+from _evaluate_factories import example, oracle, wrong_patch
+from typer.testing import CliRunner
+
+from exe_coder import files
+from exe_coder.cli import app
+from exe_coder.errors import UserError
+from exe_coder.evaluate.compare import compare, csv_text, markdown
+from exe_coder.evaluate.report import build_report
+from exe_coder.runcard import RunCard
+
+
+def _card(name: str, seed: int, family: str, train_s: float) -> RunCard:
+    return RunCard(written_by="run-stage", run_name=name, dataset="data/processed/stage1", exe_coder_version="0",
+                   python="3", platform="p", machine="m", blas="b", seed=seed, config_sha256=f"{family}-{seed}",
+                   config_sha256_except_seed=family, phases_s={"build": 1.0, "train": train_s})
+
+
+def _report(path, *, right: int, n: int = 10, split: str = "test", card: RunCard | None = None):
+    exs = [example(a=i, b=2, i=i, split=split) for i in range(n)]
+    preds = [oracle(e, mode="sft_patch_model") for e in exs[:right]]
+    preds += [wrong_patch(e, e.a + 1, 9, mode="sft_patch_model") for e in exs[right:]]
+    report = build_report(preds, split=split, predictions_path="p.jsonl", run_card=card)
+    files.write_text(path, report.model_dump_json(indent=2))
+    return path
+
+
+@pytest.fixture
+def reports(tmp_path):
+    root = tmp_path / "reports"
+    _report(root / "stage1" / "a-s1" / "stage1_test.json", right=8, card=_card("a-s1", 1, "A", 100.0))
+    _report(root / "stage1" / "a-s2" / "stage1_test.json", right=6, card=_card("a-s2", 2, "A", 120.0))
+    _report(root / "stage1" / "b" / "stage1_test.json", right=9, card=_card("b", 1, "B", 50.0))
+    _report(root / "stage1" / "b" / "stage1_val.json", right=10, split="val", card=_card("b", 1, "B", 50.0))
+    files.write_text(root / "stage1" / "b" / "run_card.json", _card("b", 1, "B", 50.0).model_dump_json())  # not a report
+    return root
+
+
+def test_rows_per_run_and_mean_sd_per_config_across_seeds(reports):
+    rows, groups, skipped = compare([reports])
+    assert [r.run for r in rows] == ["a-s1", "a-s2", "b"] and skipped == 1  # the val report
+    assert rows[0].values["answer_accuracy"][0] == 0.8 and rows[0].values["answer_accuracy"][1] < 0.8
+    assert rows[2].train_s == 50.0 and rows[2].gates["g1_pilot_success"] is True
+    (group,) = groups  # B has one seed: no group
+    assert group.seeds == [1, 2] and group.run == "a-s1"
+    mean, sd = group.mean_sd["answer_accuracy"]
+    assert mean == pytest.approx(0.7) and sd == pytest.approx(statistics.stdev([0.8, 0.6]))
+    assert group.train_s == 110.0
+
+
+def test_markdown_and_csv(reports):
+    rows, groups, _ = compare([reports])
+    md = markdown(rows, groups)
+    assert "| a-s1 | stage1 | test | 1 | 10 | 0.800 [0.490, 0.943] |" in md
+    assert "| a-s1 (mean ± sd) | stage1 | test | 2 seeds | 10 | 0.700 ± 0.141 |" in md
+    table = list(csv.DictReader(io.StringIO(csv_text(rows, groups))))
+    assert [t["kind"] for t in table] == ["run", "run", "run", "seed_mean"]
+    assert float(table[1]["answer_accuracy"]) == 0.6 and float(table[1]["train_s"]) == 120.0
+    assert float(table[3]["answer_accuracy_sd"]) == pytest.approx(0.1414, abs=1e-4) and table[3]["seeds"] == "2"
+
+
+def test_split_all_and_explicit_files(reports):
+    rows, _, skipped = compare([reports], split="all")
+    assert len(rows) == 4 and skipped == 0
+    rows, groups, _ = compare([reports / "stage1" / "b" / "stage1_val.json"], split="val")
+    assert [r.split for r in rows] == ["val"] and groups == []
+
+
+def test_bad_inputs_are_one_line_errors(reports, tmp_path):
+    with pytest.raises(UserError, match="no such report"):
+        compare([tmp_path / "missing"])
+    with pytest.raises(UserError, match="not an exe-coder evaluation report"):
+        compare([reports / "stage1" / "b" / "run_card.json"])
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(UserError, match="not a JSON report"):
+        compare([tmp_path / "bad.json"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no evaluation reports found"):
+        compare([tmp_path / "empty"])
+    with pytest.raises(UserError, match="none of the 1 reports is of split test"):
+        compare([reports / "stage1" / "b" / "stage1_val.json"])
+
+
+def test_cli_compare_prints_and_writes(reports, tmp_path):
+    res = CliRunner().invoke(app, ["compare", str(reports), "-o", str(tmp_path / "out" / "results")])
+    assert res.exit_code == 0, res.output
+    assert "a-s1 (mean ± sd)" in res.output and "0.800 [0.490, 0.943]" in res.output  # brackets are not markup
+    assert "1 reports of another split left out" in res.output
+    assert (tmp_path / "out" / "results.md").read_text() == markdown(*compare([reports])[:2])
+    assert (tmp_path / "out" / "results.csv").read_text().startswith("kind,run,data,split")
+    res = CliRunner().invoke(app, ["compare", str(reports), "--split", "nope"])
+    assert res.exit_code == 2

@@ -1,0 +1,163 @@
+"""stage4, "read, don't extract": its phrasebooks, held-out isolation, subtraction, and a
+regex baseline that fails it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from exe_coder.dataset.build import build_stage
+from exe_coder.dataset.records import load_examples
+from exe_coder.dataset.sample import sample_stage
+from exe_coder.decode.infer import RegexBaselinePredictor, run_inference, summarize
+from exe_coder.decode.track import PatchTrack
+from exe_coder.errors import UserError
+from exe_coder.paths import CONFIGS_DIR, SPECS_DIR
+from exe_coder.spec import load_spec
+from exe_coder.spec.load import normalized_wording
+from exe_coder.spec.phrasing import cased_phrasings, expand
+from exe_coder.train.config import load_config
+from tests._spec_text import SPEC as SPEC_TEXT
+from tests._spec_text import write_spec
+
+SPEC = SPECS_DIR / "stage4.spec"
+PROMPT_FILES = ("stage4-train.prompts", "stage4-heldout.prompts")
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec(SPEC)
+
+
+@pytest.fixture(scope="module")
+def draws(spec):
+    return sample_stage(spec, {"train": 3000, "val": 300, "test": 1000})
+
+
+def _copy(tmp_path):
+    (tmp_path / "prompts").mkdir()
+    for name in PROMPT_FILES:
+        shutil.copy(SPECS_DIR / "prompts" / name, tmp_path / "prompts" / name)
+    shutil.copy(SPEC, tmp_path / "stage4.spec")
+    return tmp_path / "stage4.spec"
+
+
+def _phrasings(spec, split):
+    out = set()
+    for t in spec.templates_for(split):
+        out |= cased_phrasings(spec.book_of(t.id), t)
+    return out
+
+
+def test_stage4_loads_with_held_out_families_only_in_val_and_test(spec):
+    assert {s.name: s.size for s in spec.splits} == {"train": 20000, "val": 2000, "test": 2000}
+    assert (spec.operands.lo, spec.operands.hi) == (-5000, 5000)
+    assert [(r.lo, r.hi) for r in spec.magnitudes.heldout] == [(4000, 5000)]
+    train = set(spec.train_template_ids)
+    for split in ("val", "test"):
+        ids = {t.id for t in spec.templates_for(split)}
+        assert ids and not ids & train and ids <= set(spec.heldout_template_ids)
+    ops = {t.op for t in spec.templates_for("train")} | {t.op for t in spec.templates_for("test")}
+    assert ops == {"add", "sub"}
+    # the stage trains on its own data: stage4 -> sft_stage4_read
+    config = load_config(CONFIGS_DIR / "sft_stage4_read.toml")
+    assert config.data.test_jsonl.endswith("processed/stage4/test.jsonl")
+
+
+def test_thousands_of_distinct_phrasings_and_none_held_out_in_train(spec):
+    train, heldout = _phrasings(spec, "train"), _phrasings(spec, "test")
+    assert len(train) >= 2000 and len(heldout) >= 2000
+    # isolation in wording, not only in ids: no held-out phrasing, whatever its case and
+    # punctuation, is a training phrasing
+    words = lambda spec, split: {  # noqa: E731
+        normalized_wording(p) for t in spec.templates_for(split) for p in expand(spec.book_of(t.id), t.text)
+    }
+    assert not words(spec, "train") & words(spec, "test")
+
+
+def test_a_held_out_family_leaking_into_train_fails_to_load(tmp_path):
+    path = _copy(tmp_path)
+    train = tmp_path / "prompts" / "stage4-train.prompts"
+    # one phrasing of held-out frame h07 ("{pre}{kindly}deduct {b} from {a}{end}"), in train
+    text = train.read_text().rstrip()
+    assert text.endswith("}")
+    train.write_text(text[:-1] + '    frame r99 sub "Deduct {b} from {a}!"\n}\n')
+    with pytest.raises(UserError, match="held-out frame h07 leaks into train") as err:
+        load_spec(path)
+    line = next(n for n, t in enumerate((tmp_path / "prompts" / PROMPT_FILES[1]).read_text().splitlines(), 1) if "frame h07" in t)
+    assert err.value.path.endswith("stage4-heldout.prompts") and err.value.line == line
+    assert "\n" not in str(err.value)
+
+
+def test_same_seed_same_prompts_other_seed_others(tmp_path, spec, draws):
+    assert sample_stage(spec, {"train": 3000, "val": 300, "test": 1000}) == draws
+    path = _copy(tmp_path)
+    path.write_text(path.read_text().replace("seed 1337", "seed 1338"))
+    assert [d.prompt for d in sample_stage(load_spec(path), {"train": 50, "val": 5, "test": 5})["train"]] != [
+        d.prompt for d in draws["train"][:50]
+    ]
+
+
+def test_prompts_vary_as_the_stage_promises(draws):
+    prompts = [d.prompt for split in draws.values() for d in split]
+    assert len(set(prompts)) == len(prompts)
+    has = lambda f: sum(map(f, prompts)) / len(prompts)  # noqa: E731
+    assert has(lambda p: "\u2212" in p) > 0.02  # Unicode minus
+    assert has(lambda p: re.search(r"\d,\d{3}", p) is not None) > 0.05  # "1,250"
+    assert has(lambda p: " thousand" in p.lower() or " hundred" in p.lower()) > 0.2  # words, mixed
+    assert has(lambda p: p.isupper()) > 0.03 and has(lambda p: p[:1].islower()) > 0.1  # any case
+    assert has(lambda p: any(w in p.lower() for w in ("64-bit", "arm64", "mach-o", "step ", "apples", "part "))) > 0.1
+    assert has(lambda p: any(w in p.lower() for w in ("subtract", "away from", "minus", "deduct", "reduce"))) > 0.2
+    assert max(len(p.encode()) for p in prompts) + 24 <= load_config(CONFIGS_DIR / "sft_stage4_read.toml").model.seq_len
+
+
+SUB_PROMPTS = """\
+phrasebook train {
+    slot end = "" | "."
+    frame s1 sub "take {b} away from {a}{end}"
+    frame s2 "add {a} and {b}{end}"
+}
+phrasebook heldout {
+    frame s3 sub "subtract {b} from {a}"
+}
+"""
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_subtraction_examples_are_consistent(tmp_path, seed):
+    """A sub frame writes -b: "take 4 away from 17" is a=17, b=-4, and a + b is 17 - 4."""
+    spec = load_spec(write_spec(tmp_path, SPEC_TEXT.replace("seed 7", f"seed {seed}"), SUB_PROMPTS))
+    draws = sample_stage(spec)
+    seen = set()
+    for d in (d for split in draws.values() for d in split):
+        m = re.fullmatch(r"(take|subtract|add) (-?\d+) (away from|from|and) (-?\d+)\.?", d.prompt)
+        assert m, d.prompt
+        x, y = int(m[2]), int(m[4])
+        if m[1] == "add":
+            assert (d.a, d.b) == (x, y)
+        else:
+            minuend, subtrahend = y, x
+            assert (d.a, d.b) == (minuend, -subtrahend) and d.a + d.b == minuend - subtrahend
+        seen.add(m[1])
+    assert seen == {"take", "subtract", "add"}
+
+
+def test_stage4_sub_frames_are_marked(spec):
+    sub = {t.text for t in spec.templates_for("train") + spec.templates_for("test") if t.op == "sub"}
+    assert any("take {b} away from {a}" in t for t in sub) and any("subtract {b} from {a}" in t for t in sub)
+    assert not any("add {b} to {a}" in t for t in sub)
+
+
+def test_regex_baseline_fails_a_built_stage4_test_split(tmp_path):
+    """The regex takes the first two integers: distractors, subtraction, words, "1,250" and
+    "4 thousand" defeat it. It would pass an easy stage (stage0: 1.0)."""
+    build_stage(SPEC, tmp_path / "data", tmp_path / "bin", sizes={"train": 8, "val": 8, "test": 200}, jobs=1, progress=False)
+    test = load_examples(tmp_path / "data" / "test.jsonl")
+    assert len(test) == 200
+    for e in test:
+        assert e.expected_stdout == f"{e.a + e.b}\n" and e.target == f"A={e.a};B={e.b}\n"
+    predictions = run_inference(test, RegexBaselinePredictor(), PatchTrack())
+    accuracy = summarize(predictions)["answer_accuracy"]
+    assert accuracy < 0.30, accuracy
