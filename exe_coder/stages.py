@@ -185,7 +185,7 @@ def run_stage(
     paths = paths or default_paths(stage, config)
     from exe_coder.train.config import apply_overrides, load_config
 
-    from exe_coder.runcard import make_run_card, now_iso, write_run_card
+    from exe_coder.train.runcard import make_run_card, now_iso, write_run_card
 
     started = now_iso()
     cfg = apply_overrides(load_config(paths.config), overrides)  # a bad config fails now, not after a long build

@@ -15,7 +15,7 @@ from exe_coder.cli import app
 from exe_coder.errors import UserError
 from exe_coder.evaluate.compare import compare, csv_text, markdown
 from exe_coder.evaluate.report import build_report
-from exe_coder.runcard import RunCard
+from exe_coder.train.runcard import RunCard
 
 
 def _card(name: str, seed: int, family: str, train_s: float) -> RunCard:

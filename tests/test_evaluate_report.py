@@ -249,7 +249,7 @@ def test_test_is_the_headline_and_val_the_checkpoint_selection_split(run_dir):
 
 
 def test_report_carries_the_runs_card_or_makes_one(run_dir):
-    from exe_coder.runcard import make_run_card, write_run_card
+    from exe_coder.train.runcard import make_run_card, write_run_card
 
     out = run_dir / "c" / "r.json"
     report, _ = evaluate_files(run_dir / "model.jsonl", out, ckpt=run_dir / "ckpt")

@@ -11,8 +11,8 @@ from pathlib import Path
 from _train_fixtures import tiny_config, write_dataset
 
 import exe_coder
-from exe_coder import runcard
-from exe_coder.runcard import (
+from exe_coder.train import runcard
+from exe_coder.train.runcard import (
     config_hashes, git_state, make_run_card, model_card_markdown, read_run_card, write_model_card, write_run_card,
 )
 

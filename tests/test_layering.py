@@ -10,7 +10,7 @@ import exe_coder
 PACKAGE = Path(exe_coder.__file__).parent
 # The pipeline's order. Shared leaves (errors, files, paths) may be imported by anyone; the
 # orchestrators at the end (stages, acceptance, cli) by no one but each other.
-ORDER = ["spec", "codegen", "runtime", "dataset", "model", "decode", "train", "runcard", "evaluate", "stages", "acceptance", "cli"]
+ORDER = ["spec", "codegen", "runtime", "dataset", "model", "decode", "train", "evaluate", "stages", "acceptance", "cli"]
 LEAVES = {"errors", "files", "paths", "__init__", "__version__"}
 
 

@@ -32,7 +32,7 @@ def test_missing_data_is_one_line_naming_the_build_command(tmp_path: Path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(f"error: {tmp_path}/nowhere/stage0/train.jsonl: ")
-    assert "exe-coder build specs/stage0.spec" in lines[0]
+    assert "exe-coder build stage0" in lines[0]
     assert not (tmp_path / "run").exists()
 
 

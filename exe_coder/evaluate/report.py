@@ -36,7 +36,7 @@ from exe_coder.evaluate.metrics import (
 from exe_coder.evaluate.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, MIN_JUDGE_N, Interval
 from exe_coder.evaluate.plots import slice_accuracy_png, training_curves_png
 from exe_coder.evaluate.slices import Slices, compute_slices
-from exe_coder.runcard import RunCard, make_run_card, read_run_card, run_card_lines
+from exe_coder.train.runcard import RunCard, make_run_card, read_run_card, run_card_lines
 
 REPORT_SCHEMA = "exe-coder.eval-report/2"
 FAILURE_LIMIT = 25  # wrong examples listed in a report by default

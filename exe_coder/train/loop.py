@@ -61,7 +61,8 @@ from exe_coder.model.tokenizer import Tokenizer
 from exe_coder.model.transformer import Transformer, count_parameters
 from exe_coder.train import run_dir
 from exe_coder.decode.track import program_of, track_for
-from exe_coder.train.config import TrainConfig
+from exe_coder.train.config import RESUMABLE_KEYS, TrainConfig, load_config, resumable_differences
+from exe_coder.train.runcard import make_run_card, model_card_markdown, now_iso, write_model_card, write_run_card
 from exe_coder.train.data import Batch, Batcher, TokenizedSplit, make_batch, manifest_sha256, shard, tokenize
 from exe_coder.train.distributed import World, device_line, world
 from exe_coder.train.schedule import warmup_cosine
@@ -193,7 +194,7 @@ def train(
         raise UserError(f"{group.size} ranks exceed [train].batch_size = {config.train.batch_size}: every rank needs a row of each batch")
     console = (console or Console(stderr=True)) if main else Console(quiet=True)
     show_progress = show_progress and main
-    t_start = time.perf_counter()
+    t_start, started = time.perf_counter(), now_iso()
     out = Path(out_dir or config.run.output_dir)
     earlier = [] if resume or not main else run_dir.files_to_replace(out, force=force)  # fail before the slow part
     tokenizer = Tokenizer()
@@ -356,6 +357,13 @@ def train(
             metrics_file.close()
 
     wall = time.perf_counter() - t_start
+    if main:
+        card = make_run_card(config, written_by="train", started=started, phases_s={"train": round(wall, 3)}, manifest_sha256=manifest)
+        write_run_card(out, card)
+        write_model_card(out, model_card_markdown(
+            config, card, steps=state.step, best_step=state.best_step,
+            best_val_exact_match=state.best_exact_match, best_val_loss=state.best_val_loss,
+        ))
     console.print(
         f"done at step {state.step}: best val exact match {max(state.best_exact_match, 0.0):.4f} "
         f"(step {state.best_step}), {wall:.1f} s"
@@ -383,8 +391,15 @@ def _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, tota
     if resume:
         manifest = state.manifest_sha256
         state = run_dir.load_training_state(out, model, optimizer)
-        if state.config_sha256 != config.sha256():
-            raise UserError("config differs from the one the run started with (see its config.toml)", out / run_dir.CONFIG_FILE)
+        differ = resumable_differences(load_config(out / run_dir.CONFIG_FILE), config)
+        if differ:
+            raise UserError(
+                f"--resume cannot change {', '.join(differ)} (only {', '.join(RESUMABLE_KEYS)} may change)",
+                out / run_dir.CONFIG_FILE,
+            )
+        if state.step > total_steps:
+            raise UserError(f"the run is at step {state.step}, past the new length {total_steps}", out / run_dir.CONFIG_FILE)
+        state.config_sha256 = config.sha256()
         if state.manifest_sha256 != manifest:
             raise UserError("dataset manifest changed since the run started; rebuild the same data or start fresh", config.data.train_jsonl)
         _truncate_metrics(out / METRICS, state.step)

@@ -44,7 +44,7 @@ step_weights_name = ckpt.step_weights_name
 # the files above, numbered weights, and the temporaries of an interrupted write (exe_coder.files)
 _RUN_FILE = re.compile(
     r"(config\.toml|latest_weights\.safetensors|best_weights\.safetensors|training_state\.safetensors"
-    r"|run\.json|metrics\.jsonl|\d{7,}_weights\.safetensors|\..+\.tmp(\..+)?)"
+    r"|run\.json|run_card\.json|README\.md|metrics\.jsonl|\d{7,}_weights\.safetensors|\..+\.tmp(\..+)?)"
 )
 
 

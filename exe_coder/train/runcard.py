@@ -68,7 +68,7 @@ class RunCard(BaseModel):
 def git_state(package_dir: Path | None = None) -> tuple[str | None, bool | None]:
     """(commit, dirty) of the checkout this package was imported from; (None, None) when it
     is not a checkout (an installed wheel), even one that sits inside someone's repository."""
-    root = (package_dir or Path(__file__).resolve().parent).parent
+    root = (package_dir or Path(__file__).resolve().parents[1]).parent  # exe_coder/ -> the checkout
 
     def git(*args: str) -> str | None:
         try:
