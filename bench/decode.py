@@ -15,6 +15,9 @@ What is printed:
    per token = per step / batch rows.
 3. End to end: a model of the config's size (random init) decodes the same prompts constrained
    and unconstrained for the same number of steps; prompts/s for each and the difference a token.
+4. Track B (``--track-b``, or ``--track-b-only``): a randomly initialised model of the Track B
+   config decodes a batch unconstrained for a golden image's length (KV cache): tokens/s and
+   images/s. Throughput only -- a random model writes no image.
 """
 
 from __future__ import annotations
@@ -151,6 +154,40 @@ def bench_end_to_end(config: Path | None, n_prompts: int, batch_size: int, repea
           f"({tokens} tokens, {sum(steps)} steps a run)")
 
 
+TRACK_B_CONFIG = CONFIGS_DIR / "sft_stage1_trackb.toml"
+
+
+def bench_track_b(config: Path, batch_size: int, repeats: int) -> None:
+    """Unconstrained KV-cached decoding of a Track B image's length, at ``batch_size`` rows."""
+    from exe_coder.dataset.golden import golden_image
+    from exe_coder.codegen.finalize import unsigned_image
+    from exe_coder.decode.image_text import encode_image
+    from exe_coder.train.config import load_config
+
+    cfg = load_config(config)
+    mx.random.seed(0)
+    model = Transformer.from_config(cfg.model)
+    model.eval()
+    mx.eval(model.parameters())
+    image_tokens = len(encode_image(unsigned_image(golden_image("add", 17, -4)))) + 1  # + EOS
+    rng = random.Random(0)
+    prompts = [rng.choice(PHRASES).format(a=rng.randint(-1000, 1000), b=rng.randint(-1000, 1000)) for _ in range(batch_size)]
+    print(f"Track B: {count_parameters(model):,}-parameter model ({config}), random init (throughput only), "
+          f"batch {batch_size}, {image_tokens} tokens an image, greedy, unconstrained, KV cache, {repeats} runs")
+    # a random row may write EOS early; the batch decodes until every row has, and the steps run are counted
+    generate(model, prompts, None, max_tokens=8)  # compile and warm up
+    times, steps = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        gen = generate(model, prompts, None, max_tokens=image_tokens)
+        times.append(time.perf_counter() - t0)
+        steps.append(max(len(t) for t in gen.tokens))
+    med = statistics.median(times)
+    n = statistics.median(steps)
+    print(f"  {batch_size * n / med:9.1f} tokens/s   {batch_size * n / image_tokens / med:7.2f} images/s   "
+          f"{med / n * 1e3:7.2f} ms/step   ({n:.0f} steps a run, median of {repeats}; best {batch_size * n / image_tokens / min(times):.2f} images/s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=None, help="training config whose [model] size to use")
@@ -158,12 +195,20 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--mask-calls", type=int, default=3000)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--track-b", action="store_true", help="also measure Track B throughput")
+    ap.add_argument("--track-b-only", action="store_true", help="measure Track B throughput only")
+    ap.add_argument("--track-b-config", type=Path, default=TRACK_B_CONFIG)
     args = ap.parse_args()
     print(f"mlx {mx.__version__}, device {mx.default_device()}, "
           f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '') or '(none)'}")
+    if args.track_b_only:
+        bench_track_b(args.track_b_config, args.batch_size, args.repeats)
+        return
     bench_compile(repeats=10)
     bench_mask([1, 32, 128], args.mask_calls)
     bench_end_to_end(args.config, args.prompts, args.batch_size, args.repeats)
+    if args.track_b:
+        bench_track_b(args.track_b_config, args.batch_size, args.repeats)
 
 
 if __name__ == "__main__":

@@ -255,7 +255,7 @@ def train_command(
     ),
     ranks: int | None = typer.Option(None, "--ranks", min=1, help=_RANKS_HELP),
 ) -> None:
-    """Train a model from a TOML config (Track A SFT); checkpoints and metrics.jsonl go to the output dir."""
+    """Train a model from a TOML config (SFT, or RL from the verifier for \\[run].phase = 'rl'); checkpoints and metrics.jsonl go to the output dir."""
     _use_fast_blas()
     from exe_coder.train.config import apply_overrides, load_config
     from exe_coder.train.distributed import train_on_ranks
@@ -266,6 +266,16 @@ def train_command(
     out_dir = _renamed(out_dir, old_out_dir, "--out-dir", "-o/--out")
     cfg = apply_overrides(load_config(resolve_config(config)), _config_overrides(set_, seed, max_steps, out_dir))
     check_supported(cfg)  # before the eval hook reads any data (or any rank starts)
+    if cfg.run.phase == "rl":  # RL from the verifier (train/rl.py), one rank
+        from exe_coder.train.rl import train_rl
+
+        if ranks not in (None, 1):
+            raise UserError(f"--ranks {ranks}: RL runs on one rank; give --ranks 1 or leave it out")
+        rl = train_rl(cfg, resume=resume, force=force, eval_hook=eval_hook)
+        start = "n/a" if rl.start_val_answer_accuracy is None else f"{rl.start_val_answer_accuracy:.4f}"
+        best = "n/a" if rl.best_val_answer_accuracy is None else f"{rl.best_val_answer_accuracy:.4f}"
+        typer.echo(f"{rl.out_dir}: {rl.steps} RL steps, val answer accuracy {start} at the start, best {best} at step {rl.best_step}, {rl.wall_s:.0f} s")
+        return
     result = train_on_ranks(cfg, ranks, resume=resume, force=force, eval_hook=eval_hook)
     typer.echo(
         f"{result.out_dir}: {result.steps} steps, best val exact match {max(result.best_val_exact_match, 0.0):.4f} "
@@ -341,7 +351,8 @@ def generate_cmd(
     from exe_coder.decode.infer import generate_executable
 
     result = generate_executable(prompt, weights, out, sampling=Sampling(temperature, top_k, seed))
-    typer.echo(f"patch: {result.text!r} ({result.generate_ms:.1f} ms)")
+    shown = result.text if result.operands is not None or len(result.text) <= 80 else f"{result.text[:72]}... ({len(result.text) // 2} tokens)"
+    typer.echo(f"{'patch' if result.operands is not None else 'image'}: {shown!r} ({result.generate_ms:.1f} ms)")
     if result.operands is not None:
         typer.echo(f"model read: a={result.operands[0]}, b={result.operands[1]}")
     for warning in result.warnings:
@@ -349,9 +360,15 @@ def generate_cmd(
     if result.path is None:
         typer.echo(f"verifier: {result.outcome.label} ({result.outcome.detail}); nothing written")
         raise typer.Exit(1)
-    a, b = result.operands  # type: ignore[misc]
     where = "natively" if result.outcome.native else "in the emulator"
     typer.echo(f"wrote {result.path} (sha256 {result.sha256})")
+    if result.operands is None:  # Track B: the model wrote the whole image and no operands to check it against
+        typer.echo(
+            f"verifier ran it {where}: {result.outcome.label}, stdout {result.outcome.stdout.decode(errors='replace')!r}, "
+            f"exit {result.outcome.exit_code} (the model wrote every byte; no decoded operands to check the answer against)"
+        )
+        raise typer.Exit(0 if result.outcome.exec_ok else 1)
+    a, b = result.operands
     typer.echo(
         f"verifier ran it {where}: {result.outcome.label}, stdout {result.outcome.stdout.decode(errors='replace')!r}, "
         f"exit {result.outcome.exit_code} (expected {a + b!r} from the decoded operands {a} and {b}, not from a gold answer)"
@@ -391,6 +408,11 @@ def evaluate_cmd(
     typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 
+class RunTrack(str, Enum):
+    a = "a"
+    b = "b"
+
+
 @app.command("run-stage")
 def run_stage_cmd(
     stage: Stage = typer.Argument(..., case_sensitive=False, help="A shipped stage (specs/<stage>.spec)."),
@@ -399,6 +421,7 @@ def run_stage_cmd(
     set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
     seed: int | None = typer.Option(None, "--seed", help="Shorthand for --set run.seed=N."),
     ranks: int | None = typer.Option(None, "--ranks", min=1, help=_RANKS_HELP),
+    track: RunTrack = typer.Option(RunTrack.a, "--track", case_sensitive=False, help="a: the operand patch; b: the model writes the whole image (stage1, stage1b). Ignored with --config."),
 ) -> None:
     """Build, train, infer (model and regex baseline) and evaluate one stage; print the gates."""
     _use_fast_blas()
@@ -407,7 +430,7 @@ def run_stage_cmd(
 
     config_path = None if config is None else resolve_config(config)
     overrides = _config_overrides(set_, seed)
-    result = run_stage(stage.value, config=config_path, force=force, ranks=ranks, overrides=overrides)
+    result = run_stage(stage.value, config=config_path, force=force, ranks=ranks, overrides=overrides, track=track.value)
     for split, files in result.report_files.items():
         typer.echo(f"{split} report: " + ", ".join(str(p) for p in files))
     typer.echo("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))

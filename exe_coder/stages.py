@@ -40,6 +40,8 @@ STAGE_CONFIGS: dict[str, str] = {
     "stage3": "sft_stage3_words",
     "stage4": "sft_stage4_read",
 }
+# stage -> its Track B config (run-stage --track b): the model writes the whole image
+TRACK_B_CONFIGS: dict[str, str] = {"stage1": "sft_stage1_trackb", "stage1b": "sft_stage1b_trackb"}
 EVAL_SPLITS = ("test", "val")  # the headline first
 OUTPUTS_DIR = Path("outputs")  # relative to the working dir, like the configs' paths
 INFER_BATCH = 64
@@ -90,7 +92,11 @@ class StageResult:
     run_card: object = None  # runcard.RunCard, with every phase's seconds
 
 
-def default_paths(stage: str, config: str | Path | None = None) -> StagePaths:
+def default_paths(stage: str, config: str | Path | None = None, track: str = "a") -> StagePaths:
+    if config is None and track == "b":
+        if stage not in TRACK_B_CONFIGS:
+            raise UserError(f"no Track B config for stage {stage!r}; Track B stages: {', '.join(TRACK_B_CONFIGS)} (or pass --config)")
+        config = CONFIGS_DIR / f"{TRACK_B_CONFIGS[stage]}.toml"
     if config is None:
         if stage not in STAGE_CONFIGS:
             raise UserError(f"unknown stage {stage!r}; known stages: {', '.join(STAGE_CONFIGS)} (or pass --config)")
@@ -149,7 +155,7 @@ def _infer(config, run_dir: Path, stage: str, split: str, paths: StagePaths) -> 
     jsonl = getattr(config.data, f"{split}_jsonl", None) or str(Path(config.data.val_jsonl).parent / f"{split}.jsonl")
     examples = load_examples(jsonl)
     model, track = make_predictor("sft_patch_model", run_dir)
-    baseline, _ = make_predictor(
+    baseline, base_track = make_predictor(  # a Track A patch, realized as one whatever the model's track
         "regex_baseline", min_int=config.data.decode_min_int, max_int=config.data.decode_max_int
     )
     model_out = write_predictions(
@@ -157,7 +163,7 @@ def _infer(config, run_dir: Path, stage: str, split: str, paths: StagePaths) -> 
         paths.predictions(stage, split, "model"),
     )
     base_out = write_predictions(
-        run_inference(examples, baseline, track, batch_size=INFER_BATCH, progress=True),
+        run_inference(examples, baseline, base_track, batch_size=INFER_BATCH, progress=True),
         paths.predictions(stage, split, "regex_baseline"),
     )
     return model_out, base_out
@@ -179,10 +185,11 @@ def run_stage(
     console: Console | None = None,
     ranks: int | None = 1,  # training processes (train/distributed.py); None: one a core
     overrides: list[str] | tuple[str, ...] = (),  # --set TABLE.KEY=VALUE on the stage's config
+    track: str = "a",  # without a config: the stage's Track A config, or its Track B one ("b")
 ) -> StageResult:
     """Build, train, infer on val and test, evaluate; write the reports. See the module doc."""
     console = console or Console(stderr=True)
-    paths = paths or default_paths(stage, config)
+    paths = paths or default_paths(stage, config, track)
     from exe_coder.train.config import apply_overrides, load_config
 
     from exe_coder.train.runcard import make_run_card, now_iso, write_run_card

@@ -324,8 +324,9 @@ def _decodes_to(monkeypatch, text: str) -> None:
     from exe_coder.decode import infer
     from exe_coder.decode.generate import Generation
 
-    monkeypatch.setattr(infer, "generate", lambda model, prompts, grammar, sampling: Generation(
-        tokens=[[]], texts=[text], logprobs=[[]], states=[[]], finished=[True]))
+    ids = [*text.encode(), 259]  # the track decodes the token ids (EOS = 259)
+    monkeypatch.setattr(infer, "generate", lambda model, prompts, grammar, sampling, max_tokens=None: Generation(
+        tokens=[ids], texts=[text], logprobs=[[]], states=[[]], finished=[True]))
 
 
 def test_generate_warns_when_an_operand_sits_on_a_decode_bound(tmp_path, weights, monkeypatch):

@@ -49,7 +49,7 @@ def test_a_new_track_is_a_subclass_that_inference_runs_unchanged(stage0):
 
 def test_unknown_track_and_mixed_programs_are_user_errors(stage0):
     with pytest.raises(UserError, match="not implemented"):
-        track_for("strict_one_shot")
+        track_for("no_such_track")
     assert program_of(stage0) == "add"
     mixed = [stage0[0], stage0[1].model_copy(update={"program": "mul"})]
     with pytest.raises(UserError, match="2 program templates"):

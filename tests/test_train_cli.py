@@ -46,9 +46,17 @@ def test_unknown_key_exits_2_with_file_and_line(tmp_path: Path):
     assert proc.stderr.strip() == f"error: {cfg}:{line_no}: unknown key 'train.batchsize' (did you mean 'batch_size'?)"
 
 
-def test_rl_config_validates_but_says_rl_is_not_implemented():
-    proc = _cli("train", "--config", str(CONFIGS_DIR / "rl_mainline.toml"), env_extra={"EXE_CODER_NO_BLAS_PRELOAD": "1"})
-    assert proc.returncode == 2 and "RL training is not implemented" in proc.stderr
+def test_rl_config_trains_rl_and_a_missing_sft_start_is_one_line(tmp_path: Path):
+    missing = tmp_path / "no_sft_run"
+    proc = _cli("train", "--config", str(CONFIGS_DIR / "rl_mainline.toml"), "--set", f'rl.init_ckpt="{missing}"',
+                "-o", str(tmp_path / "run"), env_extra={"EXE_CODER_NO_BLAS_PRELOAD": "1"})
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {missing}: checkpoint not found"
+
+
+def test_rl_refuses_more_than_one_rank(tmp_path: Path):
+    proc = _cli("train", "--config", str(CONFIGS_DIR / "rl_mainline.toml"), "--ranks", "2",
+                "-o", str(tmp_path / "run"), env_extra={"EXE_CODER_NO_BLAS_PRELOAD": "1"})
+    assert proc.returncode == 2 and "RL runs on one rank" in proc.stderr
 
 
 def test_train_command_runs_with_overrides(tmp_path: Path):

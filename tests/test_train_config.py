@@ -258,9 +258,9 @@ def test_rl_table_in_an_sft_config_is_refused_naming_its_keys():
     assert "[rl] beta, rollout_samples would be ignored" in msg and "remove the table" in msg
 
 
-def test_rl_phase_is_refused_naming_the_rl_keys():
-    msg = _refusal(GOOD.replace('phase = "sft"', 'phase = "rl"') + '\n[rl]\nbeta = 0.02\nmode = "mainline"\n')
-    assert "RL training is not implemented" in msg and "[rl] beta, mode would be ignored" in msg
+def test_rl_phase_refuses_the_sft_settings_rl_does_not_read():
+    rl = GOOD.replace('phase = "sft"', 'phase = "rl"') + '\n[rl]\nbeta = 0.02\ninit_ckpt = "sft_run"\n'
+    assert "prompt_noise = 0.2 is not read by RL" in _refusal(rl.replace("[train]\n", "[train]\nprompt_noise = 0.2\n"))
 
 
 def test_max_gen_tokens_validates_but_train_refuses_it():
@@ -271,9 +271,9 @@ def test_max_gen_tokens_validates_but_train_refuses_it():
 @pytest.mark.parametrize(
     "line", ['track = "strict_one_shot"', 'target_mode = "full_hex"'], ids=["track", "target_mode"]
 )
-def test_track_b_validates_but_train_refuses_it(line: str):
+def test_a_track_with_the_other_tracks_target_mode_is_refused(line: str):
     msg = _refusal(GOOD.replace("[data]\n", f"[data]\n{line}\n"))
-    assert "only Track A" in msg and "Track B" in msg
+    assert "writes target_mode" in msg and ("'full_hex'" in msg)
 
 
 def test_shipped_sft_configs_hold_nothing_train_would_ignore():

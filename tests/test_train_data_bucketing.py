@@ -18,7 +18,8 @@ def _split(lengths: list[int]) -> TokenizedSplit:
     for i, n in enumerate(lengths):
         tokens[i, :n] = 1 + i % 200
         target[i, n // 2 : n] = True
-    return TokenizedSplit(tokens, target, ~target & (tokens != PAD), np.array(lengths, dtype=np.int32))
+    lengths_arr = np.array(lengths, dtype=np.int32)
+    return TokenizedSplit(tokens, target, ~target & (tokens != PAD), lengths_arr, np.zeros(len(lengths), dtype=bool))
 
 
 def _rows(batch) -> list[tuple]:

@@ -248,11 +248,11 @@ def test_warmstart_textmix_starts_from_the_checkpoint(full_run, data_dir: Path, 
     assert result.steps == 8
 
 
-def test_rl_config_says_rl_is_not_implemented(data_dir: Path, tmp_path: Path):
+def test_the_sft_loop_refuses_an_rl_config(data_dir: Path, tmp_path: Path):
     from exe_coder.paths import CONFIGS_DIR
     from exe_coder.train.config import load_config
 
-    with pytest.raises(UserError, match="RL training is not implemented"):
+    with pytest.raises(UserError, match="this is not an SFT config"):
         train(load_config(CONFIGS_DIR / "rl_mainline.toml"), show_progress=False)
 
 

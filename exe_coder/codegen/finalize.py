@@ -137,3 +137,44 @@ def finalize(
         raise ValueError(f"code signature needs {len(blob)} bytes, LC_CODE_SIGNATURE reserves {datasize}")
     out[dataoff : dataoff + datasize] = blob.ljust(datasize, b"\0")
     return bytes(out)
+
+
+def unsigned_image(image: bytes | bytearray) -> bytes:
+    """What precedes ``finalize``: the bytes before the code signature, the UUID field zeroed
+    (Track B's target; ``finalize_unsigned`` of it is ``image`` again when ``image`` is finalized)."""
+    layout = locate(image)
+    out = bytearray(image[: layout.dataoff])
+    if layout.uuid_at is not None:
+        out[layout.uuid_at : layout.uuid_at + 16] = bytes(16)
+    return bytes(out)
+
+
+def finalize_unsigned(unsigned: bytes | bytearray) -> bytes:
+    """Fill the UUID and append the ad-hoc signature to the bytes before the signature, as the
+    linker (or ``codesign``) does; ValueError unless ``LC_CODE_SIGNATURE`` starts right at the end."""
+    if len(unsigned) < 32:
+        raise ValueError("not a Mach-O image: shorter than a header")
+    padded = bytes(unsigned) + bytes(signature_size(unsigned))
+    layout = locate(padded)
+    if layout.dataoff != len(unsigned):
+        raise ValueError(f"the image is {len(unsigned)} bytes, but LC_CODE_SIGNATURE puts the signature at {layout.dataoff:#x}")
+    return finalize(padded, layout=layout)
+
+
+def signature_size(image: bytes | bytearray) -> int:
+    """LC_CODE_SIGNATURE's datasize (0 when it is absent; ``locate`` then says why)."""
+    _, _, _, _, ncmds, sizeofcmds = struct.unpack_from("<IiiIII", image, 0)
+    offset, end = 32, min(32 + sizeofcmds, len(image))
+    for _ in range(ncmds):
+        if offset + 16 > end:
+            break
+        cmd, cmdsize = struct.unpack_from("<II", image, offset)
+        if cmd == _LC_CODE_SIGNATURE:
+            return min(struct.unpack_from("<I", image, offset + 12)[0], MAX_SIGNATURE)
+        if cmdsize < 8:
+            break
+        offset += cmdsize
+    return 0
+
+
+MAX_SIGNATURE = 1 << 20  # a model-written datasize is not trusted to size an allocation

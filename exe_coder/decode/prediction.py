@@ -31,6 +31,7 @@ class Prediction(BaseModel):
     binary_sha256: str | None = None  # of the reconstructed binary, when one was made
     exact_byte_match: bool = False  # reconstructed bytes == golden bytes
     outcome: Outcome  # the verdict; parse_error when no binary was made
+    track: str = "template_delta_operand_patch"  # the track that realized ``text`` (Track B: strict_one_shot)
     latency: Latency = Latency()
 
     @property

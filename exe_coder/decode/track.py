@@ -12,7 +12,10 @@ else differs between them:
 Train, infer, the training eval hook and ``generate`` call only this interface, so the next
 track is a new subclass and a new ``TRACKS`` entry, not a fork of those modules. Track A
 (``template_delta_operand_patch``) is the first: the model writes ``A=<int>;B=<int>\\n`` and the
-toolchain patches the program template's golden image (``reconstruct``).
+toolchain patches the program template's golden image (``reconstruct``). Track B
+(``strict_one_shot``, ``FullImageTrack``) is the second: the model writes the whole image and
+only ``finalize`` runs after it. A track whose tokens are not UTF-8 text also says how its token
+ids become text (``target_tokens``, ``decode_tokens``) and how many it may generate (``max_tokens``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from exe_coder.codegen.finalize import finalize_unsigned, unsigned_image
+from exe_coder.dataset.golden import golden_image
 from exe_coder.dataset.records import Example, patch_text
+from exe_coder.decode import image_text
 from exe_coder.decode.grammar import DecodeGrammar, compile_grammar
 from exe_coder.decode.reconstruct import Reconstruction, reconstruct
 from exe_coder.errors import UserError
+from exe_coder.model.tokenizer import Tokenizer
 
 # What the add template's operand encodings (movz/movk + sxtw) can hold: the default bounds when
 # no training config gives narrower ones (the oracle and the regex baseline).
@@ -45,6 +52,18 @@ class Track(ABC):
     @abstractmethod
     def realize(self, text: str, program: str) -> Reconstruction:
         """The executable ``text`` describes for ``program``, or the reason there is none."""
+
+    # Token ids <-> text. A track whose text is its tokens' UTF-8 (Track A) keeps these defaults;
+    # one whose tokens are not text (Track B's image bytes) spells them its own way.
+    max_tokens: ClassVar[int | None] = None  # generation's limit; None: the grammar's longest sentence
+
+    def target_tokens(self, example: Example) -> list[int]:
+        """The token ids of ``target(example)`` (EOS not included): what training reads."""
+        return list(self.target(example).encode("utf-8"))
+
+    def decode_tokens(self, ids: list[int]) -> str:
+        """The text of generated ids (up to EOS): what ``realize`` reads and a prediction stores."""
+        return Tokenizer().decode_text(ids)
 
 
 class PatchTrack(Track):
@@ -70,7 +89,62 @@ class PatchTrack(Track):
         return f"{self.name}, bounds [{self.grammar.min_int}, {self.grammar.max_int}]"
 
 
-TRACKS: dict[str, type[Track]] = {PatchTrack.name: PatchTrack}
+class FullImageTrack(Track):
+    """Track B (the seed's ``strict_one_shot`` / ``full_hex``): the model writes every byte of the
+    image before the code signature, LC_UUID left zero (``image_text``: bytes, zero runs
+    compressed), unconstrained. ``realize`` expands the tokens and runs ``finalize_unsigned`` (fill
+    the UUID, append the ad-hoc signature: the linker's or codesign's step) -- no template, patch
+    table or reconstructor, so ``program`` is ignored: the model wrote everything.
+
+    The decode bounds are accepted (the config's decoding record carries them) and not used.
+    """
+
+    name = "strict_one_shot"
+    max_tokens = 600  # golden targets are 506-510 tokens (int32 extremes: 510); room for a longer wrong one
+
+    def __init__(self, min_int: int = INT32_MIN, max_int: int = INT32_MAX) -> None:
+        self.min_int, self.max_int = min_int, max_int
+
+    def target(self, example: Example) -> str:
+        return image_text.tokens_to_text(self.target_tokens(example))
+
+    def target_tokens(self, example: Example) -> list[int]:
+        golden = golden_image(example.program, example.a, example.b)
+        return list(image_text.encode_image(unsigned_image(golden)))
+
+    def decode_tokens(self, ids: list[int]) -> str:
+        return image_text.tokens_to_text(ids)
+
+    @property
+    def constraint(self) -> None:
+        return None
+
+    def model_image(self, text: str) -> bytes:
+        """The bytes the model wrote (before finalize); ImageTextError when the text is no stream."""
+        return image_text.expand(image_text.text_to_tokens(text))
+
+    def realize(self, text: str, program: str) -> Reconstruction:
+        del program  # the model wrote every byte; nothing is taken from the program template
+        try:
+            image = finalize_unsigned(self.model_image(text))
+        except ValueError as err:  # ImageTextError, or no place for the UUID or signature
+            return ImageRealization(None, None, " ".join(str(err).split()))
+        return ImageRealization(None, image)
+
+    def __str__(self) -> str:
+        return f"{self.name}, unconstrained, full image"
+
+
+class ImageRealization(Reconstruction):
+    """Track B's result: no operands were written, so 'parsed' means the stream became an image."""
+
+    @property
+    def parsed(self) -> bool:
+        return self.image is not None
+
+
+TRACKS: dict[str, type[Track]] = {PatchTrack.name: PatchTrack, FullImageTrack.name: FullImageTrack}
+TRACK_ALIASES = {"a": PatchTrack.name, "b": FullImageTrack.name}  # run-stage --track
 
 
 def track_for(name: str, *, min_int: int | None = None, max_int: int | None = None) -> Track:

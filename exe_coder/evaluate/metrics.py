@@ -20,9 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from exe_coder.decode.prediction import Prediction
 from exe_coder.errors import UserError
 from exe_coder.evaluate.intervals import Interval, bootstrap, quantile_interval, rate_interval, too_small
-
-# The reward contract (RL): weights on the Outcome's properties, minus beta * kl_to_sft.
-REWARD_WEIGHTS = {"is_valid_macho": 1.0, "exec_ok": 1.0, "stdout_correct": 2.0, "timeout_or_crash": -1.0}
+from exe_coder.runtime import reward as contract
+from exe_coder.runtime.reward import REWARD_WEIGHTS  # noqa: F401  (the contract's weights, re-exported)
 LATENCY_STAGES = ("generate", "reconstruct", "verify")
 
 
@@ -75,16 +74,9 @@ class TrainingLosses(BaseModel):
 
 
 def reward(p: Prediction, beta: float = 0.0, kl_to_sft: float = 0.0) -> float:
-    """The RL reward contract for one prediction. SFT predictions have ``kl_to_sft = 0``."""
-    o = p.outcome
-    # stdout_correct is the gold answer check, the same one answer_accuracy uses
-    flags = {
-        "is_valid_macho": o.is_valid_macho,
-        "exec_ok": o.exec_ok,
-        "stdout_correct": p.answer_correct,
-        "timeout_or_crash": o.timeout_or_crash,
-    }
-    return sum(w * flags[k] for k, w in REWARD_WEIGHTS.items()) - beta * kl_to_sft
+    """The RL reward contract (``runtime/reward.py``, the one RL trains on) for one prediction.
+    SFT predictions have ``kl_to_sft = 0``."""
+    return contract.reward(p.outcome, p.example.expected_stdout, beta, kl_to_sft)
 
 
 def _rate(flags: Sequence[bool]) -> float | None:
@@ -105,7 +97,8 @@ def compute_metrics(
     rewards = [reward(p, beta, kl) for p, kl in zip(predictions, kls)]
     flags = {
         "parse_success_rate": [p.parsed for p in predictions],
-        "patch_exact_match_rate": [p.patch_exact for p in predictions],
+        # Track B writes no patch: undefined there (its image metrics are in the report's image section)
+        "patch_exact_match_rate": [p.patch_exact for p in predictions if p.track != "strict_one_shot"],
         "macho_valid_rate": [o.is_valid_macho for o in outcomes],
         "exec_success_rate": [o.exec_ok for o in outcomes],
         "answer_accuracy": [p.answer_correct for p in predictions],
@@ -185,6 +178,12 @@ VAL_LOSS_KEY = "val_loss"
 # further series kept for the plots when logged: the learning rate, the eval's exact match and
 # the eval hook's answer accuracy, and the loop's gradient norm and wall time
 SERIES_KEYS = ("lr", "val_exact_match", "answer_accuracy", "grad_norm", "wall_s")
+# an RL run's per-step series (train/rl.py): the reward, its parts, pass rate, KL, entropy and
+# the share of groups whose samples scored differently (the ones that carry a gradient)
+RL_SERIES_KEYS = (
+    "reward", "verifier_reward", "is_valid_macho", "exec_ok", "stdout_correct", "timeout_or_crash",
+    "pass_rate", "kl", "entropy", "signal_groups",
+)
 
 
 def _finite(x: object) -> float | None:
@@ -221,7 +220,7 @@ def read_training_log(path: str | Path) -> TrainingLosses:
             val = _finite(rec.get(VAL_LOSS_KEY))
             if val is not None:
                 val_curve.append((step, val))
-            for key in SERIES_KEYS:
+            for key in SERIES_KEYS + RL_SERIES_KEYS:
                 if (v := _finite(rec.get(key))) is not None:
                     series.setdefault(key, []).append((step, v))
     steps = max([s for s, _ in curve] + [s for s, _ in val_curve], default=None)

@@ -1,4 +1,5 @@
-"""PNG plots for a report: training curves (loss, val accuracy, lr) and answer accuracy by slice (matplotlib, Agg).
+"""PNG plots for a report: training curves (loss, val accuracy, lr; an RL run's reward, pass
+rate, KL, entropy) and answer accuracy by slice (matplotlib, Agg).
 
 Each function returns the PNG's bytes, so the report writer can put every file in place
 atomically. No timestamps or version strings go into the files: same inputs, same bytes.
@@ -28,8 +29,11 @@ def _png(fig) -> bytes:
 
 def training_curves_png(training: TrainingLosses, title: str = "training") -> bytes:
     """Panels against step: train and val loss; val exact match and answer accuracy (the eval
-    hook's); learning rate; and the gradient norm when the loop logged it."""
+    hook's); learning rate; and the gradient norm when the loop logged it. An RL run's log
+    (it has ``reward``) gets ``rl_curves_png`` instead."""
     series = training.series
+    if series.get("reward"):
+        return rl_curves_png(training, title)
     panels = ["loss", "accuracy", "lr"] + (["grad_norm"] if series.get("grad_norm") else [])
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.4 * len(panels)), sharex=True, squeeze=False)
     by_name = dict(zip(panels, axes[:, 0]))
@@ -72,6 +76,36 @@ def training_curves_png(training: TrainingLosses, title: str = "training") -> by
         by_name["grad_norm"].set_ylabel("grad norm")
     for ax in axes[:, 0]:
         ax.grid(True, alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def rl_curves_png(training: TrainingLosses, title: str = "RL") -> bytes:
+    """An RL run (train/rl.py's metrics.jsonl) against step: the reward and its parts; pass rate,
+    share of groups with signal and val answer accuracy; KL to the SFT model; entropy."""
+    series = training.series
+    fig, axes = plt.subplots(4, 1, figsize=(7, 9.6), sharex=True, squeeze=False)
+    panels = [
+        ("reward", ["reward", "verifier_reward", "is_valid_macho", "exec_ok", "stdout_correct", "timeout_or_crash"]),
+        ("rate", ["pass_rate", "signal_groups", "answer_accuracy"]),
+        ("kl_to_sft", ["kl"]),
+        ("entropy", ["entropy"]),
+    ]
+    for ax, (ylabel, keys) in zip(axes[:, 0], panels):
+        shown = [k for k in keys if series.get(k)]
+        for key in shown:
+            style = "o-" if key == "answer_accuracy" else "-"
+            ax.plot(*zip(*series[key]), style, label="val answer_accuracy" if key == "answer_accuracy" else key,
+                    linewidth=1.2 if key in ("reward", "pass_rate") else 0.9, markersize=3)
+        if shown:
+            ax.legend(fontsize=7, ncol=2)
+        else:
+            _nothing(ax, f"no {ylabel} logged")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+    axes[1, 0].set_ylim(-0.02, 1.02)
+    axes[0, 0].set_title(title)
     axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
     return _png(fig)

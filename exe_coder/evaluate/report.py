@@ -35,6 +35,8 @@ from exe_coder.evaluate.metrics import (
 )
 from exe_coder.evaluate.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, MIN_JUDGE_N, Interval
 from exe_coder.evaluate.plots import slice_accuracy_png, training_curves_png
+from exe_coder.evaluate.regions import TRACK_B, ImageReport, image_report
+from exe_coder.evaluate.regions import markdown_lines as image_markdown_lines
 from exe_coder.evaluate.slices import Slices, compute_slices
 from exe_coder.train.runcard import RunCard, make_run_card, read_run_card, run_card_lines
 
@@ -112,6 +114,7 @@ class EvalReport(BaseModel):
     failures_total: int = 0
     failure_limit: int = FAILURE_LIMIT
     run_card: RunCard | None = None
+    image: ImageReport | None = None  # Track B: the model's image before finalize, byte errors by region
     plots: list[str] = []
 
 
@@ -147,7 +150,8 @@ def build_report(
             error_taxonomy=error_taxonomy(baseline),
             slices=compute_slices(baseline, beta=beta),
         )
-    wrong = [p for p in predictions if not (p.answer_correct and p.patch_exact)]
+    # Track B writes no patch: a right answer from other bytes than the golden ones is still listed
+    wrong = [p for p in predictions if not (p.answer_correct and (p.exact_byte_match if p.track == TRACK_B else p.patch_exact))]
     return EvalReport(
         split=split,
         split_role=SPLIT_ROLES.get(split or ""),
@@ -166,6 +170,7 @@ def build_report(
         failures_total=len(wrong),
         failure_limit=failure_limit,
         run_card=run_card,
+        image=image_report(predictions),
     )
 
 
@@ -288,6 +293,8 @@ def render_markdown(report: EvalReport, title: str = "Evaluation report") -> str
                 f"`{_text_cell(f.predicted.removesuffix(chr(10)))}` | {_text_cell(f.expected_stdout.removesuffix(chr(10)))} | "
                 f"{_text_cell(f.printed.removesuffix(chr(10))) or '–'} | {outcome} | {_text_cell(f.detail)} |"
             )
+    if r.image:
+        lines += ["", *image_markdown_lines(r.image)]
     lines += ["", "## Latency per prompt (ms)", "",
               "| stage | median | 95% interval | p95 | 95% interval |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {stage} | {_cell(s.median_ms)} | {interval_text(s.median_interval)} | {_cell(s.p95_ms)} | "

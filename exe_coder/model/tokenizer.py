@@ -1,7 +1,9 @@
 """Bytes in, bytes out: the prompt as UTF-8 bytes, the target as characters (also bytes).
 
 Token ids 0..255 are the byte values; four special tokens follow. A Track A target such as
-``"A=17;B=-4\n"`` is its ASCII bytes then EOS; a Track B target would be the image's bytes.
+``"A=17;B=-4\n"`` is its ASCII bytes then EOS; a Track B target is the image's bytes with zero
+runs compressed (``decode/image_text.py``), in the same 256 byte ids: no vocabulary is added, so
+every model and decode grammar keeps the 260-token vocabulary.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ class Tokenizer:
         """``BOS prompt-bytes SEP``: everything the model reads before writing."""
         return [BOS, *prompt.encode("utf-8"), SEP]
 
-    def encode_target(self, target: str | bytes) -> list[int]:
+    def encode_target(self, target: str | bytes | list[int]) -> list[int]:
+        """A text's UTF-8 bytes, or a track's token ids as they are, then EOS."""
         data = target.encode("utf-8") if isinstance(target, str) else target
         return [*data, EOS]
 
-    def encode_example(self, prompt: str, target: str | bytes) -> tuple[list[int], list[bool]]:
+    def encode_example(self, prompt: str, target: str | bytes | list[int]) -> tuple[list[int], list[bool]]:
         """Token ids and a loss mask that is True on target tokens (and EOS) only."""
         p = self.encode_prompt(prompt)
         t = self.encode_target(target)

@@ -9,6 +9,9 @@ number sits in the prompt -- the operation Track A needs on unseen magnitudes an
 ``number_positions`` adds the same idea one level up: each digit's number's ordinal in the
 sequence (1 = first run of digits, 2 = second, ...), so "the first digit of the second number"
 is one attention lookup instead of a count the model must learn from few examples.
+With ``number_segments`` the count starts afresh after ``SEP``: the target's first number has
+ordinal 1 like the prompt's first, so "copy number 1" is the same embedding on both sides, and a
+distractor number in the prompt ("arm64") no longer shifts the ordinals of the answer.
 
 Measured on this task (see configs/): RoPE learned the copy far faster than learned positions,
 but it ties the copy to the distance between prompt and answer, which held-out templates with
@@ -30,7 +33,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from exe_coder.model.tokenizer import VOCAB_SIZE
+from exe_coder.model.tokenizer import SEP, VOCAB_SIZE
 
 
 MAX_DIGIT_PLACE = 16  # places past this share one embedding (int32 operands have at most 10 digits)
@@ -161,6 +164,7 @@ class Transformer(nn.Module):
         number_positions: bool = False,
         activation: str = "gelu",
         vocab_size: int = VOCAB_SIZE,
+        number_segments: bool = False,
     ):
         super().__init__()
         self.vocab_size = vocab_size
@@ -174,6 +178,7 @@ class Transformer(nn.Module):
         if digit_positions:
             self.digit_embed = nn.Embedding(MAX_DIGIT_PLACE + 1, hidden_size)
         self.number_positions = number_positions
+        self.number_segments = number_segments
         if number_positions:
             self.number_embed = nn.Embedding(MAX_NUMBER_ORDINAL + 1, hidden_size)
         self.blocks = [
@@ -201,6 +206,7 @@ class Transformer(nn.Module):
             digit_positions=cfg.digit_positions,
             number_positions=cfg.number_positions,
             activation=cfg.activation,
+            number_segments=cfg.number_segments,
         )
 
     def make_cache(self) -> list[KVCache]:
@@ -246,11 +252,11 @@ class Transformer(nn.Module):
         if self.digit_positions or self.number_positions:
             c = cache[0] if cache is not None else None
             places = digit_places(tokens, c.digit_run if c is not None else None)
-            ordinals = number_ordinals(places, c.number_count if c is not None else None)
+            resets = (tokens == SEP) if self.number_segments else None
+            ordinals = number_ordinals(places, c.number_count if c is not None else None, resets)
             if c is not None:
-                runs_before = c.number_count if c.number_count is not None else 0
                 c.digit_run = places[:, -1]
-                c.number_count = runs_before + (places == 1).astype(mx.int32).sum(axis=1)
+                c.number_count = runs_counted(places, c.number_count, resets)
             if self.digit_positions:
                 x = x + self.digit_embed(mx.minimum(places, MAX_DIGIT_PLACE))
             if self.number_positions:
@@ -277,16 +283,26 @@ def digit_places(tokens: mx.array, carry: mx.array | None = None) -> mx.array:
     return mx.where(is_digit, places, 0).astype(mx.int32)
 
 
-def number_ordinals(places: mx.array, carry: mx.array | None = None) -> mx.array:
-    """Each digit's number's ordinal (1 = first run of digits in the sequence); 0 for non-digits.
-
-    ``places`` comes from ``digit_places``; ``carry[B]`` counts runs before these tokens.
-    """
-    starts = (places == 1).astype(mx.int32)
-    count = mx.cumsum(starts, axis=1)
+def _run_counts(places: mx.array, carry: mx.array | None, resets: mx.array | None) -> mx.array:
+    """[B, T]: runs of digits counted up to each token, since the last reset token if any."""
+    count = mx.cumsum((places == 1).astype(mx.int32), axis=1)
     if carry is not None:
         count = count + carry.astype(mx.int32)[:, None]
-    return mx.where(places > 0, count, 0).astype(mx.int32)
+    if resets is not None:  # counts are non-decreasing, so the count at the latest reset is a cummax
+        count = count - mx.cummax(mx.where(resets, count, 0), axis=1)
+    return count
+
+
+def number_ordinals(places: mx.array, carry: mx.array | None = None, resets: mx.array | None = None) -> mx.array:
+    """Each digit's number's ordinal (1 = first run of digits in the sequence, or since the last
+    ``resets`` token); 0 for non-digits. ``places`` comes from ``digit_places``; ``carry[B]``
+    counts runs before these tokens (since the last reset)."""
+    return mx.where(places > 0, _run_counts(places, carry, resets), 0).astype(mx.int32)
+
+
+def runs_counted(places: mx.array, carry: mx.array | None, resets: mx.array | None = None) -> mx.array:
+    """[B]: the carry for the next call -- runs counted after these tokens (since the last reset)."""
+    return _run_counts(places, carry, resets)[:, -1]
 
 
 def _causal_mask(T: int, offset: int) -> mx.array:

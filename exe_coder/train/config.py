@@ -5,8 +5,8 @@ the key (and the closest valid one), the file and the line instead of a silently
 setting; values keep their TOML types and floats are finite (``model.config.ConfigTable``).
 ``load_config`` is the one way in; it raises ``UserError`` for every bad file, and
 ``apply_overrides`` validates command-line ``--set TABLE.KEY=VALUE`` changes the same way. A config that
-validates may still hold settings no trainer reads yet (``[rl]``, Track B); ``train`` refuses
-those (``train.loop.check_supported``).
+validates may still hold settings no trainer reads yet (Track B, ``[rl]`` in an SFT config);
+``train`` refuses those (``train.loop.check_supported``).
 """
 
 from __future__ import annotations
@@ -86,10 +86,29 @@ class InitConfig(ConfigTable):
 
 
 class RLConfig(ConfigTable):
-    beta: float = Field(default=0.01, ge=0.0)
-    rollout_samples: int = Field(default=32, ge=1)
+    """Group-relative policy gradient from the verifier (``train/rl.py`` documents the algorithm)."""
+
+    beta: float = Field(default=0.01, ge=0.0)  # weight of kl_to_sft in the reward contract
+    rollout_samples: int = Field(default=32, ge=2)  # samples a prompt: the group advantages are relative to
     mode: Literal["mainline", "scratch_exploratory"] = "mainline"
-    init_ckpt: str = ""
+    init_ckpt: str = ""  # mainline: the SFT run dir or weights file RL starts from and holds to (KL)
+    prompts_per_step: int = Field(default=8, ge=1)  # groups a step
+    temperature: float = Field(default=1.0, gt=0.0)  # sampling temperature of the rollouts
+    advantage: Literal["dr_grpo", "grpo", "rloo"] = "dr_grpo"  # r - mean; (r - mean)/std; leave-one-out
+    kl_estimator: Literal["k3", "k2"] = "k3"  # per-token estimate of KL(policy || sft) in the loss
+    clip_eps: float = Field(default=0.2, gt=0.0, lt=1.0)  # PPO ratio clip (active when updates_per_rollout > 1)
+    updates_per_rollout: int = Field(default=1, ge=1)  # optimizer steps on one step's rollouts
+    uncertainty_sampling: bool = True  # draw prompts with probability ~ p(1-p) + uncertainty_eps
+    uncertainty_eps: float = Field(default=0.05, gt=0.0)
+    pass_rate_ema: float = Field(default=0.5, gt=0.0, le=1.0)  # weight of a prompt's newest group pass rate
+
+    @model_validator(mode="after")
+    def _mode(self) -> RLConfig:
+        if self.mode == "scratch_exploratory" and self.init_ckpt:
+            raise ValueError("mode = 'scratch_exploratory' starts from random weights; remove init_ckpt")
+        if self.mode == "scratch_exploratory" and self.beta != 0.0:
+            raise ValueError("mode = 'scratch_exploratory' has no SFT model to hold to; set beta = 0")
+        return self
 
 
 class TrainSection(ConfigTable):
@@ -110,6 +129,9 @@ class TrainSection(ConfigTable):
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
     # additive: chance that a prompt byte other than a digit or '-' is replaced by a random one
     prompt_noise: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # additive: chance that a training example's digits 1-9 are renamed by a random permutation,
+    # in prompt and target alike (only where the target's numbers are digit copies; Track A)
+    digit_permutation: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class TrainConfig(ConfigTable):

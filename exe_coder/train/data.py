@@ -14,6 +14,7 @@ batch never depends on the number of ranks; ``shard`` gives a rank its rows.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ class TokenizedSplit:
     target_mask: np.ndarray  # [N, T] bool: target bytes and EOS (the SFT loss)
     prompt_mask: np.ndarray  # [N, T] bool: prompt bytes and SEP (the textmix LM loss)
     lengths: np.ndarray  # [N] int32
+    digit_copies: np.ndarray  # [N] bool: every digit run of the target is a digit run of the prompt
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -58,9 +60,11 @@ def tokenize(
     target: Callable[[Example], str],
 ) -> TokenizedSplit:
     """``target`` is the track's: the text the model learns to write for each example."""
-    rows, masks = [], []
+    rows, masks, copies = [], [], []
     for n, ex in enumerate(examples, 1):
-        ids, mask = tokenizer.encode_example(ex.prompt, target(ex))
+        want = target(ex)
+        copies.append(digit_copies(ex.prompt, want if isinstance(want, str) else bytes(t for t in want if t < 256).decode("latin-1")))
+        ids, mask = tokenizer.encode_example(ex.prompt, want)
         if len(ids) > seq_len:
             raise UserError(
                 f"example {ex.id} is {len(ids)} tokens, longer than [model].seq_len = {seq_len}",
@@ -79,7 +83,15 @@ def tokenize(
         n_prompt = mask.index(True)  # BOS + prompt bytes + SEP
         prompt_mask[i, 1:n_prompt] = True  # every prompt token but BOS is predicted from its prefix
     lengths = np.array([len(r) for r in rows], dtype=np.int32)
-    return TokenizedSplit(tokens, target_mask, prompt_mask, lengths)
+    return TokenizedSplit(tokens, target_mask, prompt_mask, lengths, np.array(copies, dtype=bool))
+
+
+def digit_copies(prompt: str, target: str) -> bool:
+    """Every run of digits in ``target`` is also a run of digits in ``prompt``: the target's
+    digits are copies of the prompt's (digit renderings, not numbers in words), so renaming the
+    digits alike in both keeps the example true (``permute_digits``)."""
+    runs = set(_DIGIT_RUN.findall(prompt))
+    return all(run in runs for run in _DIGIT_RUN.findall(target))
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,26 @@ def make_batch(split: TokenizedSplit, idx: np.ndarray) -> Batch:
     )
 
 
+_DIGIT_RUN = re.compile(r"[0-9]+")
+
+
+def permute_digits(batch: Batch, eligible: np.ndarray, rate: float, rng: np.random.Generator) -> Batch:
+    """With probability ``rate`` per eligible row, rename the digits 1-9 of that row by one random
+    permutation, in its prompt and its target alike (0 stays, so no number gains a leading zero
+    and magnitudes keep their digit count). The example stays true -- its target still copies
+    the prompt's numbers -- but the numbers are new: an augmentation against learning the
+    training operands by heart instead of copying them."""
+    inputs, targets = batch.inputs.copy(), batch.targets.copy()
+    chosen = np.flatnonzero(eligible & (rng.random(len(eligible)) < rate))
+    for i in chosen:
+        lut = np.arange(256, dtype=inputs.dtype)
+        lut[ord("1") : ord("9") + 1] = ord("1") + rng.permutation(9)
+        for row in (inputs[i], targets[i]):
+            byte = row < 256  # special tokens keep their ids
+            row[byte] = lut[row[byte]]
+    return Batch(inputs, targets, batch.target_mask, batch.prompt_mask)
+
+
 # Prompt noise never touches what the target copies: digits and the minus sign.
 _KEEP = np.zeros(256 + 8, dtype=bool)
 _KEEP[[ord(c) for c in "0123456789-"]] = True
@@ -141,7 +173,8 @@ def add_prompt_noise(batch: Batch, rate: float, rng: np.random.Generator) -> Bat
 class Batcher:
     """Fixed-size shuffled batches; an epoch drops the last partial batch (reshuffled next epoch).
 
-    With ``prompt_noise`` > 0 the batch at step s also carries prompt noise drawn from (seed, s).
+    With ``prompt_noise`` > 0 the batch at step s also carries prompt noise drawn from (seed, s),
+    and with ``digit_permutation`` > 0 renamed digits (``permute_digits``), also from (seed, s).
     """
 
     def __init__(
@@ -151,11 +184,13 @@ class Batcher:
         seed: int,
         prompt_noise: float = 0.0,
         window_batches: int = WINDOW_BATCHES,
+        digit_permutation: float = 0.0,
     ):
         self.split = split
         self.batch_size = min(batch_size, len(split))
         self.seed = seed
         self.prompt_noise = prompt_noise
+        self.digit_permutation = digit_permutation
         self.window_batches = window_batches
         self.steps_per_epoch = len(split) // self.batch_size
         self._cached: tuple[int, np.ndarray] | None = None
@@ -181,7 +216,11 @@ class Batcher:
         epoch, i = divmod(step, self.steps_per_epoch)
         idx = self._order(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
         idx = np.sort(idx)
-        batch = make_batch(self.split, idx[np.argsort(-self.split.lengths[idx], kind="stable")])
+        rows = idx[np.argsort(-self.split.lengths[idx], kind="stable")]
+        batch = make_batch(self.split, rows)
+        if self.digit_permutation > 0.0:
+            rng = np.random.default_rng([self.seed, step, 2])
+            batch = permute_digits(batch, self.split.digit_copies[rows], self.digit_permutation, rng)
         if self.prompt_noise > 0.0:
             batch = add_prompt_noise(batch, self.prompt_noise, np.random.default_rng([self.seed, step, 1]))
         return batch

@@ -60,7 +60,7 @@ from exe_coder.model.checkpoint import load_checkpoint, non_finite_parameter
 from exe_coder.model.tokenizer import Tokenizer
 from exe_coder.model.transformer import Transformer, count_parameters
 from exe_coder.train import run_dir
-from exe_coder.decode.track import program_of, track_for
+from exe_coder.decode.track import PatchTrack, program_of, track_for
 from exe_coder.train.config import RESUMABLE_KEYS, TrainConfig, load_config, resumable_differences
 from exe_coder.train.runcard import make_run_card, model_card_markdown, now_iso, write_model_card, write_run_card
 from exe_coder.train.data import Batch, Batcher, TokenizedSplit, make_batch, manifest_sha256, shard, tokenize
@@ -148,25 +148,29 @@ def check_supported(config: TrainConfig) -> None:
     """Refuse a config that validates but holds settings this trainer would not read."""
     rl_keys = ", ".join(sorted(config.rl.model_fields_set)) if config.rl is not None else ""
     if config.run.phase == "rl":
+        from exe_coder.train.rl import check_rl_supported  # RL's own unread settings
+
+        check_rl_supported(config)
+    elif config.rl is not None:
         raise UserError(
-            "this is an RL config ([run].phase = 'rl'); it validates, but RL training is not "
-            f"implemented yet, so [rl] {rl_keys or '(empty)'} would be ignored -- train an SFT config "
-            "first (configs/sft_*.toml)"
-        )
-    if config.rl is not None:
-        raise UserError(
-            f"[rl] {rl_keys or '(empty)'} would be ignored: only RL training reads the [rl] table, and it "
-            "is not implemented yet; remove the table from this SFT config"
+            f"[rl] {rl_keys or '(empty)'} would be ignored: only RL training ([run].phase = 'rl') reads "
+            "the [rl] table; remove the table from this SFT config"
         )
     if config.train.max_gen_tokens is not None:
         raise UserError(
             f"[train].max_gen_tokens = {config.train.max_gen_tokens} would be ignored: decoding stops at "
             "the longest patch the decode grammar allows ([data].decode_min_int/decode_max_int); remove the key"
         )
-    if config.data.track != "template_delta_operand_patch" or config.data.target_mode != "patch_text":
+    pairs = {"template_delta_operand_patch": "patch_text", "strict_one_shot": "full_hex"}  # track -> its target
+    if pairs.get(config.data.track) != config.data.target_mode:
         raise UserError(
-            "only Track A (track = 'template_delta_operand_patch', target_mode = 'patch_text') "
-            "can be trained; Track B (strict_one_shot / full_hex) is not implemented yet"
+            f"[data].track = {config.data.track!r} writes target_mode = {pairs.get(config.data.track)!r}, "
+            f"not {config.data.target_mode!r}"
+        )
+    if config.train.digit_permutation > 0 and config.data.track != PatchTrack.name:
+        raise UserError(
+            f"[train].digit_permutation renames digits in a patch's operands; track {config.data.track!r} "
+            "writes no patch: set it to 0"
         )
 
 
@@ -186,6 +190,8 @@ def train(
     ``stop_after`` ends the run after that step without a final save, as a kill would (the
     schedule still spans the full run) -- what a resume test needs."""
     check_supported(config)
+    if config.run.phase != "sft":  # RL has its own loop (train/rl.py); `exe-coder train` dispatches to it
+        raise UserError(f"[run].phase = {config.run.phase!r}: this is not an SFT config; train it with exe-coder train")
     if resume and force:
         raise UserError("--resume continues the earlier run and --force replaces it; give one of them")
     group = world()
@@ -202,12 +208,12 @@ def train(
     track = track_for(config.data.track, min_int=config.data.decode_min_int, max_int=config.data.decode_max_int)
     train_examples = load_examples(config.data.train_jsonl)
     program = program_of(train_examples, config.data.train_jsonl)  # saved with the weights: decode rebuilds this shape
-    train_split = tokenize(train_examples, tokenizer, config.model.seq_len, config.data.train_jsonl, target=track.target)
-    val_split = tokenize(load_examples(config.data.val_jsonl), tokenizer, config.model.seq_len, config.data.val_jsonl, target=track.target)
+    train_split = tokenize(train_examples, tokenizer, config.model.seq_len, config.data.train_jsonl, target=track.target_tokens)
+    val_split = tokenize(load_examples(config.data.val_jsonl), tokenizer, config.model.seq_len, config.data.val_jsonl, target=track.target_tokens)
     manifest = manifest_sha256(config.data.train_jsonl)
 
     tc = config.train
-    batcher = Batcher(train_split, tc.batch_size, config.run.seed, tc.prompt_noise)
+    batcher = Batcher(train_split, tc.batch_size, config.run.seed, tc.prompt_noise, digit_permutation=tc.digit_permutation)
     total_steps = min(tc.max_steps, tc.epochs * batcher.steps_per_epoch)
 
     model = _init_model(config)

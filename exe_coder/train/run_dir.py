@@ -8,6 +8,7 @@
                                      step, best score, the dataset manifest's hash
     run.json                         the same bookkeeping as JSON, for people
     metrics.jsonl                    one line per log or eval event (written by the loop)
+    rollouts.jsonl                   RL only: every sampled output with its reward parts (train/rl.py)
 
 Weights go through ``model/checkpoint.py`` (atomic, never non-finite); ``training_state`` carries
 its own copy of the weights so a resume never mixes files of different steps. A fresh run never
@@ -44,7 +45,7 @@ step_weights_name = ckpt.step_weights_name
 # the files above, numbered weights, and the temporaries of an interrupted write (exe_coder.files)
 _RUN_FILE = re.compile(
     r"(config\.toml|latest_weights\.safetensors|best_weights\.safetensors|training_state\.safetensors"
-    r"|run\.json|run_card\.json|README\.md|metrics\.jsonl|\d{7,}_weights\.safetensors|\..+\.tmp(\..+)?)"
+    r"|run\.json|run_card\.json|README\.md|metrics\.jsonl|rollouts\.jsonl|\d{7,}_weights\.safetensors|\..+\.tmp(\..+)?)"
 )
 
 

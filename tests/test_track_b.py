@@ -1,0 +1,183 @@
+"""Track B: the model writes every byte of the image before the signature; finalize signs it."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exe_coder.codegen.finalize import finalize_unsigned, unsigned_image
+from exe_coder.dataset.golden import golden_image
+from exe_coder.dataset.records import Example, patch_text
+from exe_coder.decode import image_text
+from exe_coder.decode.image_text import ImageTextError, encode_image, expand, text_to_tokens, tokens_to_text
+from exe_coder.decode.infer import run_inference
+from exe_coder.decode.track import FullImageTrack, PatchTrack, track_for
+from exe_coder.evaluate.regions import image_report, layout_regions, region_errors
+from exe_coder.model.tokenizer import EOS, SEP
+from exe_coder.spec.model import sign_pattern
+
+OPERANDS = [(17, -4), (0, 0), (-1000, 1000), (-(2**31), 2**31 - 1), (65536, -65536), (1, -1)]
+
+
+def example(a: int, b: int, i: int = 0) -> Example:
+    return Example(
+        id=f"ex-{i}", split="train", prompt=f"what is {a} plus {b}", template_id="t0", program="add",
+        a=a, b=b, expected_stdout=f"{a + b}\n", target=patch_text(a, b), sign_pattern=sign_pattern(a, b),
+        magnitude_pair="core/core", binary_path="", binary_sha256=hashlib.sha256(golden_image("add", a, b)).hexdigest(),
+    )
+
+
+@pytest.mark.parametrize("a,b", OPERANDS)
+def test_target_expands_to_the_golden_unsigned_image_and_finalizes_to_the_golden_binary(a, b):
+    track, ex = FullImageTrack(), example(a, b)
+    golden = golden_image("add", a, b)
+    tokens = bytes(track.target_tokens(ex))
+    unsigned = expand(tokens)
+    assert unsigned == golden[:520] + bytes(16) + golden[536:16416]  # before the signature (0x4020), UUID zero
+    assert unsigned == unsigned_image(golden)
+    assert finalize_unsigned(unsigned) == golden
+    assert 480 <= len(tokens) <= 530  # the measured target length (README: ~507 tokens at stage1 magnitudes)
+    rec = track.realize(track.target(ex), "no such program")  # program is not read
+    assert rec.parsed and rec.operands is None and rec.image == golden
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=40), st.integers(0, 20000).map(bytes)), max_size=8).map(b"".join))
+def test_tokenization_round_trips_arbitrary_bytes(data: bytes):
+    tokens = encode_image(data)
+    assert expand(tokens) == data
+    assert text_to_tokens(tokens_to_text(list(tokens))) == tokens
+    assert len(tokens) <= len(data) + 1 + data.count(0)  # never much longer than the bytes
+
+
+@pytest.mark.parametrize(
+    "tokens,match",
+    [(b"\x01\x00", "ends inside a zero run"), (b"\x00\xff\xff\xff\xff\x01", "more than 4 tokens"), (b"\x00\xff\xff\x7f", "expands past")],
+)
+def test_malformed_token_streams_are_refused(tokens, match):
+    with pytest.raises(ImageTextError, match=match):
+        expand(tokens)
+
+
+def test_special_tokens_and_wrong_lengths_give_no_image():
+    track, golden = FullImageTrack(), golden_image("add", 3, 4)
+    ids = list(encode_image(unsigned_image(golden)))
+    text = track.decode_tokens(ids[:10] + [SEP] + ids[10:] + [EOS, 7])
+    assert "<sep>" in text
+    rec = track.realize(text, "add")
+    assert not rec.parsed and rec.image is None and "special token <sep>" in rec.error
+    short = tokens_to_text(list(encode_image(unsigned_image(golden)[:-1])))
+    rec = track.realize(short, "add")
+    assert rec.image is None and "LC_CODE_SIGNATURE 0x4020+0x120 lies outside the file" in rec.error
+    long = tokens_to_text(list(encode_image(unsigned_image(golden) + b"\x01")))
+    rec = track.realize(long, "add")
+    assert rec.image is None and "16417 bytes, but LC_CODE_SIGNATURE puts the signature at 0x4020" in rec.error
+    assert track.realize("", "add").image is None
+
+
+def _forbid_the_reconstructor(monkeypatch):
+    """Everything that could hand Track B bytes the model did not write raises."""
+    import exe_coder.codegen.program as program
+    import exe_coder.decode.reconstruct as reconstruct
+    import exe_coder.decode.track as track_module
+
+    def refuse(*_, **__):
+        raise AssertionError("Track B inference reached the reconstructor / program template")
+
+    for mod, name in ((reconstruct, "reconstruct"), (reconstruct, "reconstruct_operands"), (track_module, "reconstruct"), (track_module, "golden_image")):
+        monkeypatch.setattr(mod, name, refuse)
+    monkeypatch.setattr(program.ProgramTemplate, "patch", refuse)
+    monkeypatch.setattr(program.ProgramTemplate, "build", refuse)
+
+
+class FixedTexts:
+    mode = "fixed"
+
+    def __init__(self, texts: dict[str, str]):
+        self.texts = texts
+
+    def predict(self, examples):
+        return [self.texts[e.id] for e in examples]
+
+
+def test_track_b_inference_never_calls_the_reconstructor(monkeypatch):
+    exs = [example(a, b, i) for i, (a, b) in enumerate(OPERANDS[:3])]
+    track = FullImageTrack()
+    texts = {e.id: track.target(e) for e in exs}
+    _forbid_the_reconstructor(monkeypatch)
+    preds = run_inference(exs, FixedTexts(texts), track)
+    assert all(p.exact_byte_match and p.answer_correct and p.track == "strict_one_shot" for p in preds)
+    # the guard works: Track A through the same path does reach it
+    with pytest.raises(AssertionError, match="reconstructor"):
+        run_inference(exs[:1], FixedTexts({exs[0].id: exs[0].target}), PatchTrack())
+
+
+def test_track_for_names_both_tracks():
+    assert isinstance(track_for("strict_one_shot", min_int=-5, max_int=5), FullImageTrack)
+    assert FullImageTrack().constraint is None and PatchTrack().max_tokens is None
+
+
+def test_region_breakdown_of_a_hand_corrupted_image():
+    ex = example(17, -4)
+    gold = unsigned_image(golden_image("add", 17, -4))
+    names = [r.name for r in layout_regions("add")]
+    bad = bytearray(gold)
+    bad[4] ^= 0x01  # header: cputype
+    text_at = next(r.start for r in layout_regions("add") if r.name.startswith("__text[0]"))
+    word = struct.unpack_from("<I", bad, text_at)[0]
+    struct.pack_into("<I", bad, text_at, word ^ (0b101 << 5))  # two bits of movz's imm16 (operand a)
+    main = next(r for r in layout_regions("add") if r.name.endswith("LC_MAIN"))
+    bad[main.start + 8] ^= 0x10  # LC_MAIN entryoff
+    errors = dict(zip(names, region_errors(bytes(bad), gold, layout_regions("add"))))
+    wrong = {k: v for k, v in errors.items() if v}
+    assert wrong == {"header": 1, "__text[0] mov operand field": 2, main.name: 1}
+
+    from exe_coder.decode.infer import predict_one
+
+    track = FullImageTrack()
+    good = predict_one(ex, track.target(ex), track, "fixed")
+    corrupt = predict_one(ex, tokens_to_text(list(encode_image(bytes(bad)))), track, "fixed")
+    report = image_report([good, corrupt])
+    assert report.n == 2 and report.image_exact_match_rate == 0.5 and report.length_mismatch == 0
+    by_name = {r.region: r for r in report.regions}
+    assert by_name["__text[0] mov operand field"].wrong_predictions == 1
+    assert by_name["__text[0] mov other fields"].wrong_predictions == 0
+    assert image_report([p.model_copy(update={"track": PatchTrack.name}) for p in (good, corrupt)]) is None
+
+
+def test_image_text_module_names_no_vocabulary_beyond_bytes():
+    """Track B's tokens are byte ids: Track A's 260-token vocabulary is unchanged."""
+    from exe_coder.model.tokenizer import VOCAB_SIZE
+
+    assert VOCAB_SIZE == 260 and max(encode_image(unsigned_image(golden_image("add", -7, 9)))) < 256
+    assert image_text.MAX_IMAGE >= 16416
+
+
+def test_run_stage_track_b_picks_the_stage_track_b_config():
+    from exe_coder.errors import UserError
+    from exe_coder.stages import default_paths
+
+    assert default_paths("stage1", track="b").config.name == "sft_stage1_trackb.toml"
+    assert default_paths("stage1b", track="b").config.name == "sft_stage1b_trackb.toml"
+    assert default_paths("stage1").config.name == "sft_stage1_pilot.toml"
+    with pytest.raises(UserError, match="no Track B config for stage 'stage2'"):
+        default_paths("stage2", track="b")
+
+
+@pytest.mark.parametrize("name", ["sft_stage1_trackb", "sft_stage1b_trackb"])
+def test_shipped_track_b_configs_train_and_fit_their_longest_sequences(name):
+    from exe_coder.model.tokenizer import Tokenizer
+    from exe_coder.paths import CONFIGS_DIR
+    from exe_coder.train.config import load_config
+    from exe_coder.train.loop import check_supported
+
+    cfg = load_config(CONFIGS_DIR / f"{name}.toml")
+    check_supported(cfg)
+    track = track_for(cfg.data.track)
+    longest = max((example(a, b) for a in (-1000, 0, 1000) for b in (-1000, 999)), key=lambda e: len(track.target_tokens(e)))
+    ids, _ = Tokenizer().encode_example("x" * 160, track.target_tokens(longest))
+    assert len(ids) <= cfg.model.seq_len and 162 + track.max_tokens <= cfg.model.seq_len
