@@ -420,15 +420,25 @@ def run_stage_cmd(
     force: bool = typer.Option(False, "--force", help="Rebuild the dataset and train from scratch."),
     set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
     seed: int | None = typer.Option(None, "--seed", help="Shorthand for --set run.seed=N."),
+    seeds: str | None = typer.Option(None, "--seeds", help="Run once a seed, e.g. 1,2,3 (as <name>_seed<N>, one build), then print and write the mean ± sd table."),
     ranks: int | None = typer.Option(None, "--ranks", min=1, help=_RANKS_HELP),
     track: RunTrack = typer.Option(RunTrack.a, "--track", case_sensitive=False, help="a: the operand patch; b: the model writes the whole image (stage1, stage1b). Ignored with --config."),
 ) -> None:
     """Build, train, infer (model and regex baseline) and evaluate one stage; print the gates."""
-    _use_fast_blas()
     from exe_coder.paths import resolve_config
-    from exe_coder.stages import run_stage
+    from exe_coder.stages import parse_seeds, run_stage, run_stage_seeds
 
+    if seeds is not None and seed is not None:
+        raise UserError("--seed and --seeds: give one of them")
+    seed_list = None if seeds is None else parse_seeds(seeds)  # a bad list fails before the BLAS re-exec
+    _use_fast_blas()
     config_path = None if config is None else resolve_config(config)
+    if seed_list is not None:
+        many = run_stage_seeds(stage.value, seed_list, config=config_path, force=force, ranks=ranks,
+                               overrides=_config_overrides(set_), track=track.value)
+        typer.echo(many.table, nl=False)
+        typer.echo("wrote " + ", ".join(str(p) for p in many.table_files))
+        return
     overrides = _config_overrides(set_, seed)
     result = run_stage(stage.value, config=config_path, force=force, ranks=ranks, overrides=overrides, track=track.value)
     for split, files in result.report_files.items():

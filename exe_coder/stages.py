@@ -9,6 +9,7 @@ places, so a stage can be re-run, resumed or inspected one step at a time:
     outputs/predictions/<stage>/<run>/<stage>_<split>_{model,regex_baseline}.jsonl   exe-coder infer
     outputs/reports/<stage>/<run>/<stage>_<split>.{json,md} + _training/_slices.png  exe-coder evaluate
     outputs/reports/<stage>/<run>/<stage>_run.json, run_card.json  wall time of each step, gates, run card
+    outputs/reports/<stage>/<run>_seeds.{md,csv}                    run-stage --seeds: mean and sd across seeds
 
 <run> is the config's ``run.name``, so two configs of one stage keep their own outputs. Test is
 the headline split; val chose the checkpoint, and its report says so.
@@ -19,6 +20,7 @@ the headline split; val chose the checkpoint, and its report says so.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -186,6 +188,7 @@ def run_stage(
     ranks: int | None = 1,  # training processes (train/distributed.py); None: one a core
     overrides: list[str] | tuple[str, ...] = (),  # --set TABLE.KEY=VALUE on the stage's config
     track: str = "a",  # without a config: the stage's Track A config, or its Track B one ("b")
+    rebuild: bool | None = None,  # --force for the build alone (default: ``force``); run_stage_seeds builds once
 ) -> StageResult:
     """Build, train, infer on val and test, evaluate; write the reports. See the module doc."""
     console = console or Console(stderr=True)
@@ -203,7 +206,7 @@ def run_stage(
     clock = _Clock(console, stage)
     # build where the config's training reads, so the two can never disagree
     dataset_dir = clock.run(
-        "build", build_dataset, paths.spec, force=force, sizes=sizes,
+        "build", build_dataset, paths.spec, force=force if rebuild is None else rebuild, sizes=sizes,
         out_dir=data_dir or Path(cfg.data.train_jsonl).parent, binaries_dir=binaries_dir, console=console,
     )
     run_dir = clock.run("train", _train, cfg, force, console, ranks)
@@ -237,6 +240,97 @@ def run_stage(
     write_run_card(paths.run_reports(stage), result.run_card)
     _write_run_summary(result, paths)
     return result
+
+
+_SEED_ITEM = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds 1,2,3``: two or more distinct integers, in the order given."""
+    seeds = []
+    for item in text.split(","):
+        if not _SEED_ITEM.fullmatch(item.strip()):
+            raise UserError(f"--seeds {text!r}: {item.strip()!r} is not an integer; give distinct integers, e.g. 1,2,3")
+        seeds.append(int(item))
+    twice = [s for i, s in enumerate(seeds) if s in seeds[:i]]
+    if twice:
+        raise UserError(f"--seeds {text!r}: seed {twice[0]} is given twice; each seed runs once")
+    if len(seeds) < 2:
+        raise UserError(f"--seeds {text!r}: a mean and standard deviation need two or more seeds (one seed: --seed)")
+    return seeds
+
+
+@dataclass
+class SeedsResult:
+    stage: str
+    name: str  # the config's run.name; seed N runs as <name>_seed<N>
+    results: dict[int, StageResult]  # seed -> its run
+    rows: list  # compare.Row: one a seed and split, test first
+    groups: list  # compare.SeedGroup: mean and sd across the seeds, one a split
+    table: str  # the Markdown table, as written
+    table_files: list[Path] = field(default_factory=list)
+
+
+def _seed_dir(out_dir: Path, seed: int) -> Path:
+    return out_dir.with_name(f"{out_dir.name}_seed{seed}") if out_dir.name else out_dir / f"seed{seed}"
+
+
+def run_stage_seeds(
+    stage: str,
+    seeds: list[int],
+    *,
+    config: str | Path | None = None,
+    force: bool = False,
+    paths: StagePaths | None = None,
+    sizes: dict[str, int] | None = None,
+    data_dir: Path | None = None,
+    binaries_dir: Path | None = None,
+    console: Console | None = None,
+    ranks: int | None = 1,
+    overrides: list[str] | tuple[str, ...] = (),
+    track: str = "a",
+) -> SeedsResult:
+    """``run_stage`` once a seed, then the compare table across them (``run-stage --seeds``).
+
+    Seed N runs as ``<name>_seed<N>`` with its checkpoints in ``<output_dir>_seed<N>``, so no seed
+    overwrites another, and all train on one build: the data's seed is the spec's, not the run's,
+    so only the first run may rebuild (``--force``). The table (mean ± sd a metric, test and val)
+    is written to ``<reports>/<stage>/<name>_seeds.{md,csv}``.
+    """
+    from exe_coder.evaluate.compare import csv_text, markdown, row_of, seed_groups
+    from exe_coder.train.config import apply_overrides, load_config
+
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise UserError(f"seeds {seeds}: give two or more distinct seeds")
+    console = console or Console(stderr=True)
+    paths = paths or default_paths(stage, config, track)
+    loaded = load_config(paths.config)
+    base = apply_overrides(loaded, overrides)
+    name, out_dir = check_run_name(base.run.name, paths.config), Path(base.run.output_dir)
+    per_seed: dict[int, list[str]] = {}
+    for seed in seeds:  # every seed's config is checked before the first build
+        per_seed[seed] = [
+            *overrides, f"run.seed={seed}", f"run.name={json.dumps(f'{name}_seed{seed}')}",
+            f"run.output_dir={json.dumps(str(_seed_dir(out_dir, seed)))}",
+        ]
+        check_run_name(apply_overrides(loaded, per_seed[seed]).run.name, paths.config)
+    results: dict[int, StageResult] = {}
+    for i, seed in enumerate(seeds):
+        console.rule(f"[bold]{stage}: seed {seed} ({i + 1} of {len(seeds)})")
+        results[seed] = run_stage(
+            stage, force=force, paths=paths, sizes=sizes, data_dir=data_dir, binaries_dir=binaries_dir,
+            console=console, ranks=ranks, overrides=per_seed[seed], rebuild=force and i == 0,
+        )
+    rows = [
+        row_of(replace(paths, run=f"{name}_seed{seed}").report(stage, split), results[seed].reports[split])
+        for split in EVAL_SPLITS for seed in seeds
+    ]
+    groups = seed_groups(rows)
+    table = f"# {stage}: {name}, seeds {', '.join(map(str, seeds))}\n\n" + markdown(rows, groups)
+    folder = paths.reports_dir / stage  # beside the seeds' report folders
+    written = [files.write_text(folder / f"{name}_seeds.md", table),
+               files.write_text(folder / f"{name}_seeds.csv", csv_text(rows, groups))]
+    return SeedsResult(stage=stage, name=name, results=results, rows=rows, groups=groups, table=table, table_files=written)
 
 
 def _write_run_summary(result: StageResult, paths: StagePaths) -> Path:

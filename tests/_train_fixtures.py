@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
 
 from exe_coder.dataset.records import Example, patch_text
 from exe_coder.spec.model import sign_pattern
 from exe_coder.train.config import TrainConfig, dump_toml, parse_config
+
+TIMING_KEYS = {"tokens_per_sec", "peak_memory_gb", "wall_s"}  # what differs between two identical runs
+
+
+def curve(run_dir: Path) -> list[dict]:
+    """A run's metrics.jsonl without its timing fields: what two identical runs must agree on."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+def weights(path: Path) -> dict[str, np.ndarray]:
+    return {k: np.array(v) for k, v in mx.load(str(path)).items()}
+
 
 TEMPLATES = ["add {a} and {b}", "{a} + {b}?", "sum {a} {b}", "what is {a} plus {b}"]
 

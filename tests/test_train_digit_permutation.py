@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from exe_coder.dataset.records import patch_text
 from exe_coder.model.tokenizer import Tokenizer
 from exe_coder.train.data import Batch, Batcher, TokenizedSplit, digit_copies, make_batch, permute_digits, tokenize
-from tests._train_fixtures import make_examples
+from _train_fixtures import make_examples
 
 
 def _texts(batch: Batch, row: int) -> tuple[str, str]:

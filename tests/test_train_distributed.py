@@ -16,7 +16,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from _train_fixtures import tiny_config, write_dataset
+from _train_fixtures import curve, tiny_config, weights, write_dataset
 from exe_coder.errors import UserError
 from exe_coder.train.distributed import run_ranks, train_on_ranks
 
@@ -29,13 +29,6 @@ def _config(data_dir: Path, out: Path, dropout: float = 0.0):
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"dropout": dropout})})
 
 
-def _curve(run: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in ("tokens_per_sec", "peak_memory_gb", "wall_s")} for r in rows]
-
-
-def _weights(path: Path) -> dict[str, np.ndarray]:
-    return {k: np.array(v) for k, v in mx.load(str(path)).items()}
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +47,13 @@ def runs(data_dir: Path, tmp_path_factory) -> dict[int, Path]:
 
 
 def test_one_and_two_ranks_give_the_same_curve_and_weights(runs):
-    one, two = _curve(runs[1]), _curve(runs[2])
+    one, two = curve(runs[1]), curve(runs[2])
     assert [r["step"] for r in one] == [r["step"] for r in two] == [4, 8, 12, 16]
     for a, b in zip(one, two):
         assert a.keys() == b.keys()
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=RTOL), (a["step"], key)
-    w1, w2 = _weights(runs[1] / "latest_weights.safetensors"), _weights(runs[2] / "latest_weights.safetensors")
+    w1, w2 = weights(runs[1] / "latest_weights.safetensors"), weights(runs[2] / "latest_weights.safetensors")
     for k in w1:
         np.testing.assert_allclose(w1[k], w2[k], rtol=RTOL, atol=1e-6, err_msg=k)
 
@@ -77,8 +70,8 @@ def test_resume_with_two_ranks_equals_an_uninterrupted_two_rank_run(data_dir: Pa
     train_on_ranks(_config(data_dir, cut, dropout=0.1), 2, eval_hook=False, stop_after=12)  # last save: step 8
     assert json.loads((cut / "run.json").read_text())["step"] == 8
     train_on_ranks(_config(data_dir, cut, dropout=0.1), 2, eval_hook=False, resume=True)
-    assert _curve(cut) == _curve(full)
-    a, b = _weights(full / "latest_weights.safetensors"), _weights(cut / "latest_weights.safetensors")
+    assert curve(cut) == curve(full)
+    a, b = weights(full / "latest_weights.safetensors"), weights(cut / "latest_weights.safetensors")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 

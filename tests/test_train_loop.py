@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _train_fixtures import tiny_config, write_dataset
+from _train_fixtures import curve, tiny_config, weights, write_dataset
 from exe_coder.dataset.records import load_examples
 from exe_coder.errors import UserError
 from exe_coder.train import run_dir as ckpt
@@ -21,16 +21,8 @@ from exe_coder.train.data import Batcher, make_batch, tokenize
 from exe_coder.train.loop import evaluate, train
 from exe_coder.train.schedule import warmup_cosine
 
-TIMING_KEYS = {"tokens_per_sec", "peak_memory_gb", "wall_s"}
 
 
-def _curve(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
-
-
-def _weights(path: Path) -> dict[str, np.ndarray]:
-    return {k: np.array(v) for k, v in mx.load(str(path)).items()}
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +138,11 @@ def test_schedule_values(lr: float, warmup: int, extra: int, ratio: float):
 
 def test_tiny_run_loss_falls_and_writes_checkpoints(full_run):
     out, result = full_run
-    curve = _curve(out)
-    losses = [r["loss"] for r in curve if "loss" in r]
+    rows = curve(out)
+    losses = [r["loss"] for r in rows if "loss" in r]
     assert losses[-1] < 0.6 * losses[0]
     assert result.steps == 24 and result.train_loss_end < result.train_loss_start
-    evals = [r for r in curve if "val_exact_match" in r]
+    evals = [r for r in rows if "val_exact_match" in r]
     assert [r["step"] for r in evals] == [8, 16, 24]
     for name in ("config.toml", "latest_weights.safetensors", "best_weights.safetensors",
                  "training_state.safetensors", "run.json", "0000008_weights.safetensors", "0000024_weights.safetensors"):
@@ -162,19 +154,19 @@ def test_tiny_run_loss_falls_and_writes_checkpoints(full_run):
 
 def test_best_checkpoint_is_the_best_eval(full_run):
     out, result = full_run
-    evals = [r for r in _curve(out) if "val_exact_match" in r]
+    evals = [r for r in curve(out) if "val_exact_match" in r]
     best = max(evals, key=lambda r: (r["val_exact_match"], -r["val_loss"]))
     assert result.best_step == best["step"]
-    assert _weights(out / "best_weights.safetensors").keys() == _weights(out / ckpt.step_weights_name(best["step"])).keys()
-    for k, v in _weights(out / "best_weights.safetensors").items():
-        assert np.array_equal(v, _weights(out / ckpt.step_weights_name(best["step"]))[k])
+    assert weights(out / "best_weights.safetensors").keys() == weights(out / ckpt.step_weights_name(best["step"])).keys()
+    for k, v in weights(out / "best_weights.safetensors").items():
+        assert np.array_equal(v, weights(out / ckpt.step_weights_name(best["step"]))[k])
 
 
-def test_same_config_same_curve(full_run, data_dir: Path, tmp_path: Path):
+def test_same_config_samecurve(full_run, data_dir: Path, tmp_path: Path):
     out, _ = full_run
     train(tiny_config(data_dir, tmp_path), show_progress=False)
-    assert _curve(tmp_path) == _curve(out)
-    a, b = _weights(out / "latest_weights.safetensors"), _weights(tmp_path / "latest_weights.safetensors")
+    assert curve(tmp_path) == curve(out)
+    a, b = weights(out / "latest_weights.safetensors"), weights(tmp_path / "latest_weights.safetensors")
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
@@ -187,9 +179,9 @@ def test_resume_reaches_the_same_weights(full_run, data_dir: Path, tmp_path: Pat
     assert json.loads((tmp_path / "run.json").read_text())["step"] == 8
     resumed = train(cfg, resume=True, show_progress=False)
     assert resumed.steps == 24
-    a, b = _weights(out / "latest_weights.safetensors"), _weights(tmp_path / "latest_weights.safetensors")
+    a, b = weights(out / "latest_weights.safetensors"), weights(tmp_path / "latest_weights.safetensors")
     assert all(np.array_equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
-    assert _curve(tmp_path) == _curve(out)
+    assert curve(tmp_path) == curve(out)
 
 
 def test_resume_with_another_config_is_refused(full_run, data_dir: Path, tmp_path: Path):
@@ -230,7 +222,7 @@ def test_eval_hook_metrics_are_logged(data_dir: Path, tmp_path: Path):
 
     train(tiny_config(data_dir, tmp_path, max_steps=16, full_eval_every=2), eval_hook=hook, show_progress=False)
     assert calls == [(16, False)]  # every 2nd eval (step 16), with the model in eval mode
-    logged = [r for r in _curve(tmp_path) if "answer_accuracy" in r]
+    logged = [r for r in curve(tmp_path) if "answer_accuracy" in r]
     assert [(r["step"], r["answer_accuracy"]) for r in logged] == [(16, 0.5)]
 
 
@@ -242,8 +234,8 @@ def test_warmstart_textmix_starts_from_the_checkpoint(full_run, data_dir: Path, 
 
     cfg = TrainConfig.model_validate(base)
     result = train(cfg, show_progress=False)
-    first_loss = _curve(tmp_path)[0]["loss"]
-    scratch_first = _curve(out)[0]["loss"]
+    first_loss = curve(tmp_path)[0]["loss"]
+    scratch_first = curve(out)[0]["loss"]
     assert first_loss < scratch_first  # it began from trained weights, not from scratch
     assert result.steps == 8
 
@@ -310,7 +302,7 @@ def test_fresh_run_into_an_earlier_run_needs_force_and_then_starts_clean(data_di
     assert sorted(p.name for p in tmp_path.glob("*_weights.safetensors") if p.name[0].isdigit()) == [
         "0000008_weights.safetensors"
     ]
-    assert [r["step"] for r in _curve(tmp_path) if "loss" in r] == [4, 8]
+    assert [r["step"] for r in curve(tmp_path) if "loss" in r] == [4, 8]
     assert json.loads((tmp_path / "run.json").read_text())["step"] == 8
 
 
@@ -359,7 +351,7 @@ def test_a_diverging_run_stops_with_the_step_and_saves_nothing_non_finite(
     saved = sorted(int(p.name[:7]) for p in tmp_path.glob("[0-9]*_weights.safetensors"))
     assert saved == [s for s in range(1, diverged_at) if s % every == 0]
     for path in tmp_path.glob("*.safetensors"):
-        assert all(np.isfinite(v).all() for v in _weights(path).values()), path.name
+        assert all(np.isfinite(v).all() for v in weights(path).values()), path.name
     assert (tmp_path / "run.json").is_file() == bool(saved)
     if saved:
         assert json.loads((tmp_path / "run.json").read_text(), parse_constant=_refuse)["step"] == saved[-1]

@@ -166,17 +166,22 @@ def _signs(d: Decl) -> list:
     return seen
 
 
-def _numerals(d: Decl) -> Numerals:
+def _weights(d: Decl, what: str, table: str, names: tuple[str, ...]) -> dict[str, int]:
+    """A ``{ name weight ... }`` table: each name once, no negative weight, some weight positive."""
     weights: dict[str, int] = {}
     for w in d.value:
         if w.keyword in weights:
-            raise _fail(f"numeral style {w.keyword!r} weighted twice", w.where)
+            raise _fail(f"{what} {w.keyword!r} weighted twice", w.where)
         if w.value < 0:
-            raise _fail(f"numeral style {w.keyword!r}: a weight cannot be negative", w.where)
+            raise _fail(f"{what} {w.keyword!r}: a weight cannot be negative", w.where)
         weights[w.keyword] = w.value
     if sum(weights.values()) <= 0:
-        raise _fail("numerals: at least one style needs a positive weight", d.where)
-    return Numerals(**{style: weights.get(style, 0) for style in NUMERAL_STYLES}, where=d.where)
+        raise _fail(f"{table}: at least one {what} needs a positive weight", d.where)
+    return {name: weights.get(name, 0) for name in names}
+
+
+def _numerals(d: Decl) -> Numerals:
+    return Numerals(**_weights(d, "numeral style", "numerals", NUMERAL_STYLES), where=d.where)
 
 
 def _phrasebook(d: Decl) -> Phrasebook:
@@ -194,16 +199,7 @@ def _phrasebook(d: Decl) -> Phrasebook:
         raise _fail(f"phrasebook {excerpt(name)}: `case` declared twice", cases[1].where)
     case = CaseWeights()
     if cases:
-        weights: dict[str, int] = {}
-        for w in cases[0].value:
-            if w.keyword in weights:
-                raise _fail(f"letter case {w.keyword!r} weighted twice", w.where)
-            if w.value < 0:
-                raise _fail(f"letter case {w.keyword!r}: a weight cannot be negative", w.where)
-            weights[w.keyword] = w.value
-        if sum(weights.values()) <= 0:
-            raise _fail("case: at least one letter case needs a positive weight", cases[0].where)
-        case = CaseWeights(**{k: weights.get(k, 0) for k in CASE_STYLES}, where=cases[0].where)
+        case = CaseWeights(**_weights(cases[0], "letter case", "case", CASE_STYLES), where=cases[0].where)
     frames = [item for item in items if isinstance(item, Frame)]
     return Phrasebook(name=name, slots=list(slots.values()), case=case, frames=frames, where=d.where)
 

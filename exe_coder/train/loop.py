@@ -217,13 +217,7 @@ def train(
     total_steps = min(tc.max_steps, tc.epochs * batcher.steps_per_epoch)
 
     model = _init_model(config)
-    optimizer = optim.AdamW(
-        learning_rate=warmup_cosine(config.optimizer.lr_adamw, tc.warmup_steps, total_steps, tc.min_lr_ratio),
-        betas=list(config.optimizer.betas),
-        eps=config.optimizer.eps,
-        weight_decay=config.optimizer.weight_decay,
-    )
-    optimizer.init(model.trainable_parameters())
+    optimizer = make_optimizer(config, model, total_steps)
 
     state = run_dir.TrainingState(manifest_sha256=manifest, config_sha256=config.sha256())
     if main:
@@ -384,6 +378,19 @@ def train(
         train_loss_end=loss_end,
         wall_s=wall,
     )
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module, total_steps: int) -> optim.AdamW:
+    """AdamW as ``[optimizer]`` says, on warmup + cosine decay over ``total_steps`` (SFT and RL)."""
+    o, tc = config.optimizer, config.train
+    optimizer = optim.AdamW(
+        learning_rate=warmup_cosine(o.lr_adamw, tc.warmup_steps, total_steps, tc.min_lr_ratio),
+        betas=list(o.betas),
+        eps=o.eps,
+        weight_decay=o.weight_decay,
+    )
+    optimizer.init(model.trainable_parameters())
+    return optimizer
 
 
 def _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, total_steps, console):

@@ -74,9 +74,8 @@ from exe_coder.train import run_dir
 from exe_coder.train.config import TrainConfig
 from exe_coder.train.data import manifest_sha256
 from exe_coder.train.distributed import device_line, world
-from exe_coder.train.loop import _check_weights, _prepare_out_dir, _truncate_metrics, metrics_line, step_seed
+from exe_coder.train.loop import _check_weights, _prepare_out_dir, _truncate_metrics, make_optimizer, metrics_line, step_seed
 from exe_coder.train.runcard import make_run_card, now_iso, write_run_card
-from exe_coder.train.schedule import warmup_cosine
 
 ROLLOUTS = "rollouts.jsonl"
 GEN_ROWS = 256  # rows a generate call: bounds the KV cache of one rollout batch
@@ -279,13 +278,7 @@ def train_rl(
     tc = config.train
     total_steps = tc.max_steps
 
-    optimizer = optim.AdamW(
-        learning_rate=warmup_cosine(config.optimizer.lr_adamw, tc.warmup_steps, total_steps, tc.min_lr_ratio),
-        betas=list(config.optimizer.betas),
-        eps=config.optimizer.eps,
-        weight_decay=config.optimizer.weight_decay,
-    )
-    optimizer.init(model.trainable_parameters())
+    optimizer = make_optimizer(config, model, total_steps)
     state = run_dir.TrainingState(manifest_sha256=manifest, config_sha256=config.sha256())
     state = _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, total_steps, console)
     if resume:
