@@ -8,17 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exe_coder.model.tokenizer import PAD, SEP, VOCAB_SIZE
-from exe_coder.model.transformer import Transformer, digit_places, number_ordinals, runs_counted
+from exe_coder.model.tokenizer import PAD, VOCAB_SIZE
+from exe_coder.model.transformer import Transformer, digit_places, number_ordinals
 
 TOL = 1e-4
 
 
-def _model(position: str, digits: bool = False, segments: bool = False) -> Transformer:
+def _model(position: str, digits: bool = False) -> Transformer:
     mx.random.seed(0)
     model = Transformer(
         layers=2, hidden_size=64, heads=4, seq_len=64, position=position, digit_positions=digits,
-        number_positions=digits, activation="relu2" if digits else "gelu", number_segments=segments,
+        number_positions=digits, activation="relu2" if digits else "gelu",
     )
     mx.eval(model.parameters())
     model.eval()
@@ -26,11 +26,10 @@ def _model(position: str, digits: bool = False, segments: bool = False) -> Trans
 
 
 MODELS = {
-    "rope": _model("rope"), "learned": _model("learned"), "none": _model("none", True), "shipped": _model("rope", True),
-    "segments": _model("none", True, segments=True),
+    "rope": _model("rope"), "learned": _model("learned"), "none": _model("none", True), "shipped": _model("rope", True)
 }
-# rows rich in digits (and SEP, where number ordinals restart), so runs cross the cache boundaries
-token = st.one_of(st.integers(48, 57), st.just(SEP), st.integers(0, VOCAB_SIZE - 1))
+# rows rich in digits, so digit runs cross the prompt/cache boundaries
+token = st.one_of(st.integers(48, 57), st.integers(0, VOCAB_SIZE - 1))
 rows = st.lists(token, min_size=1, max_size=12)
 
 
@@ -42,11 +41,9 @@ def _places_reference(row: list[int]) -> list[int]:
     return out
 
 
-def _ordinals_reference(row: list[int], segments: bool = False) -> list[int]:
+def _ordinals_reference(row: list[int]) -> list[int]:
     out, count, prev_digit = [], 0, False
     for t in row:
-        if segments and t == SEP:
-            count = 0
         digit = 48 <= t <= 57
         count += digit and not prev_digit
         out.append(count if digit else 0)
@@ -68,14 +65,6 @@ def test_digit_places_match_a_reference_and_carry_across_chunks(batch: list[list
         runs_before = (head == 1).astype(mx.int32).sum(axis=1)
         ordinals = mx.concatenate([number_ordinals(head), number_ordinals(tail, runs_before)], axis=1)
         assert ordinals.tolist() == [_ordinals_reference(r) for r in batch]
-    resets = tokens == SEP
-    assert number_ordinals(digit_places(tokens), resets=resets).tolist() == [_ordinals_reference(r, True) for r in batch]
-    if 0 < cut < 12:
-        carry = runs_counted(head, None, resets[:, :cut])
-        ordinals = mx.concatenate(
-            [number_ordinals(head, None, resets[:, :cut]), number_ordinals(tail, carry, resets[:, cut:])], axis=1
-        )
-        assert ordinals.tolist() == [_ordinals_reference(r, True) for r in batch]
 
 
 def test_output_shape():
@@ -146,3 +135,25 @@ def test_causality():
     b = model(mx.array([[1, 2, 3, 99]]))
     assert np.abs(np.array(a[0, :3] - b[0, :3])).max() < TOL
     assert np.abs(np.array(a[0, 3] - b[0, 3])).max() > TOL
+
+
+def test_digit_ends_see_the_prompt_only_and_decode_incrementally():
+    """Digit ends are computed over the prompt alone: the model's own output never tells it how
+    long the number it is writing will be, and a cached decode (prompt whole, then one token at
+    a time) equals the full forward pass."""
+    from exe_coder.model.tokenizer import SEP
+    from exe_coder.model.transformer import prompt_digit_ends
+
+    tokens = mx.array([[65, 49, 50, 51, 32, 52, SEP, 49, 50, 59]])
+    assert prompt_digit_ends(tokens).tolist() == [[0, 3, 2, 1, 0, 1, 0, 0, 0, 0]]
+    mx.random.seed(0)
+    model = Transformer(layers=2, hidden_size=32, heads=2, seq_len=32, position="none", digit_positions=True,
+                        number_positions=True, digit_ends=True)
+    mx.eval(model.parameters())
+    full = model(tokens)
+    cache = model.make_cache()
+    pieces = [model(tokens[:, :7], cache=cache)] + [model(tokens[:, t : t + 1], cache=cache) for t in range(7, 10)]
+    assert np.abs(np.array(mx.concatenate(pieces, axis=1) - full)).max() < TOL
+    # the answer's digits change nothing before them: no leak of the output's length into the prompt
+    longer = mx.array([[65, 49, 50, 51, 32, 52, SEP, 49, 50, 51]])
+    assert np.abs(np.array(model(longer)[:, :9] - full[:, :9])).max() < TOL

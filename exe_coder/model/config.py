@@ -34,7 +34,7 @@ class ModelConfig(ConfigTable):
     tie_embeddings: bool = True
     digit_positions: bool = False  # embed each digit's place in its number (see model/transformer.py)
     number_positions: bool = False  # embed each digit's number's ordinal in the sequence
-    number_segments: bool = False  # number ordinals count afresh after SEP (see transformer.py)
+    digit_ends: bool = False  # prompt digits also know their place from the number's end (see transformer.py)
     activation: Literal["gelu", "relu2"] = "gelu"  # relu2 is far cheaper on the CPU (see transformer.py)
 
     @model_validator(mode="after")

@@ -9,9 +9,10 @@ number sits in the prompt -- the operation Track A needs on unseen magnitudes an
 ``number_positions`` adds the same idea one level up: each digit's number's ordinal in the
 sequence (1 = first run of digits, 2 = second, ...), so "the first digit of the second number"
 is one attention lookup instead of a count the model must learn from few examples.
-With ``number_segments`` the count starts afresh after ``SEP``: the target's first number has
-ordinal 1 like the prompt's first, so "copy number 1" is the same embedding on both sides, and a
-distractor number in the prompt ("arm64") no longer shifts the ordinals of the answer.
+With ``digit_ends`` each digit of the prompt also knows its place counted from the end of its
+number (1 = last digit), so "this was the number's last digit, write ';'" is a lookup too. It is
+computed over the prompt only (up to SEP: the prompt is given whole, in one call), never over
+what the model writes, which would leak the length of its own answer.
 
 Measured on this task (see configs/): RoPE learned the copy far faster than learned positions,
 but it ties the copy to the distance between prompt and answer, which held-out templates with
@@ -55,6 +56,7 @@ class KVCache:
         self.pad_left: mx.array | None = None
         self.digit_run: mx.array | None = None  # [B] digits in the run that ends the cache
         self.number_count: mx.array | None = None  # [B] digit runs seen so far
+        self.seen_sep = False  # the prompt has ended (digit_ends are computed over the prompt only)
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         prev = self.offset
@@ -164,7 +166,7 @@ class Transformer(nn.Module):
         number_positions: bool = False,
         activation: str = "gelu",
         vocab_size: int = VOCAB_SIZE,
-        number_segments: bool = False,
+        digit_ends: bool = False,
     ):
         super().__init__()
         self.vocab_size = vocab_size
@@ -178,7 +180,9 @@ class Transformer(nn.Module):
         if digit_positions:
             self.digit_embed = nn.Embedding(MAX_DIGIT_PLACE + 1, hidden_size)
         self.number_positions = number_positions
-        self.number_segments = number_segments
+        self.digit_ends = digit_ends
+        if digit_ends:
+            self.digit_end_embed = nn.Embedding(MAX_DIGIT_PLACE + 1, hidden_size)
         if number_positions:
             self.number_embed = nn.Embedding(MAX_NUMBER_ORDINAL + 1, hidden_size)
         self.blocks = [
@@ -206,7 +210,7 @@ class Transformer(nn.Module):
             digit_positions=cfg.digit_positions,
             number_positions=cfg.number_positions,
             activation=cfg.activation,
-            number_segments=cfg.number_segments,
+            digit_ends=cfg.digit_ends,
         )
 
     def make_cache(self) -> list[KVCache]:
@@ -252,15 +256,21 @@ class Transformer(nn.Module):
         if self.digit_positions or self.number_positions:
             c = cache[0] if cache is not None else None
             places = digit_places(tokens, c.digit_run if c is not None else None)
-            resets = (tokens == SEP) if self.number_segments else None
-            ordinals = number_ordinals(places, c.number_count if c is not None else None, resets)
+            ordinals = number_ordinals(places, c.number_count if c is not None else None)
             if c is not None:
+                runs_before = c.number_count if c.number_count is not None else 0
                 c.digit_run = places[:, -1]
-                c.number_count = runs_counted(places, c.number_count, resets)
+                c.number_count = runs_before + (places == 1).astype(mx.int32).sum(axis=1)
             if self.digit_positions:
                 x = x + self.digit_embed(mx.minimum(places, MAX_DIGIT_PLACE))
             if self.number_positions:
                 x = x + self.number_embed(mx.minimum(ordinals, MAX_NUMBER_ORDINAL))
+        if self.digit_ends:
+            seen_sep = cache is not None and cache[0].offset > 0 and cache[0].seen_sep
+            ends = mx.zeros_like(tokens) if seen_sep else prompt_digit_ends(tokens)
+            if cache is not None:
+                cache[0].seen_sep = bool(seen_sep or mx.any(tokens == SEP).item())
+            x = x + self.digit_end_embed(mx.minimum(ends, MAX_DIGIT_PLACE))
         for i, block in enumerate(self.blocks):
             x = block(x, mask, positions, cache[i] if cache is not None else None)
         x = self.norm(x)
@@ -283,26 +293,24 @@ def digit_places(tokens: mx.array, carry: mx.array | None = None) -> mx.array:
     return mx.where(is_digit, places, 0).astype(mx.int32)
 
 
-def _run_counts(places: mx.array, carry: mx.array | None, resets: mx.array | None) -> mx.array:
-    """[B, T]: runs of digits counted up to each token, since the last reset token if any."""
-    count = mx.cumsum((places == 1).astype(mx.int32), axis=1)
+def prompt_digit_ends(tokens: mx.array) -> mx.array:
+    """Each prompt digit's place counted from the end of its number (1 = last digit); 0 for
+    non-digits and for every token from the first SEP on (the model's own output)."""
+    ends = digit_places(tokens[:, ::-1])[:, ::-1]
+    after_prompt = mx.cumsum((tokens == SEP).astype(mx.int32), axis=1) > 0
+    return mx.where(after_prompt, 0, ends)
+
+
+def number_ordinals(places: mx.array, carry: mx.array | None = None) -> mx.array:
+    """Each digit's number's ordinal (1 = first run of digits in the sequence); 0 for non-digits.
+
+    ``places`` comes from ``digit_places``; ``carry[B]`` counts runs before these tokens.
+    """
+    starts = (places == 1).astype(mx.int32)
+    count = mx.cumsum(starts, axis=1)
     if carry is not None:
         count = count + carry.astype(mx.int32)[:, None]
-    if resets is not None:  # counts are non-decreasing, so the count at the latest reset is a cummax
-        count = count - mx.cummax(mx.where(resets, count, 0), axis=1)
-    return count
-
-
-def number_ordinals(places: mx.array, carry: mx.array | None = None, resets: mx.array | None = None) -> mx.array:
-    """Each digit's number's ordinal (1 = first run of digits in the sequence, or since the last
-    ``resets`` token); 0 for non-digits. ``places`` comes from ``digit_places``; ``carry[B]``
-    counts runs before these tokens (since the last reset)."""
-    return mx.where(places > 0, _run_counts(places, carry, resets), 0).astype(mx.int32)
-
-
-def runs_counted(places: mx.array, carry: mx.array | None, resets: mx.array | None = None) -> mx.array:
-    """[B]: the carry for the next call -- runs counted after these tokens (since the last reset)."""
-    return _run_counts(places, carry, resets)[:, -1]
+    return mx.where(places > 0, count, 0).astype(mx.int32)
 
 
 def _causal_mask(T: int, offset: int) -> mx.array:
