@@ -308,6 +308,9 @@ def infer_cmd(
     decode_max_int: int | None = typer.Option(
         None, "--decode-max-int", help="Override the upper operand bound (default: config, or int32 max)."
     ),
+    save_binaries: Path | None = typer.Option(
+        None, "--save-binaries", help="Keep every executable built, as DIR/<example id> (mode 0755)."
+    ),
 ) -> None:
     """Decode every example (grammar-constrained), reconstruct, verify; write one Prediction a line."""
     from exe_coder import files
@@ -321,7 +324,11 @@ def infer_cmd(
         mode.value, weights, sampling=sampling, min_int=decode_min_int, max_int=decode_max_int
     )
     examples = load_examples(input)[:limit]
-    predictions = run_inference(examples, predictor, track, batch_size=batch_size, progress=True)
+    if save_binaries is not None and save_binaries.exists() and not save_binaries.is_dir():
+        raise UserError("--save-binaries needs a folder, and this is a file", save_binaries)
+    predictions = run_inference(
+        examples, predictor, track, batch_size=batch_size, progress=True, save_dir=save_binaries
+    )
     write_predictions(predictions, out)
     s = summarize(predictions)
     typer.echo(
@@ -474,7 +481,7 @@ def compare_cmd(
     for cells in table_cells(rows, groups):
         table.add_row(*(Text(c) for c in cells))  # Text: "[lo, hi]" is not markup
     # piped into a file or a README, the table keeps one line a run instead of the 80-column fold
-    Console(width=None if sys.stdout.isatty() else 240).print(table)
+    Console(width=None if sys.stdout.isatty() else 400).print(table)
     if skipped:
         typer.echo(f"({skipped} reports of another split left out; --split all shows them)")
     md_path = md or (Path(f"{out}.md") if out else None)

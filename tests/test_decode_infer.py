@@ -354,3 +354,23 @@ def test_generate_exits_1_when_the_verifier_refuses_the_binary(tmp_path, weights
     monkeypatch.setattr(infer, "verify", lambda image, expect_stdout: Outcome(kind=OutcomeKind.CRASH, detail="fault"))
     r = CliRunner().invoke(app, ["generate", "What is 17 plus -4?", "--weights", str(weights), "-o", str(tmp_path / "a")])
     assert r.exit_code == 1 and "verifier ran it in the emulator: crash" in r.stdout
+
+
+def test_infer_save_binaries_keeps_every_executable(tmp_path, stage0_val):
+    """--save-binaries: one file an example, named by its id, mode 0755, the very bytes whose
+    sha256 the prediction records (the golden bytes, for the oracle)."""
+    val = _write_jsonl(tmp_path / "val.jsonl", stage0_val[:4])
+    kept = tmp_path / "bins"
+    r = CliRunner().invoke(app, ["infer", "--mode", "oracle", "--input", str(val), "-o", str(tmp_path / "o.jsonl"),
+                                 "--save-binaries", str(kept)])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert sorted(p.name for p in kept.iterdir()) == sorted(row["example"]["id"] for row in rows)
+    for row in rows:
+        path = kept / row["example"]["id"]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o755
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == row["binary_sha256"] == row["example"]["binary_sha256"]
+    (tmp_path / "afile").write_text("x")
+    bad = CliRunner().invoke(app, ["infer", "--mode", "oracle", "--input", str(val), "-o", str(tmp_path / "p.jsonl"),
+                                   "--save-binaries", str(tmp_path / "afile")])
+    assert bad.exit_code != 0 and isinstance(bad.exception, UserError)

@@ -98,3 +98,21 @@ def test_cli_compare_prints_and_writes(reports, tmp_path):
     assert (tmp_path / "out" / "results.csv").read_text().startswith("kind,run,data,split")
     res = CliRunner().invoke(app, ["compare", str(reports), "--split", "nope"])
     assert res.exit_code == 2
+
+
+def test_rows_carry_the_baseline_and_the_heldout_slice(tmp_path):
+    """The README's results table puts the model beside the regex baseline and shows the
+    held-out-magnitude slice; a split without that slice shows none, never a made-up value."""
+    exs = [example(a=i, b=2, i=i, magnitude_pair="heldout/heldout" if i < 4 else "core/core") for i in range(10)]
+    preds = [oracle(e, mode="sft_patch_model") for e in exs[:7]] + [wrong_patch(e, e.a + 1, 9, mode="sft_patch_model") for e in exs[7:]]
+    base = [oracle(e, mode="regex_baseline") for e in exs[:5]] + [wrong_patch(e, 0, 0, mode="regex_baseline") for e in exs[5:]]
+    path = tmp_path / "r" / "stage1_test.json"
+    files.write_text(path, build_report(preds, split="test", predictions_path="p", baseline=base, baseline_path="b").model_dump_json())
+    (row,) = compare([path])[0]
+    assert row.values["baseline_answer_accuracy"][0] == 0.5
+    assert row.values["heldout_heldout_answer_accuracy"][0] == 1.0  # the 4 held-out rows were right
+    plain = tmp_path / "s" / "stage0_test.json"
+    files.write_text(plain, build_report(preds[4:], split="test", predictions_path="p").model_dump_json())
+    (row,) = compare([plain])[0]
+    assert row.values["heldout_heldout_answer_accuracy"] == (None, None, None)
+    assert row.values["baseline_answer_accuracy"] == (None, None, None)

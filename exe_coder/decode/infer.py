@@ -102,11 +102,16 @@ def verify_reconstruction(rec: Reconstruction, expect_stdout: str) -> Outcome:
     return verify(rec.image, expect_stdout=expect_stdout)
 
 
-def predict_one(example: Example, text: str, track: Track, mode: str, generate_ms: float = 0.0) -> Prediction:
-    """Realize ``text`` as the example's program and verify it; the verdict as a ``Prediction``."""
+def predict_one(
+    example: Example, text: str, track: Track, mode: str, generate_ms: float = 0.0, save_dir: Path | None = None
+) -> Prediction:
+    """Realize ``text`` as the example's program and verify it; the verdict as a ``Prediction``.
+    With ``save_dir``, the executable (when one was made) is kept as ``save_dir/<example id>``."""
     t0 = time.perf_counter()
     rec = track.realize(text, example.program)
     t1 = time.perf_counter()
+    if save_dir is not None and rec.image is not None:
+        save_binary(save_dir, example.id, rec.image)
     outcome = verify_reconstruction(rec, example.expected_stdout)
     sha = None if rec.image is None else hashlib.sha256(rec.image).hexdigest()
     t2 = time.perf_counter()
@@ -133,6 +138,7 @@ def run_inference(
     *,
     batch_size: int = 32,
     progress: bool = False,
+    save_dir: Path | None = None,
 ) -> list[Prediction]:
     """Every example through predict -> realize -> verify, in order.
 
@@ -150,7 +156,7 @@ def run_inference(
             texts = predictor.predict(batch)
             per_row_ms = (time.perf_counter() - t0) * 1e3 / len(batch)
             for example, text in zip(batch, texts, strict=True):
-                out.append(predict_one(example, text, track, predictor.mode, per_row_ms))
+                out.append(predict_one(example, text, track, predictor.mode, per_row_ms, save_dir))
                 bar.advance(task)
     return out
 
@@ -164,6 +170,13 @@ def _progress(enabled: bool) -> Progress:
         disable=not enabled,
         transient=False,
     )
+
+
+def save_binary(folder: Path, example_id: str, image: bytes) -> Path:
+    """One executable a prediction, named by its example id (mode 0755), for other tools to run."""
+    if not example_id or "/" in example_id or example_id.startswith("."):
+        raise UserError(f"example id {example_id!r} cannot name a file")
+    return files.write_bytes(Path(folder) / example_id, image, executable=True)
 
 
 def write_predictions(predictions: Sequence[Prediction], out: str | Path) -> Path:

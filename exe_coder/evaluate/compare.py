@@ -21,7 +21,10 @@ from exe_coder.errors import UserError
 from exe_coder.evaluate.report import EvalReport
 
 REPORT_PREFIX = "exe-coder.eval-report/"
-METRICS = ("answer_accuracy", "parse_success_rate", "exec_success_rate", "patch_exact_match_rate", "operand_mae")
+METRICS = (
+    "answer_accuracy", "heldout_heldout_answer_accuracy", "baseline_answer_accuracy",
+    "parse_success_rate", "exec_success_rate", "patch_exact_match_rate", "operand_mae",
+)
 SPLITS = ("test", "val", "all")
 
 
@@ -93,8 +96,10 @@ def row_of(path: Path, report: EvalReport) -> Row:
     card = report.run_card
     values = {}
     for name in METRICS:
-        iv = report.metrics.intervals.get(name)
-        values[name] = (getattr(report.metrics, name), None if iv is None else iv.lo, None if iv is None else iv.hi)
+        source, field_name = _metric_source(report, name)
+        iv = None if source is None else source.intervals.get(field_name)
+        value = None if source is None else getattr(source, field_name)
+        values[name] = (value, None if iv is None else iv.lo, None if iv is None else iv.hi)
     return Row(
         run=(card.run_name if card and card.run_name else path.stem),
         data=(Path(card.dataset).name if card and card.dataset else "–"),
@@ -108,6 +113,17 @@ def row_of(path: Path, report: EvalReport) -> Row:
         family=card.config_sha256_except_seed if card else None,
         source=str(path),
     )
+
+
+def _metric_source(report: EvalReport, name: str):
+    """(the Metrics that holds ``name``, its field): the headline, the held-out magnitude slice
+    (absent where a split draws no held-out magnitudes), or the regex baseline's headline."""
+    if name == "heldout_heldout_answer_accuracy":
+        m = report.slices.get("magnitude_pair", {}).get("heldout/heldout")
+        return (m if m is not None and m.n else None), "answer_accuracy"
+    if name == "baseline_answer_accuracy":
+        return (report.baseline.metrics if report.baseline is not None else None), "answer_accuracy"
+    return report.metrics, name
 
 
 def seed_groups(rows: list[Row]) -> list[SeedGroup]:
