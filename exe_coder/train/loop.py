@@ -330,8 +330,7 @@ def train(
                         peak_memory_gb=mx.get_peak_memory() / 1e9,
                     )
                     window_losses, window_norms, window_tokens = [], [], 0
-                saving = state.step % tc.save_interval == 0 or state.step == total_steps
-                evaluating = state.step % tc.eval_interval == 0 or state.step == total_steps
+                saving, evaluating = due_at(state.step, tc, total_steps)
                 if saving or evaluating:
                     _check_weights(model, state.step, config, out)
                 if evaluating:
@@ -378,6 +377,12 @@ def train(
         train_loss_end=loss_end,
         wall_s=wall,
     )
+
+
+def due_at(step: int, tc, total_steps: int) -> tuple[bool, bool]:
+    """(save, evaluate) after ``step``: every ``save_interval`` / ``eval_interval`` steps, and at the end."""
+    last = step == total_steps
+    return step % tc.save_interval == 0 or last, step % tc.eval_interval == 0 or last
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module, total_steps: int) -> optim.AdamW:

@@ -74,7 +74,7 @@ from exe_coder.train import run_dir
 from exe_coder.train.config import TrainConfig
 from exe_coder.train.data import manifest_sha256
 from exe_coder.train.distributed import device_line, world
-from exe_coder.train.loop import _check_weights, _prepare_out_dir, _truncate_metrics, make_optimizer, metrics_line, step_seed
+from exe_coder.train.loop import _check_weights, _prepare_out_dir, _truncate_metrics, due_at, make_optimizer, metrics_line, step_seed
 from exe_coder.train.runcard import make_run_card, now_iso, write_run_card
 
 ROLLOUTS = "rollouts.jsonl"
@@ -367,8 +367,7 @@ def train_rl(
                 }
                 reward_start = record["reward"] if reward_start is None else reward_start
                 reward_end = record["reward"]
-                saving = state.step % tc.save_interval == 0 or state.step == total_steps
-                evaluating = state.step % tc.eval_interval == 0 or state.step == total_steps
+                saving, evaluating = due_at(state.step, tc, total_steps)
                 if saving or evaluating:
                     _check_weights(model, state.step, config, out)
                 if evaluating:
