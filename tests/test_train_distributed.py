@@ -141,6 +141,44 @@ def test_a_rank_that_dies_ends_the_run_with_its_code_not_a_hang(tmp_path: Path):
     assert "rank 1 fails" in (tmp_path / "rank1.log").read_text()
 
 
+_LAUNCHER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from exe_coder.train.distributed import run_ranks
+    sys.exit(run_ranks([sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(600)"], 2)[0])
+    """
+)
+
+
+def test_killing_the_launcher_stops_its_ranks(tmp_path: Path):
+    """`kill` (SIGTERM) to the launcher must not leave its ranks running, unseen, on every core."""
+    script = tmp_path / "launch.py"
+    script.write_text(_LAUNCHER_SCRIPT)
+    launcher = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    ranks = [int(launcher.stdout.readline()) for _ in range(2)]  # both ranks have started
+    launcher.terminate()
+    assert launcher.wait(timeout=30) == 128 + 15
+    for pid in ranks:
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid), f"rank process {pid} outlived its launcher"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its dead parent's reaper) is not running.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True  # no /proc (macOS): kill(0) succeeded, so it exists
+
+
 def test_a_refusing_rank_0_stops_the_run_with_one_error(runs, data_dir: Path, tmp_path: Path):
     """Rank 0 refuses an earlier run (no --force); rank 1 would block on it in the first all-reduce."""
     earlier = tmp_path / "earlier"

@@ -18,6 +18,7 @@ ranks, so an update equals the single-process update up to float reduction order
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +163,7 @@ def run_ranks(
     Rank 0 writes to this process's stdout/stderr; with ``logs`` the other ranks write to
     ``logs/rank<r>.log`` (their output is the ring's noise about the peer that went away).
     """
-    with tempfile.TemporaryDirectory(prefix="exe-coder-ranks-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="exe-coder-ranks-") as tmp, _stop_on_sigterm():
         hostfile = Path(tmp) / "hosts.json"
         hostfile.write_text(json.dumps([[f"127.0.0.1:{p}"] for p in _free_ports(ranks)]))
         procs = []
@@ -185,6 +187,27 @@ def run_ranks(
         except BaseException:
             _stop(procs)
             raise
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """SIGTERM or SIGHUP to the launcher (``kill``, a closed terminal) raises SystemExit, so the
+    ``except BaseException`` in ``run_ranks`` stops the ranks: by default the launcher would die
+    alone and leave its ranks training, unseen, on every core."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    caught = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, _exit_on_signal) for s in caught}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _exit_on_signal(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
