@@ -351,10 +351,10 @@ def _check_heldout_wording(spec: Spec) -> None:
                 if twin is None:
                     continue
                 if isinstance(t, Frame) or isinstance(twin, Frame):
-                    raise _fail(
-                        f"held-out frame {t.id} leaks into train: its phrasing {excerpt(wording)} is also one of train template {twin.id}",
-                        t.where,
-                    )
+                    # name each side for what it is: a split may mix plain sets and phrasebooks
+                    kind, its = ("frame", "its phrasing") if isinstance(t, Frame) else ("template", "its wording")
+                    of = f"a phrasing of train frame {twin.id}" if isinstance(twin, Frame) else f"train template {twin.id}"
+                    raise _fail(f"held-out {kind} {t.id} leaks into train: {its} {excerpt(wording)} is also {of}", t.where)
                 raise _fail(
                     f"held-out template {t.id} differs from train template {twin.id} only in case or punctuation",
                     t.where,
