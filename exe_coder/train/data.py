@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from exe_coder.dataset.records import Example
+from exe_coder.dataset.records import Example, patch_text
 from exe_coder.errors import UserError
 from exe_coder.model.tokenizer import PAD, Tokenizer
+from exe_coder.train import renaming
 
 LENGTH_BUCKET = 16  # batches are padded to a multiple of this, so the compiled step sees few shapes
 WINDOW_BATCHES = 16  # length-sorting window; 1 = the plain shuffled batches of before
@@ -38,6 +39,16 @@ def manifest_sha256(train_jsonl: str | Path) -> str | None:
 
 
 @dataclass(frozen=True)
+class WordRows:
+    """What renaming operands in words needs (``renaming``): each eligible row's example and
+    operand spans, the track's target function, and the longest row the model takes."""
+
+    plans: dict[int, tuple[Example, tuple[renaming.Span, renaming.Span]]]
+    target: Callable[[Example], str | list[int]]
+    seq_len: int
+
+
+@dataclass(frozen=True)
 class TokenizedSplit:
     """Rows ``BOS prompt SEP target EOS`` right-padded with PAD to the longest row."""
 
@@ -46,6 +57,7 @@ class TokenizedSplit:
     prompt_mask: np.ndarray  # [N, T] bool: prompt bytes and SEP (the textmix LM loss)
     lengths: np.ndarray  # [N] int32
     digit_copies: np.ndarray  # [N] bool: every digit run of the target is a digit run of the prompt
+    words: WordRows | None = None  # rows whose operands can be renamed at the string level
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -61,9 +73,15 @@ def tokenize(
 ) -> TokenizedSplit:
     """``target`` is the track's: the text the model learns to write for each example."""
     rows, masks, copies = [], [], []
+    plans = {}
     for n, ex in enumerate(examples, 1):
         want = target(ex)
-        copies.append(digit_copies(ex.prompt, want if isinstance(want, str) else bytes(t for t in want if t < 256).decode("latin-1")))
+        text = want if isinstance(want, str) else bytes(t for t in want if t < 256).decode("latin-1")
+        copies.append(digit_copies(ex.prompt, text))
+        # the rest (operands in words, "1,250", ...) are renamed as text, where the target is the
+        # example's own text (Track A; not Track B's image bytes)
+        if not copies[-1] and text == ex.target and (spans := renaming.plan(ex.prompt, ex.a, ex.b)):
+            plans[n - 1] = (ex, spans)
         ids, mask = tokenizer.encode_example(ex.prompt, want)
         if len(ids) > seq_len:
             raise UserError(
@@ -83,7 +101,8 @@ def tokenize(
         n_prompt = mask.index(True)  # BOS + prompt bytes + SEP
         prompt_mask[i, 1:n_prompt] = True  # every prompt token but BOS is predicted from its prefix
     lengths = np.array([len(r) for r in rows], dtype=np.int32)
-    return TokenizedSplit(tokens, target_mask, prompt_mask, lengths, np.array(copies, dtype=bool))
+    words = WordRows(plans, target, seq_len) if plans else None
+    return TokenizedSplit(tokens, target_mask, prompt_mask, lengths, np.array(copies, dtype=bool), words)
 
 
 def digit_copies(prompt: str, target: str) -> bool:
@@ -151,6 +170,53 @@ def permute_digits(batch: Batch, eligible: np.ndarray, rate: float, rng: np.rand
     return Batch(inputs, targets, batch.target_mask, batch.prompt_mask)
 
 
+def rename_operands(batch: Batch, split: TokenizedSplit, rows: np.ndarray, rate: float, rng: np.random.Generator) -> Batch:
+    """``permute_digits`` for rows whose operands are words or other numerals (``split.words``):
+    with probability ``rate`` per such row, rename both operands' digits 1-9 by one random
+    permutation, re-render them in the prompt in their own form, style and case
+    (``renaming.rename``) and rebuild the row's target; the batch is rebuilt around the new
+    lengths (padded to a multiple of LENGTH_BUCKET, longest row first). Unchanged if no row is."""
+    words = split.words
+    draws = rng.random(len(rows)) < rate
+    tokenizer = Tokenizer()
+    full = np.concatenate([batch.inputs[:, :1], batch.targets], axis=1)
+    t_mask = np.pad(batch.target_mask > 0, ((0, 0), (1, 0)))  # position 0 (BOS) is in neither mask
+    p_mask = np.pad(batch.prompt_mask > 0, ((0, 0), (1, 0)))
+    seqs = [(full[k, :n], t_mask[k, :n], p_mask[k, :n]) for k, n in enumerate(split.lengths[rows])]
+    changed = False
+    for k in np.flatnonzero(draws):
+        if int(rows[k]) not in words.plans:
+            continue
+        ex, spans = words.plans[int(rows[k])]
+        perm = [0, *(1 + rng.permutation(9))]
+        prompt, a, b = renaming.rename(ex.prompt, ex.a, ex.b, spans, perm)
+        renamed = ex.model_copy(update={"prompt": prompt, "a": a, "b": b, "target": patch_text(a, b)})
+        ids, mask = tokenizer.encode_example(prompt, words.target(renamed))
+        if len(ids) > words.seq_len:  # longer words ("seventy-seven" for "ten"): keep the row as it was
+            continue
+        seqs[k] = (np.array(ids, dtype=full.dtype), np.array(mask, dtype=bool), _prompt_mask(mask))
+        changed = True
+    if not changed:
+        return batch
+    lengths = np.array([len(s[0]) for s in seqs])
+    longest = int(lengths.max())
+    cap = split.tokens.shape[1] if longest <= split.tokens.shape[1] else words.seq_len
+    T = min(-(-longest // LENGTH_BUCKET) * LENGTH_BUCKET, cap)
+    tok = np.full((len(seqs), T), PAD, dtype=full.dtype)
+    tm, pm = np.zeros((len(seqs), T), dtype=bool), np.zeros((len(seqs), T), dtype=bool)
+    for i, k in enumerate(np.argsort(-lengths, kind="stable")):  # batch_at's order: longest first
+        n = lengths[k]
+        tok[i, :n], tm[i, :n], pm[i, :n] = seqs[k]
+    return Batch(tok[:, :-1], tok[:, 1:], tm[:, 1:].astype(np.float32), pm[:, 1:].astype(np.float32))
+
+
+def _prompt_mask(mask: list[bool]) -> np.ndarray:
+    """The prompt bytes and SEP (not BOS): the positions the LM loss predicts from their prefix."""
+    out = np.zeros(len(mask), dtype=bool)
+    out[1 : mask.index(True)] = True  # mask.index(True): BOS + prompt bytes + SEP
+    return out
+
+
 # Prompt noise never touches what the target copies: digits and the minus sign.
 _KEEP = np.zeros(256 + 8, dtype=bool)
 _KEEP[[ord(c) for c in "0123456789-"]] = True
@@ -174,7 +240,8 @@ class Batcher:
     """Fixed-size shuffled batches; an epoch drops the last partial batch (reshuffled next epoch).
 
     With ``prompt_noise`` > 0 the batch at step s also carries prompt noise drawn from (seed, s),
-    and with ``digit_permutation`` > 0 renamed digits (``permute_digits``), also from (seed, s).
+    and with ``digit_permutation`` > 0 renamed digits (``permute_digits``; for operands in words
+    and other numerals ``rename_operands``), also from (seed, s).
     """
 
     def __init__(
@@ -221,6 +288,9 @@ class Batcher:
         if self.digit_permutation > 0.0:
             rng = np.random.default_rng([self.seed, step, 2])
             batch = permute_digits(batch, self.split.digit_copies[rows], self.digit_permutation, rng)
+            if self.split.words is not None:  # a stream of its own: digit-only configs stay bit-identical
+                rng = np.random.default_rng([self.seed, step, 3])
+                batch = rename_operands(batch, self.split, rows, self.digit_permutation, rng)
         if self.prompt_noise > 0.0:
             batch = add_prompt_noise(batch, self.prompt_noise, np.random.default_rng([self.seed, step, 1]))
         return batch
