@@ -266,12 +266,8 @@ def train_command(
     out_dir = _renamed(out_dir, old_out_dir, "--out-dir", "-o/--out")
     cfg = apply_overrides(load_config(resolve_config(config)), _config_overrides(set_, seed, max_steps, out_dir))
     check_supported(cfg)  # before the eval hook reads any data (or any rank starts)
-    if cfg.run.phase == "rl":  # RL from the verifier (train/rl.py), one rank
-        from exe_coder.train.rl import train_rl
-
-        if ranks not in (None, 1):
-            raise UserError(f"--ranks {ranks}: RL runs on one rank; give --ranks 1 or leave it out")
-        rl = train_rl(cfg, resume=resume, force=force, eval_hook=eval_hook)
+    if cfg.run.phase == "rl":  # RL from the verifier (train/rl.py), on the ranks as SFT
+        rl = train_on_ranks(cfg, ranks, resume=resume, force=force, eval_hook=eval_hook)
         start = "n/a" if rl.start_val_answer_accuracy is None else f"{rl.start_val_answer_accuracy:.4f}"
         best = "n/a" if rl.best_val_answer_accuracy is None else f"{rl.best_val_answer_accuracy:.4f}"
         typer.echo(f"{rl.out_dir}: {rl.steps} RL steps, val answer accuracy {start} at the start, best {best} at step {rl.best_step}, {rl.wall_s:.0f} s")

@@ -53,10 +53,14 @@ def test_rl_config_trains_rl_and_a_missing_sft_start_is_one_line(tmp_path: Path)
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {missing}: checkpoint not found"
 
 
-def test_rl_refuses_more_than_one_rank(tmp_path: Path):
-    proc = _cli("train", "--config", str(CONFIGS_DIR / "rl_mainline.toml"), "--ranks", "2",
+def test_rl_refuses_more_ranks_than_rollout_chunks(tmp_path: Path):
+    """rl_mainline: 16 prompts x 8 samples a step, 4 groups a chunk -- 4 ranks at most."""
+    proc = _cli("train", "--config", str(CONFIGS_DIR / "rl_mainline.toml"), "--ranks", "5",
                 "-o", str(tmp_path / "run"), env_extra={"EXE_CODER_NO_BLAS_PRELOAD": "1"})
-    assert proc.returncode == 2 and "RL runs on one rank" in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: --ranks 5 exceeds the 4 rollout chunks of an RL step "
+                                   "([rl].prompts_per_step = 16 groups, 4 a chunk): every rank needs a chunk")
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_command_runs_with_overrides(tmp_path: Path):

@@ -145,7 +145,7 @@ _LAUNCHER_SCRIPT = textwrap.dedent(
     """
     import sys
     from exe_coder.train.distributed import run_ranks
-    sys.exit(run_ranks([sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(600)"], 2)[0])
+    sys.exit(run_ranks([sys.executable, "-c", "import os, time; os.write(1, b'%d' % os.getpid() + bytes([10])); time.sleep(600)"], 2)[0])
     """
 )
 
@@ -157,6 +157,7 @@ def test_killing_the_launcher_stops_its_ranks(tmp_path: Path):
     launcher = subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
     )
+    # each rank writes its pid in one write(2) (atomic on a pipe), so the two lines never interleave
     ranks = [int(launcher.stdout.readline()) for _ in range(2)]  # both ranks have started
     launcher.terminate()
     assert launcher.wait(timeout=30) == 128 + 15

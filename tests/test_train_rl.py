@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from _train_fixtures import make_examples, tiny_config
+from _train_fixtures import make_examples, rl_config as _rl_config, rl_toy
 from exe_coder.dataset.records import load_examples
 from exe_coder.decode.generate import Sampling, generate
 from exe_coder.decode.infer import load_trained, predict_one
@@ -155,19 +155,6 @@ def test_uncertain_prompts_are_drawn_more_often_and_draws_are_a_function_of_seed
 # --- config and refusals ---------------------------------------------------------------------------
 
 
-def _rl_config(data_dir: Path, out: Path, init: Path | None, **rl) -> object:
-    raw = tiny_config(data_dir, out).model_dump(mode="json", exclude_none=True)
-    raw["run"]["phase"] = "rl"
-    raw["model"]["dropout"] = 0.0
-    raw["train"].update(max_steps=6, eval_interval=3, save_interval=3, log_interval=1, warmup_steps=0, eval_max_samples=8)
-    raw["optimizer"]["lr_adamw"] = 1e-3
-    raw["rl"] = {"beta": 0.02, "rollout_samples": 8, "prompts_per_step": 8, "init_ckpt": str(init or "")}
-    if init is None:
-        raw["rl"].update(mode="scratch_exploratory", beta=0.0)
-    raw["rl"].update(rl)
-    return parse_config(dump_toml(raw), "<rl>")
-
-
 def test_rl_config_refusals(tmp_path: Path):
     with pytest.raises(UserError, match="mainline' needs \\[rl\\].init_ckpt"):
         check_supported(_rl_config(tmp_path, tmp_path / "o", None, mode="mainline"))
@@ -186,21 +173,7 @@ def test_rl_config_refusals(tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> tuple[Path, Path]:
-    """32 train prompts with operands in [-5, 5], and a tiny model after 100 SFT steps: right
-    about two times in three when sampling at temperature 1 -- room for RL to improve on."""
-    root = tmp_path_factory.mktemp("toy")
-    data = root / "tiny"
-    data.mkdir()
-    for split, n, seed in (("train", 32, 1), ("val", 16, 2)):
-        rows = make_examples(n, split, seed, -5, 5)
-        (data / f"{split}.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in rows))
-    (data / "manifest.json").write_text('{"stage": "toy"}\n')
-    sft = root / "sft"
-    cfg = tiny_config(data, sft, max_steps=100, eval_interval=100, save_interval=100)
-    raw = cfg.model_dump(mode="json", exclude_none=True)
-    raw["model"]["dropout"] = 0.0
-    train(parse_config(dump_toml(raw)), show_progress=False, console=QUIET)
-    return data, sft
+    return rl_toy(tmp_path_factory.mktemp("toy"))
 
 
 def _mean_reward(weights: Path, data: Path) -> float:

@@ -1,6 +1,6 @@
 """Data-parallel training over MLX's own distributed layer (``mx.distributed``, ring over TCP).
 
-Two ways in, one worker code path (``loop.train`` reads the group from the environment):
+Two ways in, one worker code path (``loop.train`` and ``rl.train_rl`` read the group from the environment):
 
 - ``mlx.launch -n 2 --backend ring -- exe-coder train --config C`` (or ``--hosts h1,h2`` /
   ``--hostfile``): MLX starts the ranks and sets ``MLX_RANK`` / ``MLX_HOSTFILE``; each rank runs
@@ -10,9 +10,10 @@ Two ways in, one worker code path (``loop.train`` reads the group from the envir
   forwards their output, and stops every rank as soon as one fails, so a dead rank ends the run
   with an error instead of leaving the others blocked in an all-reduce.
 
-The arithmetic lives in ``loop.train``: every rank builds the same global batch, takes rows
-``rank::size``, scales its loss by the global token count, and the gradients are summed across
-ranks, so an update equals the single-process update up to float reduction order.
+The arithmetic lives in the loops: SFT (``loop.train``) gives each rank rows ``rank::size`` of
+the same global batch, RL (``rl.train_rl``) whole rollout chunks of the same step; each rank
+scales its loss by the global count, and the gradients are summed across ranks, so an update
+equals the single-process update up to float reduction order.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
+import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from exe_coder.errors import UserError
@@ -78,6 +80,23 @@ class World:
             return tree
         zeroed = tree if self.is_main else tree_unflatten([(k, mx.zeros_like(v)) for k, v in tree_flatten(tree)])
         return self.sum_tree(zeroed)
+
+    def all_gather_bytes(self, data: bytes) -> list[bytes]:
+        """Every rank's ``data``, in rank order, on every rank (lengths may differ)."""
+        if self.size == 1:
+            return [data]
+        sizes = mx.distributed.all_gather(mx.array([len(data)], dtype=mx.int32), group=self.group).tolist()
+        width = max(sizes)  # all_gather wants one shape on every rank: pad to the longest
+        padded = np.zeros(width, dtype=np.uint8)
+        padded[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+        rows = np.array(mx.distributed.all_gather(mx.array(padded), group=self.group)).reshape(self.size, width)
+        return [rows[r, : sizes[r]].tobytes() for r in range(self.size)]
+
+    def broadcast_json(self, value):
+        """Rank 0's JSON-able ``value`` on every rank, exactly (floats stay float64)."""
+        if self.size == 1:
+            return value
+        return json.loads(self.all_gather_bytes(json.dumps(value).encode() if self.is_main else b"")[0])
 
     def barrier(self) -> None:
         if self.size > 1:
@@ -233,27 +252,22 @@ def train_on_ranks(
     console=None,
     stop_after: int | None = None,
 ):
-    """Train ``config`` on ``ranks`` processes (None: ``default_ranks()``); return rank 0's TrainResult.
+    """Train ``config`` on ``ranks`` processes (None: ``default_ranks()``); return rank 0's result:
+    a ``TrainResult`` for SFT, an ``RLResult`` for RL (``[run].phase = 'rl'``).
 
     One rank, or a process that already is a rank of a launched group, trains in-process.
-    ``stop_after`` is ``loop.train``'s (a kill without a final save, for resume tests).
+    ``stop_after`` is the loop's (a kill without a final save, for resume tests).
     """
-    from exe_coder.train.loop import TrainResult, train
-
     n = default_ranks() if ranks is None else ranks
     if n < 1:
         raise UserError(f"--ranks must be at least 1, not {n}")
+    cap, why = rank_cap(config)
     if ranks is None:
-        n = max(1, min(n, config.train.batch_size))  # every rank needs a row of each batch
-    elif n > config.train.batch_size:
-        raise UserError(f"--ranks {n} exceeds [train].batch_size = {config.train.batch_size}: every rank needs a row of each batch")
+        n = max(1, min(n, cap))
+    elif n > cap:
+        raise UserError(f"--ranks {n} exceeds {why}")
     if n == 1 or launched():
-        hook = None
-        if eval_hook:
-            from exe_coder.decode.infer import eval_hook_for
-
-            hook = eval_hook_for(config)
-        return train(config, resume=resume, force=force, eval_hook=hook, console=console, stop_after=stop_after)
+        return _train_here(config, resume=resume, force=force, eval_hook=eval_hook, console=console, stop_after=stop_after)
     with tempfile.TemporaryDirectory(prefix="exe-coder-train-") as tmp:
         cfg_file, result_file = Path(tmp) / "config.toml", Path(tmp) / "result.json"
         cfg_file.write_text(config.to_toml(), encoding="utf-8")
@@ -272,7 +286,47 @@ def train_on_ranks(
             how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
             raise UserError(f"training stopped: rank {rank} of {n} {how} (its output is above); the other ranks were stopped")
         data = json.loads(result_file.read_text())
-        return TrainResult(**{**data, "out_dir": Path(data["out_dir"])})
+        return _result_type(config)(**{**data, "out_dir": Path(data["out_dir"])})
+
+
+def rank_cap(config) -> tuple[int, str]:
+    """The most ranks ``config`` can use, and why, for the error that refuses more."""
+    if config.run.phase == "rl":
+        from exe_coder.train.rl import rollout_chunks
+
+        per, chunks = rollout_chunks(config.rl)
+        return chunks, (
+            f"the {chunks} rollout chunk{'s' if chunks != 1 else ''} of an RL step ([rl].prompts_per_step = "
+            f"{config.rl.prompts_per_step} groups, {per} a chunk): every rank needs a chunk"
+        )
+    bs = config.train.batch_size
+    return bs, f"[train].batch_size = {bs}: every rank needs a row of each batch"
+
+
+def _result_type(config):
+    if config.run.phase == "rl":
+        from exe_coder.train.rl import RLResult
+
+        return RLResult
+    from exe_coder.train.loop import TrainResult
+
+    return TrainResult
+
+
+def _train_here(config, *, resume: bool, force: bool, eval_hook: bool, console, stop_after: int | None):
+    """This process's part: the loop of the config's phase (SFT or RL); the eval hook on rank 0."""
+    if config.run.phase == "rl":
+        from exe_coder.train.rl import train_rl  # builds its own hook, on rank 0
+
+        return train_rl(config, resume=resume, force=force, eval_hook=eval_hook, console=console, stop_after=stop_after)
+    from exe_coder.train.loop import train
+
+    hook = None
+    if eval_hook and world().is_main:
+        from exe_coder.decode.infer import eval_hook_for
+
+        hook = eval_hook_for(config)
+    return train(config, resume=resume, force=force, eval_hook=hook, console=console, stop_after=stop_after)
 
 
 def _error_file(result_file: Path, rank: int) -> Path:
@@ -280,11 +334,10 @@ def _error_file(result_file: Path, rank: int) -> Path:
 
 
 def _worker() -> int:
-    """One spawned rank: train the config file; rank 0 reports its result to the launcher."""
+    """One spawned rank: train the config file (SFT or RL); rank 0 reports its result to the launcher."""
     from dataclasses import asdict
 
     from exe_coder.train.config import load_config
-    from exe_coder.train.loop import train
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
@@ -297,12 +350,9 @@ def _worker() -> int:
     w = world()
     try:
         config = load_config(args.config)
-        hook = None
-        if not args.no_eval_hook and w.is_main:
-            from exe_coder.decode.infer import eval_hook_for
-
-            hook = eval_hook_for(config)
-        result = train(config, resume=args.resume, force=args.force, eval_hook=hook, stop_after=args.stop_after)
+        result = _train_here(
+            config, resume=args.resume, force=args.force, eval_hook=not args.no_eval_hook, console=None, stop_after=args.stop_after
+        )
     except UserError as err:  # the launcher says it, once
         if os.environ.get(_RESULT):
             _error_file(Path(os.environ[_RESULT]), w.rank).write_text(str(err), encoding="utf-8")

@@ -4,6 +4,8 @@ A step, for ``[rl].prompts_per_step`` train prompts drawn as below:
 
 1. Rollouts: ``rollout_samples`` samples a prompt, drawn by ``decode.generate`` at
    ``[rl].temperature`` (top-k off) under the track's constraint -- the sampler evaluation uses.
+   A step's groups are cut into chunks of whole groups (at most ``GEN_ROWS`` rows, or one group);
+   chunk c is one generate call seeded by ``step_seed(seed, step, c + 1)``.
    Each text is realized through the track (``track.realize``: Track A reconstructs, Track B
    finalizes) and judged by the verifier (``decode.infer.predict_one``, evaluation's path).
 2. Reward: the contract of ``runtime/reward.py``,
@@ -34,15 +36,26 @@ Prompts: a running pass rate p per train prompt (starts at 0.5; after each of it
 step draws its prompts without replacement with probability ~ ``p(1-p) + uncertainty_eps``, so
 prompts the model always or never solves -- groups without signal -- come up less often.
 
-Determinism: the prompts of step s and the sampling key are functions of (seed, s) and the pass
+Determinism: the prompts of step s and the sampling keys are functions of (seed, s) and the pass
 rates, which the training state carries; so ``--resume`` continues the uninterrupted run.
+
+Ranks (``train/distributed.py``): every rank draws the same prompts (the sampler's state is the
+same everywhere) and rolls out, verifies and scores a run of whole chunks (``rank_groups``), so
+a group never spans ranks, its advantages stay local, and the samples do not depend on the
+number of ranks. Each rank's loss is its sum divided by the step's global
+sample count and the gradients are summed across ranks: the update is the one-rank update up to
+float reduction order (the teacher-forced forwards pad per rank, so log-probs, KL and entropy
+agree to float rounding). The rows and per-sample figures are gathered to every rank, which
+computes the step's summary and the pass-rate update from all of them, in the one-rank order.
+Rank 0 alone writes files and progress and runs the eval hook (the others wait for it in the
+next step's gather); a resumed state is read by rank 0 and broadcast.
 
 Files, beside ``train/run_dir.py``'s: ``metrics.jsonl`` gets one line a step (reward and its
 parts, pass rate, KL, entropy, share of groups with signal, loss, grad norm, lr) and the eval
 hook's val figures (greedy, constrained) every ``eval_interval`` steps and at step 0; best
 weights are those of the best val answer accuracy. ``rollouts.jsonl`` gets every sample (prompt,
 text, outcome label, reward parts, advantage, step): kept and rejected samples of one prompt for
-preference pairs later. RL runs on one rank.
+preference pairs later.
 """
 
 from __future__ import annotations
@@ -73,12 +86,12 @@ from exe_coder.runtime.reward import reward_parts
 from exe_coder.train import run_dir
 from exe_coder.train.config import TrainConfig
 from exe_coder.train.data import manifest_sha256
-from exe_coder.train.distributed import device_line, world
+from exe_coder.train.distributed import World, device_line, world
 from exe_coder.train.loop import _check_weights, _prepare_out_dir, _truncate_metrics, due_at, make_optimizer, metrics_line, step_seed
 from exe_coder.train.runcard import make_run_card, now_iso, write_run_card
 
 ROLLOUTS = "rollouts.jsonl"
-GEN_ROWS = 256  # rows a generate call: bounds the KV cache of one rollout batch
+GEN_ROWS = 32  # rows a generate call (a chunk): bounds its KV cache; small enough to share out
 _MASKED = -1e30  # a disallowed token's logit: exp() is 0, and its gradient stays finite (not -inf)
 PART_KEYS = ("is_valid_macho", "exec_ok", "stdout_correct", "timeout_or_crash")
 
@@ -107,6 +120,21 @@ def check_rl_supported(config: TrainConfig) -> None:
     for key in ("label_smoothing", "prompt_noise", "digit_permutation"):  # SFT's data augmentations
         if getattr(config.train, key, 0.0) != 0.0:
             raise UserError(f"[train].{key} = {getattr(config.train, key):g} is not read by RL; set it to 0")
+
+
+def rollout_chunks(rl) -> tuple[int, int]:
+    """(groups a chunk, chunks a step): a chunk is whole groups, at most GEN_ROWS rows or one group."""
+    per = max(1, GEN_ROWS // rl.rollout_samples)
+    return per, -(-rl.prompts_per_step // per)
+
+
+def rank_groups(rl, rank: int, size: int) -> range:
+    """The groups of a step rank ``rank`` of ``size`` rolls out: a run of whole chunks, in order."""
+    per, chunks = rollout_chunks(rl)
+    mine = np.array_split(np.arange(chunks), size)[rank]
+    if len(mine) == 0:
+        return range(0)
+    return range(int(mine[0]) * per, min((int(mine[-1]) + 1) * per, rl.prompts_per_step))
 
 
 # --- the pieces: advantages, KL, masked log-probs --------------------------------------------
@@ -249,7 +277,7 @@ def train_rl(
     console: Console | None = None,
     show_progress: bool = True,
 ) -> RLResult:
-    """Run RL as ``config`` says (``[run].phase = 'rl'``); the folder rules are SFT's."""
+    """Run RL as ``config`` says (``[run].phase = 'rl'``) as this process's rank; the folder rules are SFT's."""
     from exe_coder.train.loop import check_supported
 
     check_supported(config)
@@ -258,12 +286,16 @@ def train_rl(
         raise UserError("not an RL config: [run].phase must be 'rl' with an [rl] table")
     if resume and force:
         raise UserError("--resume continues the earlier run and --force replaces it; give one of them")
-    if world().size > 1:
-        raise UserError("RL runs on one rank; start it without mlx.launch (or with --ranks 1)")
-    console = console or Console(stderr=True)
+    group = world()
+    main = group.is_main  # only rank 0 writes files, metrics and progress
+    _, chunks = rollout_chunks(rl)
+    if group.size > chunks:
+        raise UserError(f"{group.size} ranks exceed the {chunks} rollout chunks of an RL step: every rank needs a chunk")
+    console = (console or Console(stderr=True)) if main else Console(quiet=True)
+    show_progress = show_progress and main
     t_start, started = time.perf_counter(), now_iso()
     out = Path(out_dir or config.run.output_dir)
-    earlier = [] if resume else run_dir.files_to_replace(out, force=force)
+    earlier = [] if resume or not main else run_dir.files_to_replace(out, force=force)
 
     model, reference = _models(config)  # a missing SFT start fails before the data is read
     model.eval()  # dropout off: the differentiated forward is the policy that sampled
@@ -273,19 +305,28 @@ def train_rl(
     train_examples = load_examples(d.train_jsonl)
     program = program_of(train_examples, d.train_jsonl)
     val_examples = load_examples(d.val_jsonl)
-    hook = make_eval_hook(val_examples, track, limit=config.train.eval_max_samples) if eval_hook else None
+    hook = make_eval_hook(val_examples, track, limit=config.train.eval_max_samples) if eval_hook and main else None
     manifest = manifest_sha256(d.train_jsonl)
     tc = config.train
     total_steps = tc.max_steps
 
     optimizer = make_optimizer(config, model, total_steps)
     state = run_dir.TrainingState(manifest_sha256=manifest, config_sha256=config.sha256())
-    state = _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, total_steps, console)
-    if resume:
-        _truncate_metrics(out / ROLLOUTS, state.step)
+    if main:
+        state = _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, total_steps, console)
+        if resume:
+            _truncate_metrics(out / ROLLOUTS, state.step)
+    if resume and group.size > 1:  # rank 0 read the state; the others take it from there
+        model.update(group.broadcast_tree(model.parameters()))
+        optimizer.state = group.broadcast_tree(optimizer.state)
+        saved = group.broadcast_json({"step": state.step, "extra": state.extra})  # pass rates exactly
+        state.step, state.extra = saved["step"], saved["extra"]
+        mx.eval(model.parameters(), optimizer.state)
     sampler = PromptSampler(
         len(train_examples), rl.uncertainty_sampling, rl.uncertainty_eps, rl.pass_rate_ema, state.extra.get("pass_rate")
     )
+    mine = rank_groups(rl, group.rank, group.size)
+    n_samples = float(rl.prompts_per_step * rl.rollout_samples)  # the step's, not this rank's
 
     def loss_fn(model, c: Completions, old_logp, ref_logp, adv, n_samples):
         logp, entropy = token_logprobs(model, c, grammar, rl.temperature)
@@ -296,6 +337,7 @@ def train_rl(
         if ref_logp is not None and rl.beta > 0:
             kl_tok = kl_k3(logp, ref_logp) if rl.kl_estimator == "k3" else kl_k2(logp, ref_logp)
             per_token = per_token + rl.beta * kl_tok
+        # this rank's sum over the global count: summed over the ranks, the whole step's loss
         return (per_token * c.mask).sum() / n_samples, entropy
 
     loss_and_grad = nn.value_and_grad(model, loss_fn)
@@ -306,7 +348,7 @@ def train_rl(
         f"temperature {rl.temperature:g}, beta {rl.beta:g}, {total_steps} steps, from "
         f"{rl.init_ckpt or 'random weights'} -> {out}"
     )
-    console.print(f"device: {device_line(1)}")
+    console.print(f"device: {device_line(group.size)}")
     best_acc = state.extra.get("best_val_answer_accuracy")
     start_acc = state.extra.get("start_val_answer_accuracy")
     reward_start, reward_end = None, None
@@ -325,8 +367,8 @@ def train_rl(
             run_dir.save_weights(out / run_dir.BEST, model, config, step, program)
         return record
 
-    metrics_file = (out / run_dir.METRICS).open("a", encoding="utf-8")
-    rollouts_file = (out / ROLLOUTS).open("a", encoding="utf-8")
+    metrics_file = (out / run_dir.METRICS).open("a", encoding="utf-8") if main else None
+    rollouts_file = (out / ROLLOUTS).open("a", encoding="utf-8") if main else None
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not show_progress,
@@ -342,27 +384,34 @@ def train_rl(
             while state.step < end_step:
                 step = state.step
                 mx.random.seed(step_seed(config.run.seed, step))
-                index = sampler.draw(config.run.seed, step, rl.prompts_per_step)
-                roll = _rollouts(model, reference, [train_examples[i] for i in index], rl, track, grammar, config.run.seed, step)
-                sampler.update(index, roll["group_pass"])
+                index = sampler.draw(config.run.seed, step, rl.prompts_per_step)  # the same on every rank
+                roll = _rollouts(
+                    model, reference, [train_examples[i] for i in index[mine.start : mine.stop]], mine.start,
+                    rl, track, grammar, config.run.seed, step,
+                )
+                samples = _gather(group, roll["samples"])  # the whole step's, in the one-rank order
+                summary, group_pass = _summary(samples, rl.rollout_samples)
+                sampler.update(index, group_pass)
                 state.extra["pass_rate"] = sampler.pass_rate.tolist()
                 loss = grad_norm = 0.0
                 for _ in range(rl.updates_per_rollout):
                     (loss_a, _), grads = loss_and_grad(
-                        model, roll["batch"], roll["old_logp"], roll["ref_logp"], roll["adv"], float(roll["n"])
+                        model, roll["batch"], roll["old_logp"], roll["ref_logp"], roll["adv"], n_samples
                     )
-                    grads, norm = optim.clip_grad_norm(grads, tc.grad_clip_norm)
+                    grads, norm = optim.clip_grad_norm(group.sum_tree(grads), tc.grad_clip_norm)
                     optimizer.update(model, grads)
+                    loss_a = group.all_sum(loss_a)
                     mx.eval(model.parameters(), optimizer.state, loss_a, norm)
                     loss, grad_norm = loss_a.item(), norm.item()
                 state.step = step + 1
                 if not math.isfinite(loss):
                     raise UserError(f"RL diverged at step {state.step}: the loss is {loss}; lower [optimizer].lr_adamw", out)
-                for row in roll["rows"]:
-                    rollouts_file.write(json.dumps({"step": state.step, **row}, sort_keys=True) + "\n")
-                rollouts_file.flush()
+                if main:
+                    for row in samples["rows"]:
+                        rollouts_file.write(json.dumps({"step": state.step, **row}, sort_keys=True) + "\n")
+                    rollouts_file.flush()
                 record = {
-                    "step": state.step, **roll["summary"], "pg_loss": loss, "grad_norm": grad_norm,
+                    "step": state.step, **summary, "pg_loss": loss, "grad_norm": grad_norm,
                     "lr": float(optimizer.learning_rate.item()), "wall_s": round(time.perf_counter() - t_start, 3),
                 }
                 reward_start = record["reward"] if reward_start is None else reward_start
@@ -372,46 +421,54 @@ def train_rl(
                     _check_weights(model, state.step, config, out)
                 if evaluating:
                     record.update(run_eval(state.step))
-                metrics_file.write(metrics_line(record))
-                metrics_file.flush()
+                if main:
+                    metrics_file.write(metrics_line(record))
+                    metrics_file.flush()
                 progress.update(task, completed=state.step, info=(
                     f"reward {record['reward']:.3f} pass {record['pass_rate']:.2f} kl {record['kl']:.3g} "
                     f"signal {record['signal_groups']:.2f}"
                 ))
                 if state.step % tc.log_interval == 0 or evaluating:
                     progress.console.print(_format(record))
-                if saving:
+                if saving and main:
                     run_dir.save_weights(out / run_dir.step_weights_name(state.step), model, config, state.step, program)
                     run_dir.save_weights(out / run_dir.LATEST, model, config, state.step, program)
                     run_dir.save_training_state(out, model, optimizer, config, state, program)
+        group.barrier()  # the others wait for rank 0's last eval and save, then all exit together
     finally:
-        metrics_file.close()
-        rollouts_file.close()
+        for f in (metrics_file, rollouts_file):
+            if f is not None:
+                f.close()
 
     wall = time.perf_counter() - t_start
-    card = make_run_card(config, written_by="train", started=started, phases_s={"train": round(wall, 3)}, manifest_sha256=manifest)
-    write_run_card(out, card)
+    if main:
+        card = make_run_card(config, written_by="train", started=started, phases_s={"train": round(wall, 3)}, manifest_sha256=manifest)
+        write_run_card(out, card)
     console.print(f"done at step {state.step}: best val answer accuracy {best_acc} (step {state.best_step}), {wall:.1f} s")
     return RLResult(out, state.step, state.best_step, best_acc, start_acc, reward_start, reward_end, wall)
 
 
-def _rollouts(model, reference, examples: list[Example], rl, track, grammar, seed: int, step: int) -> dict:
-    """Sample, realize, verify and score one step's groups; everything the update needs."""
+def _rollouts(model, reference, examples: list[Example], first_group: int, rl, track, grammar, seed: int, step: int) -> dict:
+    """Sample, realize, verify and score this rank's groups of a step (``first_group`` on, whole
+    chunks); everything its part of the update needs, and its samples for the step's summary."""
     g = rl.rollout_samples
+    per, _ = rollout_chunks(rl)
     prompts = [e.prompt for e in examples for _ in range(g)]
     gens: list[Generation] = []
-    for chunk, start in enumerate(range(0, len(prompts), GEN_ROWS)):
+    for start in range(0, len(examples), per):  # group offsets of this rank's chunks
+        chunk = (first_group + start) // per  # seeded by its index in the step: any rank draws the same
         sampling = Sampling(temperature=rl.temperature, top_k=0, seed=step_seed(seed, step, chunk + 1))
         try:
-            gens.append(generate(model, prompts[start : start + GEN_ROWS], grammar, sampling=sampling, max_tokens=track.max_tokens))
+            gens.append(generate(model, prompts[start * g : (start + per) * g], grammar, sampling=sampling, max_tokens=track.max_tokens))
         except PromptTooLong as err:
-            raise UserError(f"example {examples[(start + err.row) // g].id}: {err}") from None
+            raise UserError(f"example {examples[start + err.row // g].id}: {err}") from None
     gen = Generation(*(sum((getattr(x, f) for x in gens), []) for f in ("tokens", "texts", "logprobs", "states", "finished")))
     batch = completions(prompts, gen, grammar)
     old_logp, entropy = token_logprobs(model, batch, grammar, rl.temperature)
     ref_logp = token_logprobs(reference, batch, grammar, rl.temperature)[0] if reference is not None else None
     kl_seq = (kl_k3(old_logp, ref_logp) * batch.mask).sum(axis=1) if ref_logp is not None else mx.zeros(len(prompts))
-    mx.eval(old_logp, entropy, kl_seq, *([ref_logp] if ref_logp is not None else []))
+    entropy_seq, tokens = (entropy * batch.mask).sum(axis=1), batch.mask.sum(axis=1)
+    mx.eval(old_logp, entropy_seq, tokens, kl_seq, *([ref_logp] if ref_logp is not None else []))
     kls = kl_seq.tolist()
 
     parts, rows = [], []
@@ -424,25 +481,41 @@ def _rollouts(model, reference, examples: list[Example], rl, track, grammar, see
         rows.append({"example_id": example.id, "prompt": example.prompt, "sample": i % g, "text": text,
                      "finished": gen.finished[i], "outcome": pred.outcome.label, **p.to_dict()})
     verifier = np.array([p.verifier for p in parts]).reshape(len(examples), g)
-    adv = group_advantages(verifier, rl.advantage)
+    adv = group_advantages(verifier, rl.advantage)  # a group is on one rank: its advantages are local
     for row, a in zip(rows, adv.reshape(-1).tolist()):
         row["advantage"] = a
-    passed = np.array([p.stdout_correct for p in parts], dtype=np.float64).reshape(len(examples), g)
-    mask = np.array(batch.mask)
-    summary = {
-        "reward": float(np.mean([p.total for p in parts])),
-        "verifier_reward": float(verifier.mean()),
-        **{k: float(np.mean([getattr(p, k) for p in parts])) for k in PART_KEYS},
-        "pass_rate": float(passed.mean()),
-        "kl": float(np.mean(kls)),
-        "entropy": float((np.array(entropy) * mask).sum() / mask.sum()),
-        "signal_groups": float(np.mean(np.ptp(verifier, axis=1) > 0)),
-        "completion_tokens": float(mask.sum() / len(prompts)),
-    }
     return {
         "batch": batch, "old_logp": old_logp, "ref_logp": ref_logp, "adv": mx.array(adv.reshape(-1), dtype=mx.float32),
-        "n": len(prompts), "rows": rows, "summary": summary, "group_pass": passed.mean(axis=1),
+        "samples": {"rows": rows, "entropy": entropy_seq.tolist(), "tokens": tokens.tolist()},
     }
+
+
+def _gather(group: World, samples: dict) -> dict:
+    """Every rank's samples, in rank order -- the step's order, ranks holding runs of chunks in
+    turn -- on every rank. JSON keeps floats exact, so rows read as one rank wrote them."""
+    if group.size == 1:
+        return samples
+    parts = [json.loads(b) for b in group.all_gather_bytes(json.dumps(samples).encode())]
+    return {key: sum((p[key] for p in parts), []) for key in samples}
+
+
+def _summary(samples: dict, g: int) -> tuple[dict, np.ndarray]:
+    """The step's figures over all its samples, and each group's pass rate (for the sampler)."""
+    rows = samples["rows"]
+    verifier = np.array([r["verifier"] for r in rows]).reshape(-1, g)
+    passed = np.array([r["stdout_correct"] for r in rows], dtype=np.float64).reshape(-1, g)
+    tokens = float(np.sum(samples["tokens"]))
+    summary = {
+        "reward": float(np.mean([r["reward"] for r in rows])),
+        "verifier_reward": float(verifier.mean()),
+        **{k: float(np.mean([r[k] for r in rows])) for k in PART_KEYS},
+        "pass_rate": float(passed.mean()),
+        "kl": float(np.mean([r["kl_to_sft"] for r in rows])),
+        "entropy": float(np.sum(samples["entropy"]) / tokens),
+        "signal_groups": float(np.mean(np.ptp(verifier, axis=1) > 0)),
+        "completion_tokens": tokens / len(rows),
+    }
+    return summary, passed.mean(axis=1)
 
 
 def _format(record: dict) -> str:
