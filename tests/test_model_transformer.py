@@ -14,11 +14,11 @@ from exe_coder.model.transformer import Transformer, digit_places, number_ordina
 TOL = 1e-4
 
 
-def _model(position: str, digits: bool = False) -> Transformer:
+def _model(position: str, digits: bool = False, rope_fraction: float = 1.0) -> Transformer:
     mx.random.seed(0)
     model = Transformer(
         layers=2, hidden_size=64, heads=4, seq_len=64, position=position, digit_positions=digits,
-        number_positions=digits, activation="relu2" if digits else "gelu",
+        number_positions=digits, activation="relu2" if digits else "gelu", rope_fraction=rope_fraction,
     )
     mx.eval(model.parameters())
     model.eval()
@@ -26,7 +26,8 @@ def _model(position: str, digits: bool = False) -> Transformer:
 
 
 MODELS = {
-    "rope": _model("rope"), "learned": _model("learned"), "none": _model("none", True), "shipped": _model("rope", True)
+    "rope": _model("rope"), "learned": _model("learned"), "none": _model("none", True), "shipped": _model("rope", True),
+    "partial_rope": _model("rope", True, rope_fraction=0.25),
 }
 # rows rich in digits, so digit runs cross the prompt/cache boundaries
 token = st.one_of(st.integers(48, 57), st.integers(0, VOCAB_SIZE - 1))
@@ -157,3 +158,14 @@ def test_digit_ends_see_the_prompt_only_and_decode_incrementally():
     # the answer's digits change nothing before them: no leak of the output's length into the prompt
     longer = mx.array([[65, 49, 50, 51, 32, 52, SEP, 49, 50, 51]])
     assert np.abs(np.array(model(longer)[:, :9] - full[:, :9])).max() < TOL
+
+
+@pytest.mark.parametrize("fraction, rotated", [(1.0, 16), (0.5, 8), (0.25, 4), (0.01, 2)])
+def test_partial_rope_rotates_only_its_share_of_each_head(fraction: float, rotated: int):
+    """rope_fraction rotates the first dims of a head (head_dim 16 here) and leaves the rest as
+    they are at every position, so those dims compare content alone."""
+    attn = _model("rope", rope_fraction=fraction).blocks[0].attn
+    x = mx.random.normal((1, 4, 6, 16))
+    y = attn.rope(x, offset=3)
+    changed = np.abs(np.array(y - x)).max(axis=(0, 1, 2)) > 1e-6
+    assert changed[:rotated].all() and not changed[rotated:].any()

@@ -26,11 +26,13 @@ class ModelConfig(ConfigTable):
     heads: int = Field(ge=1)
     seq_len: int = Field(ge=8)  # longest sequence (prompt + target) the model accepts
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    # Additive to the seed's schema. Shipped configs use rope + digit_positions + number_positions
-    # + relu2 (measured best); defaults stay as before so a config without the keys keeps its meaning.
+    # Additive to the seed's schema. Shipped Track A configs use digit_positions + number_positions
+    # + relu2 with NoPE (stages 0-2) or partial RoPE (stage3: words need word order), measured
+    # best; defaults stay as before so a config without the keys keeps its meaning.
     mlp_ratio: int = Field(default=4, ge=1)
     position: Literal["rope", "learned", "none"] = "rope"
     rope_theta: float = Field(default=10000.0, gt=0.0)
+    rope_fraction: float = Field(default=1.0, gt=0.0, le=1.0)  # share of each head's dims RoPE rotates
     tie_embeddings: bool = True
     digit_positions: bool = False  # embed each digit's place in its number (see model/transformer.py)
     number_positions: bool = False  # embed each digit's number's ordinal in the sequence

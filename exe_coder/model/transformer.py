@@ -84,14 +84,18 @@ class KVCache:
 
 
 class Attention(nn.Module):
-    def __init__(self, dims: int, heads: int, rope: bool, rope_theta: float):
+    def __init__(self, dims: int, heads: int, rope: bool, rope_theta: float, rope_fraction: float = 1.0):
         super().__init__()
         self.heads = heads
         self.head_dim = dims // heads
         self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dims, 3 * dims, bias=False)
         self.out = nn.Linear(dims, dims, bias=False)
-        self.rope = nn.RoPE(self.head_dim, traditional=False, base=rope_theta) if rope else None
+        # Partial rotary (GPT-NeoX's rotary_pct): only the first dims of each head are rotated;
+        # the rest compare content alone, so a head can find a digit by its place embeddings
+        # wherever it sits and still see which letters are next to each other.
+        rope_dims = max(2, int(self.head_dim * rope_fraction) // 2 * 2)
+        self.rope = nn.RoPE(rope_dims, traditional=False, base=rope_theta) if rope else None
 
     def __call__(
         self,
@@ -136,11 +140,19 @@ class Block(nn.Module):
     """Pre-norm: x + attn(norm(x)), then x + mlp(norm(x)); stable without warmup tricks."""
 
     def __init__(
-        self, dims: int, heads: int, mlp_ratio: int, dropout: float, rope: bool, rope_theta: float, activation: str
+        self,
+        dims: int,
+        heads: int,
+        mlp_ratio: int,
+        dropout: float,
+        rope: bool,
+        rope_theta: float,
+        activation: str,
+        rope_fraction: float = 1.0,
     ):
         super().__init__()
         self.attn_norm = nn.RMSNorm(dims)
-        self.attn = Attention(dims, heads, rope, rope_theta)
+        self.attn = Attention(dims, heads, rope, rope_theta, rope_fraction)
         self.mlp_norm = nn.RMSNorm(dims)
         self.mlp = MLP(dims, mlp_ratio * dims, activation)
         self.dropout = nn.Dropout(dropout)
@@ -167,6 +179,7 @@ class Transformer(nn.Module):
         activation: str = "gelu",
         vocab_size: int = VOCAB_SIZE,
         digit_ends: bool = False,
+        rope_fraction: float = 1.0,
     ):
         super().__init__()
         self.vocab_size = vocab_size
@@ -186,7 +199,7 @@ class Transformer(nn.Module):
         if number_positions:
             self.number_embed = nn.Embedding(MAX_NUMBER_ORDINAL + 1, hidden_size)
         self.blocks = [
-            Block(hidden_size, heads, mlp_ratio, dropout, self.use_rope, rope_theta, activation)
+            Block(hidden_size, heads, mlp_ratio, dropout, self.use_rope, rope_theta, activation, rope_fraction)
             for _ in range(layers)
         ]
         self.norm = nn.RMSNorm(hidden_size)
@@ -211,6 +224,7 @@ class Transformer(nn.Module):
             number_positions=cfg.number_positions,
             activation=cfg.activation,
             digit_ends=cfg.digit_ends,
+            rope_fraction=cfg.rope_fraction,
         )
 
     def make_cache(self) -> list[KVCache]:
