@@ -78,6 +78,16 @@ def test_shipped_config_validates(path: Path):
         assert cfg.rl is not None
 
 
+def test_shipped_rl_mainline_has_the_model_of_the_sft_run_it_starts_from():
+    """[rl].init_ckpt names a shipped SFT run; RL loads its weights into its own [model], so the
+    two tables must agree (a change to one alone would only fail when RL starts)."""
+    rl = load_config(CONFIGS_DIR / "rl_mainline.toml")
+    sft = [load_config(p) for p in SHIPPED if load_config(p).run.output_dir == rl.rl.init_ckpt]
+    assert len(sft) == 1, f"no shipped SFT config writes {rl.rl.init_ckpt}"
+    assert sft[0].model == rl.model
+    assert sft[0].data.train_jsonl == rl.data.train_jsonl
+
+
 def test_good_config_parses_with_defaults():
     cfg = parse_config(GOOD, "good.toml")
     assert cfg.model.position == "rope" and cfg.init.mode == "scratch" and cfg.optimizer.eps == 1e-8
