@@ -102,7 +102,8 @@ def padding(config_path: str) -> dict:
     mask = np.zeros((len(rows), T), dtype=bool)
     for i, (ids, m) in enumerate(rows):
         tokens[i, : len(ids)], mask[i, : len(m)] = ids, m
-    split = TokenizedSplit(tokens, mask, ~mask, np.array([len(ids) for ids, _ in rows], dtype=np.int32))
+    lengths = np.array([len(ids) for ids, _ in rows], dtype=np.int32)
+    split = TokenizedSplit(tokens, mask, ~mask, lengths, digit_copies=np.zeros(len(rows), dtype=bool))
     out = {"stage": stage, "mean_len": float(split.lengths.mean())}
     for name, window in (("before", 1), ("after", None)):
         b = Batcher(split, cfg.train.batch_size, cfg.run.seed, **({} if window is None else {"window_batches": window}))

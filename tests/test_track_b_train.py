@@ -52,3 +52,29 @@ def test_a_tiny_track_b_run_overfits_to_exact_images_without_the_reconstructor(t
     made = generate_executable(exs[0].prompt, result.out_dir, tmp_path / "add")
     assert made.operands is None and made.outcome.stdout == b"13\n"
     assert made.sha256 == hashlib.sha256(made.path.read_bytes()).hexdigest() == exs[0].binary_sha256
+
+
+def test_rl_on_track_b_scores_the_models_own_finalized_bytes(tmp_path, monkeypatch):
+    """RL works for Track B through the same seam: rollouts are the model's image tokens,
+    finalized and verified, never a reconstruction; each reward is the contract of its outcome."""
+    import json
+
+    from rich.console import Console
+
+    from exe_coder.train.rl import ROLLOUTS, train_rl
+
+    raw = tiny_track_b_config(tmp_path, steps=1).model_dump(mode="json", exclude_none=True)
+    raw["run"]["phase"] = "rl"
+    raw["train"].update(max_steps=1, eval_interval=1, save_interval=1, log_interval=1, warmup_steps=0)
+    raw["rl"] = {"mode": "scratch_exploratory", "init_ckpt": "", "beta": 0.0, "rollout_samples": 2, "prompts_per_step": 2}
+    config = parse_config(dump_toml(raw), "<tiny_b_rl>")
+    _forbid_the_reconstructor(monkeypatch)
+    result = train_rl(config, eval_hook=False, show_progress=False, console=Console(quiet=True))
+    assert result.steps == 1
+    rows = [json.loads(line) for line in (result.out_dir / ROLLOUTS).read_text().splitlines()]
+    assert len(rows) == 4 and {r["sample"] for r in rows} == {0, 1}
+    for r in rows:
+        # random weights write no valid image: no reward for validity, running or the answer
+        assert r["outcome"] != "ok"
+        assert r["stdout_correct"] == 0
+        assert r["reward"] == r["is_valid_macho"] + r["exec_ok"] + 2 * r["stdout_correct"] - r["timeout_or_crash"]
