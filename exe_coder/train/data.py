@@ -98,8 +98,7 @@ def tokenize(
     for i, (ids, mask) in enumerate(zip(rows, masks)):
         tokens[i, : len(ids)] = ids
         target_mask[i, : len(ids)] = mask
-        n_prompt = mask.index(True)  # BOS + prompt bytes + SEP
-        prompt_mask[i, 1:n_prompt] = True  # every prompt token but BOS is predicted from its prefix
+        prompt_mask[i, : len(ids)] = _prompt_mask(mask)
     lengths = np.array([len(r) for r in rows], dtype=np.int32)
     words = WordRows(plans, target, seq_len) if plans else None
     return TokenizedSplit(tokens, target_mask, prompt_mask, lengths, np.array(copies, dtype=bool), words)

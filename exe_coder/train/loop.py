@@ -222,11 +222,8 @@ def train(
     state = run_dir.TrainingState(manifest_sha256=manifest, config_sha256=config.sha256())
     if main:
         state = _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, total_steps, console)
-    if resume and group.size > 1:  # rank 0 read the state; the others take it from there
-        model.update(group.broadcast_tree(model.parameters()))
-        optimizer.state = group.broadcast_tree(optimizer.state)
-        state.step = int(group.broadcast_tree({"step": mx.array(state.step)})["step"].item())
-        mx.eval(model.parameters(), optimizer.state)
+    if resume:
+        share_resumed_state(group, model, optimizer, state)
 
     textmix = config.init.textmix_ratio if config.init.mode == "warmstart_textmix" else 0.0
     smoothing = tc.label_smoothing
@@ -377,6 +374,18 @@ def train(
         train_loss_end=loss_end,
         wall_s=wall,
     )
+
+
+def share_resumed_state(group, model: nn.Module, optimizer: optim.Optimizer, state: run_dir.TrainingState) -> None:
+    """Rank 0 read the resumed run; every other rank takes its weights, optimizer state, step and
+    ``extra`` (e.g. RL's pass rates, exactly: JSON keeps float64) from there (SFT and RL)."""
+    if group.size == 1:
+        return
+    model.update(group.broadcast_tree(model.parameters()))
+    optimizer.state = group.broadcast_tree(optimizer.state)
+    saved = group.broadcast_json({"step": state.step, "extra": state.extra})
+    state.step, state.extra = saved["step"], saved["extra"]
+    mx.eval(model.parameters(), optimizer.state)
 
 
 def due_at(step: int, tc, total_steps: int) -> tuple[bool, bool]:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from exe_coder.dataset.numwords import ONES, SCALES, TENS, WordStyle, to_grouped, to_mixed, to_words
+from exe_coder.spec.phrasing import apply_case  # the case the prompt was written in
 
 _NUMBER_WORDS = "|".join([*ONES, *(t for t in TENS if t != "_"), "hundred", *(name for _, name in SCALES)])
 _SCALE = r"(?:hundred|thousand|million|billion)"
@@ -36,7 +37,7 @@ class Span:
     form: str  # digits | grouped | words | mixed
     use_and: bool = True
     commas: bool = True
-    case: str = "lower"  # lower | upper | title | sentence | none (no letters)
+    case: str = "lower"  # lower | upper | title | sentence (phrasing.apply_case) | none (no letters)
 
 
 def render(magnitude: int, span: Span) -> str:
@@ -93,16 +94,6 @@ def _case(prompt: str, span: str, start: int) -> str | None:
     return "sentence" if span == sentence else None
 
 
-def recase(text: str, case: str) -> str:
-    if case == "upper":
-        return text.upper()
-    if case == "title":
-        return text.title()
-    if case == "sentence":
-        return text[:1].upper() + text[1:]
-    return text
-
-
 def plan(prompt: str, a: int, b: int) -> tuple[Span, Span] | None:
     """The spans of |a| and |b| in ``prompt``; None unless each is found exactly once, apart."""
     found: list[tuple[int, Span]] = []  # (length, span)
@@ -141,7 +132,7 @@ def rename(prompt: str, a: int, b: int, spans: tuple[Span, Span], perm: list[int
     new = (rename_int(a, perm), rename_int(b, perm))
     out, at = [], 0
     for span in sorted(spans, key=lambda s: s.start):
-        out += [prompt[at : span.start], recase(render(abs(new[span.operand]), span), span.case)]
+        out += [prompt[at : span.start], apply_case(render(abs(new[span.operand]), span), span.case)]
         at = span.end
     out.append(prompt[at:])
     return "".join(out), new[0], new[1]

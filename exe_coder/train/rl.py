@@ -87,7 +87,9 @@ from exe_coder.train import run_dir
 from exe_coder.train.config import TrainConfig
 from exe_coder.train.data import manifest_sha256
 from exe_coder.train.distributed import World, device_line, world
-from exe_coder.train.loop import _check_weights, _prepare_out_dir, _truncate_metrics, due_at, make_optimizer, metrics_line, step_seed
+from exe_coder.train.loop import (
+    _check_weights, _prepare_out_dir, _truncate_metrics, due_at, make_optimizer, metrics_line, share_resumed_state, step_seed,
+)
 from exe_coder.train.runcard import make_run_card, now_iso, write_run_card
 
 ROLLOUTS = "rollouts.jsonl"
@@ -316,12 +318,8 @@ def train_rl(
         state = _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, total_steps, console)
         if resume:
             _truncate_metrics(out / ROLLOUTS, state.step)
-    if resume and group.size > 1:  # rank 0 read the state; the others take it from there
-        model.update(group.broadcast_tree(model.parameters()))
-        optimizer.state = group.broadcast_tree(optimizer.state)
-        saved = group.broadcast_json({"step": state.step, "extra": state.extra})  # pass rates exactly
-        state.step, state.extra = saved["step"], saved["extra"]
-        mx.eval(model.parameters(), optimizer.state)
+    if resume:
+        share_resumed_state(group, model, optimizer, state)
     sampler = PromptSampler(
         len(train_examples), rl.uncertainty_sampling, rl.uncertainty_eps, rl.pass_rate_ema, state.extra.get("pass_rate")
     )
