@@ -88,6 +88,18 @@ def test_shipped_rl_mainline_has_the_model_of_the_sft_run_it_starts_from():
     assert sft[0].data.train_jsonl == rl.data.train_jsonl
 
 
+@pytest.mark.parametrize("name", ["sft_scratch", "sft_warmstart", "sft_warmstart_textmix"])
+def test_warmstart_matrix_differs_from_its_stage_run_only_in_init(name):
+    """The seed's matrix asks what warmstart and textmix add: each arm must be the stage's own
+    config but for its [init] (and where it writes), or the comparison measures something else."""
+    arm, stage = load_config(CONFIGS_DIR / f"{name}.toml"), load_config(CONFIGS_DIR / "sft_stage1_pilot.toml")
+    assert arm.run.name == name
+    assert arm.model_copy(update={"run": stage.run, "init": stage.init}) == stage
+    if arm.init.mode != "scratch":  # warmstart loads the stage0 run's weights into this [model]
+        start = [load_config(p) for p in SHIPPED if load_config(p).run.output_dir == arm.init.warmstart_ckpt]
+        assert len(start) == 1 and start[0].model.model_copy(update={"dropout": arm.model.dropout}) == arm.model
+
+
 def test_good_config_parses_with_defaults():
     cfg = parse_config(GOOD, "good.toml")
     assert cfg.model.position == "rope" and cfg.init.mode == "scratch" and cfg.optimizer.eps == 1e-8

@@ -240,6 +240,44 @@ def test_warmstart_textmix_starts_from_the_checkpoint(full_run, data_dir: Path, 
     assert result.steps == 8
 
 
+def test_warmstart_may_change_dropout_but_not_the_model(full_run, data_dir: Path, tmp_path: Path):
+    from exe_coder.train.config import TrainConfig
+
+    out, _ = full_run
+    base = tiny_config(data_dir, tmp_path, max_steps=2).model_dump(mode="json", exclude_none=True)
+    base["init"] = {"mode": "warmstart", "warmstart_ckpt": str(out)}
+    base["model"]["dropout"] = 0.3
+    assert train(TrainConfig.model_validate(base), show_progress=False).steps == 2
+    base["model"]["hidden_size"] *= 2
+    base["run"]["output_dir"] = str(tmp_path / "wider")
+    with pytest.raises(UserError, match="beyond dropout"):
+        train(TrainConfig.model_validate(base), show_progress=False)
+
+
+@settings(max_examples=15, deadline=None)
+@given(prompt=st.text(alphabet="0123456789 ab-,", min_size=2, max_size=24))
+def test_textmix_with_digit_ends_never_predicts_a_byte_the_features_already_tell(prompt: str):
+    """Where the masked LM loss predicts a prompt byte, the logits are those of the prefix alone:
+    the digit-end features of the full prompt tell that position nothing about what follows."""
+    from exe_coder.model.transformer import Transformer
+    from exe_coder.train.data import lm_mask_causal_for_digit_ends
+
+    split = tokenize([_example(prompt)], Tokenizer(), 64, target=lambda e: e.target)
+    batch = make_batch(split, np.arange(1))
+    kept = lm_mask_causal_for_digit_ends(batch).prompt_mask[0]
+    mx.random.seed(0)
+    model = Transformer(layers=1, hidden_size=32, heads=2, seq_len=64, digit_positions=True,
+                        number_positions=True, digit_ends=True)
+    full = model(mx.array(batch.inputs))[0]
+    for t in np.flatnonzero(batch.prompt_mask[0]):
+        alone = model(mx.array(batch.inputs[:, : t + 1]))[0, t]
+        same = bool(mx.allclose(full[t], alone, atol=1e-5))
+        if kept[t]:
+            assert same, t
+        elif not same:  # what the mask is for: this position reads the future
+            assert chr(batch.inputs[0, t]).isdigit()
+
+
 def test_the_sft_loop_refuses_an_rl_config(data_dir: Path, tmp_path: Path):
     from exe_coder.paths import CONFIGS_DIR
     from exe_coder.train.config import load_config
@@ -269,6 +307,12 @@ def test_prompt_noise_spares_digits_signs_and_targets(step: int, rate: float):
 
 
 _NOISE_SPLIT = []
+
+
+def _example(prompt: str):
+    from _train_fixtures import make_examples
+
+    return make_examples(1, "train", 0)[0].model_copy(update={"prompt": prompt})
 
 
 def _noise_split():

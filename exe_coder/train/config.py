@@ -145,9 +145,6 @@ class TrainConfig(ConfigTable):
 
     @model_validator(mode="after")
     def _phase(self) -> TrainConfig:
-        if self.init.mode == "warmstart_textmix" and self.model.digit_ends:
-            # textmix predicts prompt bytes, and digit ends look ahead within the prompt
-            raise ValueError("[model].digit_ends cannot train with [init].mode = 'warmstart_textmix'")
         if self.run.phase == "rl" and self.rl is None:
             raise ValueError("phase = 'rl' needs an [rl] table")
         return self

@@ -120,6 +120,15 @@ class Batch:
     prompt_mask: np.ndarray  # [B, T-1] float32: 1 where the next token is a prompt token
 
 
+def lm_mask_causal_for_digit_ends(batch: Batch) -> Batch:
+    """The textmix LM loss without the prompt bytes that follow a digit. With ``digit_ends`` each
+    digit knows how many digits of its number are still to come, so predicting the byte after a
+    digit would read it off that feature; after a non-digit every number read so far has ended,
+    so the features up to there say nothing about what comes next."""
+    after_digit = (batch.inputs >= ord("0")) & (batch.inputs <= ord("9"))
+    return Batch(batch.inputs, batch.targets, batch.target_mask, batch.prompt_mask * ~after_digit)
+
+
 def padding_share(batches) -> float:
     """Share of the positions the model reads that are padding (inputs == PAD)."""
     pad = total = 0

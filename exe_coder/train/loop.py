@@ -63,7 +63,9 @@ from exe_coder.train import run_dir
 from exe_coder.decode.track import PatchTrack, program_of, track_for
 from exe_coder.train.config import RESUMABLE_KEYS, TrainConfig, load_config, resumable_differences
 from exe_coder.train.runcard import make_run_card, model_card_markdown, now_iso, write_model_card, write_run_card
-from exe_coder.train.data import Batch, Batcher, TokenizedSplit, make_batch, manifest_sha256, shard, tokenize
+from exe_coder.train.data import (
+    Batch, Batcher, TokenizedSplit, lm_mask_causal_for_digit_ends, make_batch, manifest_sha256, shard, tokenize,
+)
 from exe_coder.train.distributed import World, device_line, world
 from exe_coder.train.schedule import warmup_cosine
 
@@ -133,9 +135,10 @@ def _init_model(config: TrainConfig) -> Transformer:
     model = Transformer.from_config(config.model)
     if config.init.mode != "scratch":
         source = load_checkpoint(config.init.warmstart_ckpt)
-        if source.model_config != config.model:
+        # dropout is how a run trains, not what the weights are: a warmstart may change it
+        if source.model_config.model_copy(update={"dropout": config.model.dropout}) != config.model:
             raise UserError(
-                "warmstart checkpoint's [model] differs from this config's [model]",
+                "warmstart checkpoint's [model] differs from this config's [model] (beyond dropout)",
                 config.init.warmstart_ckpt,
             )
         model.update(source.model.parameters())
@@ -289,6 +292,8 @@ def train(
             while state.step < end_step:
                 step = state.step
                 batch: Batch = batcher.batch_at(step)  # the global batch, the same on every rank
+                if textmix > 0.0 and config.model.digit_ends:
+                    batch = lm_mask_causal_for_digit_ends(batch)
                 mine = shard(batch, group.rank, group.size)
                 mx.random.seed(step_seed(config.run.seed, step, group.rank))
                 target_loss, grad_norm = train_step(
