@@ -425,7 +425,7 @@ def run_stage_cmd(
     seed: int | None = typer.Option(None, "--seed", help="Shorthand for --set run.seed=N."),
     seeds: str | None = typer.Option(None, "--seeds", help="Run once a seed, e.g. 1,2,3 (as <name>_seed<N>, one build), then print and write the mean ± sd table."),
     ranks: int | None = typer.Option(None, "--ranks", min=1, help=_RANKS_HELP),
-    track: RunTrack = typer.Option(RunTrack.a, "--track", case_sensitive=False, help="a: the operand patch; b: the model writes the whole image (stage1, stage1b). Ignored with --config."),
+    track: RunTrack = typer.Option(RunTrack.a, "--track", case_sensitive=False, help="a: the operand patch; b: the model writes the whole image (stage1, stage1b, stage1_text, stage1b_text). Ignored with --config."),
 ) -> None:
     """Build, train, infer (model and regex baseline) and evaluate one stage; print the gates."""
     from exe_coder.paths import resolve_config

@@ -38,12 +38,20 @@ STAGE_CONFIGS: dict[str, str] = {
     "stage1": "sft_stage1_pilot",
     "stage1a": "sft_stage1a_template_shift",
     "stage1b": "sft_stage1b_magnitude_shift",
+    # stage1 and stage1b on the add_text program: operands as decimal text in the binary
+    "stage1_text": "sft_stage1_text_pilot",
+    "stage1b_text": "sft_stage1b_text_magnitude_shift",
     "stage2": "sft_stage2_scale",
     "stage3": "sft_stage3_words",
     "stage4": "sft_stage4_read",
 }
 # stage -> its Track B config (run-stage --track b): the model writes the whole image
-TRACK_B_CONFIGS: dict[str, str] = {"stage1": "sft_stage1_trackb", "stage1b": "sft_stage1b_trackb"}
+TRACK_B_CONFIGS: dict[str, str] = {
+    "stage1": "sft_stage1_trackb",
+    "stage1b": "sft_stage1b_trackb",
+    "stage1_text": "sft_stage1_text_trackb",
+    "stage1b_text": "sft_stage1b_text_trackb",
+}
 EVAL_SPLITS = ("test", "val")  # the headline first
 OUTPUTS_DIR = Path("outputs")  # relative to the working dir, like the configs' paths
 INFER_BATCH = 64

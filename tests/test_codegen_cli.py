@@ -32,6 +32,13 @@ def test_assemble_writes_a_verified_executable(tmp_path: Path) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["add"]  # no temporary file left behind
 
 
+def test_assemble_add_text_by_name(tmp_path: Path) -> None:
+    out = tmp_path / "add_text"
+    result = run_cli("assemble", "add_text", "--set", "a=-2147483648", "--set", "b=-1", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert verify(out.read_bytes(), "-2147483649\n", native=False).stdout_correct
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exe_coder.codegen import isa
-from exe_coder.codegen.assembler import assemble
+from exe_coder.codegen.assembler import TextSite, assemble
 from exe_coder.codegen.disasm import decode_word, disassemble
 from exe_coder.codegen.reference import zig_build
 from exe_coder.errors import UserError
@@ -30,7 +30,8 @@ ORIGIN = 0x1000_0000  # instructions sit here, so every branch target is a posit
 def random_instruction(form: isa.Form, pick, target) -> str:
     """A random, valid instance of ``form`` in assembler syntax.
 
-    ``pick(lo, hi)`` draws an integer; ``target(bits)`` returns a branch-target operand.
+    ``pick(lo, hi)`` draws an integer; ``target(bits, scale)`` returns a target operand: an offset
+    of a signed ``bits``-bit count of ``scale``-byte units (4 for branches, 1 for adr).
     """
     width = (32, 64)[pick(0, 1)]
     values: dict[str, int] = {}
@@ -72,7 +73,7 @@ def random_instruction(form: isa.Form, pick, target) -> str:
             names = [n for n, code in isa.CONDITIONS.items() if spec.allow_al or code < 14]
             parts.append(names[pick(0, len(names) - 1)])
         elif isinstance(spec, isa.Target):
-            parts.append(target(spec.bits))
+            parts.append(target(spec.bits, spec.scale))
         elif isinstance(spec, isa.BitNumber):
             parts.append(f"#{pick(0, values.get('_rt_width', 64) - 1)}")
         elif isinstance(spec, isa.Mem):
@@ -115,9 +116,9 @@ def test_form_matches_capstone(form: isa.Form, data: st.DataObject) -> None:
     def pick(lo: int, hi: int) -> int:
         return data.draw(st.integers(lo, hi))
 
-    def target(bits: int) -> str:
-        words = pick(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
-        return f"#{ORIGIN + 4 * words:#x}"
+    def target(bits: int, scale: int) -> str:
+        units = pick(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        return f"#{ORIGIN + scale * units:#x}"
 
     line = random_instruction(form, pick, target)
     word = assemble(line, origin=ORIGIN).code
@@ -156,7 +157,7 @@ def test_every_form_matches_zig(tmp_path: Path) -> None:
     body = []
     for form in isa.FORMS:
         for _ in range(3):
-            body.append(random_instruction(form, rng.randint, lambda bits: f"Lt{rng.randrange(n_labels)}"))
+            body.append(random_instruction(form, rng.randint, lambda bits, scale: f"Lt{rng.randrange(n_labels)}"))
     for k in range(n_labels):
         body.insert(rng.randrange(len(body) + 1), f"Lt{k}:")
     source = "    .text\n    .globl _main\n    .p2align 2\n_main:\n" + "\n".join(f"    {line}" for line in body) + "\n"
@@ -203,6 +204,19 @@ def test_p2align_pads_with_nops() -> None:
         ("  movz w1, #1  // patch: a[7:0]\n", 1, "is 8 bits"),
         ("  movz w1, #1  // patch: a[oops]\n", 1, "malformed patch annotation"),
         ("  svc\n", 1, "takes 1..1 operands"),
+        ("  adr w1, x\nx:\n", 1, "expected a x register"),
+        ('  .ascii "ab"\n  nop\n', 2, "not 4-byte aligned"),
+        ('  .ascii "ab\n', 1, "needs string literals"),
+        ('  .ascii "ab",\n', 1, "needs string literals"),
+        ('  .ascii ab\n', 1, "needs string literals"),
+        ('  .ascii "\\400"\n', 1, "out of range"),
+        ('  .ascii "\\q"\n', 1, "unknown escape"),
+        ('  .ascii "a" "b"\n', 1, "needs string literals"),
+        ("  .zero -1\n", 1, "out of range"),
+        ('  .ascii "12345678901"  // patch: a[text]\n', 1, "needs 12"),
+        ("  movz w1, #1  // patch: a[text]\n", 1, "without '.ascii'"),
+        ('  .ascii "\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0"  // patch: a[15:0]\n', 1, "without an instruction"),
+        ('x: .ascii "000000000000"  // patch: a[text]\ny: .ascii "000000000000"  // patch: a[text]\n', 2, "already patched on line 1"),
     ],
 )
 def test_errors_name_the_line(source: str, line: int, message: str) -> None:
@@ -212,6 +226,59 @@ def test_errors_name_the_line(source: str, line: int, message: str) -> None:
     assert info.value.line == line
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_adr_forward_and_backward() -> None:
+    """adr holds a byte offset (not words): immlo in bits 30:29, immhi in 23:5."""
+    code = assemble("top:\n  nop\n  adr x1, top\n  adr x2, data\n  adr xzr, #0x1009\n  nop\ndata:\n  .ascii \"x\"\n").code
+    words = [int.from_bytes(code[i : i + 4], "little") for i in range(0, 20, 4)]
+    assert words[1] == 0x10000000 | (((-4 >> 2) & 0x7FFFF) << 5) | 1  # -4 bytes: immlo 0
+    assert words[2] == 0x10000000 | (3 << 5) | 2  # +12 bytes
+    assert words[3] == 0x10000000 | (1 << 29) | (0x3FF << 5) | 31  # an address: +0xffd bytes from 12
+    assert decode_word(code[8:12], 8) == ("adr", "x2, #0x14")
+
+
+def test_adr_range_is_checked() -> None:
+    far = "  adr x0, far\n  .zero 1048576\nfar:\n"  # 1 MiB + 4 bytes on: one past the range
+    with pytest.raises(UserError, match=r"adr target \+1048580 bytes away is out of range \(\+-1048576 bytes\)"):
+        assemble(far)
+    near = "  adr x0, near\n  .zero 1048571\nnear:\n"  # +0xfffff: the last byte adr reaches forwards
+    assert int.from_bytes(assemble(near).code[:4], "little") == 0x10000000 | (0x3FFFF << 5) | (3 << 29)
+    back = assemble("back:\n  .zero 1048576\n  adr x0, back\n").code  # -1 MiB: the first byte backwards
+    assert int.from_bytes(back[-4:], "little") == 0x10000000 | (0x40000 << 5)
+    with pytest.raises(UserError, match=r"adr target -1048580 bytes away is out of range"):
+        assemble("back:\n  .zero 1048580\n  adr x0, back\n")
+
+
+def test_ascii_data_escapes_and_alignment() -> None:
+    asm = assemble(
+        '  nop\n'
+        'msg: .ascii "a\\n\\t\\"\\\\", "\\0\\000\\1x\\101\\x41\\x141"  // a "//" in a string: no comment\n'
+        '  .zero 2\n'
+        '  .p2align 3\n'
+        'next: ret\n'
+    )
+    data = b'a\n\t"\\' + b"\0\0\1xAAA"  # \x141: every hex digit, the low byte kept (0x41)
+    assert asm.symbols == {"msg": 4, "next": 24}
+    assert asm.code[4 : 4 + len(data)] == data
+    assert asm.code[4 + len(data) : 20] == bytes(2 + 2)  # .zero 2, then zeros to the word boundary ...
+    assert asm.code[20:24] == bytes.fromhex("1f2003d5")  # ... and nops to the 8-byte boundary
+    assert asm.lines == (1, 2, 2, 2, 3, 0, 5)  # a word is the line of its first byte
+    assert assemble('  .ascii "a//b\\"//"  // a comment\n').code == b'a//b"//'
+
+
+def test_text_patch_sites() -> None:
+    asm = assemble('  nop\nLa: .ascii "-17\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0"  // patch: a[text]\n')
+    (site,) = asm.text_sites
+    assert (site.operand, site.offset, site.width, site.line) == ("a", 4, 13, 2)
+    assert site.extract(asm.code[4:17]) == -17 and site.apply(-17) == asm.code[4:17]
+    assert site.apply(-(2**31)) == b"-2147483648\0\0" and site.extract(site.apply(2**31 - 1)) == 2**31 - 1
+    for bad in (b"-0" + bytes(11), b"017" + bytes(10), b"+1" + bytes(11), b"1\x001" + bytes(10), bytes(13),
+                b"1 " + bytes(11), b"-" + bytes(12), b"1234567890123"):  # only what apply writes reads back
+        with pytest.raises(ValueError, match="text field of a"):
+            site.extract(bad)
+    with pytest.raises(ValueError, match="does not fit"):
+        TextSite("a", 0, 12, 1).apply(-(10**11))
 
 
 def test_branch_range_is_checked() -> None:
@@ -268,8 +335,8 @@ def test_reused_plans_match_like_a_full_match(form: isa.Form, data: st.DataObjec
     def pick(lo: int, hi: int) -> int:
         return data.draw(st.integers(lo, hi))
 
-    def target(bits: int) -> str:
-        return f"#{ORIGIN + 4 * pick(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)}"
+    def target(bits: int, scale: int) -> str:
+        return f"#{ORIGIN + scale * pick(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)}"
 
     first = random_instruction(form, pick, target)
     assemble(first, origin=ORIGIN)  # leaves a plan for its shape

@@ -139,6 +139,12 @@ def test_selfcheck_passes_and_reports_every_check():
     assert names[-1] == "verifier refuses a flipped code byte"
 
 
+def test_selfcheck_of_add_text():
+    result = runner.invoke(app, ["selfcheck", "--template", "add_text"])
+    assert result.exit_code == 0, result.output
+    assert "selfcheck (add_text)" in result.output and "FAIL" not in result.output
+
+
 def test_selfcheck_fails_when_the_toolchain_is_wrong(monkeypatch):
     real_build = ProgramTemplate.build
 

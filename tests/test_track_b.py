@@ -23,11 +23,11 @@ from exe_coder.spec.model import sign_pattern
 OPERANDS = [(17, -4), (0, 0), (-1000, 1000), (-(2**31), 2**31 - 1), (65536, -65536), (1, -1)]
 
 
-def example(a: int, b: int, i: int = 0) -> Example:
+def example(a: int, b: int, i: int = 0, program: str = "add") -> Example:
     return Example(
-        id=f"ex-{i}", split="train", prompt=f"what is {a} plus {b}", template_id="t0", program="add",
+        id=f"ex-{i}", split="train", prompt=f"what is {a} plus {b}", template_id="t0", program=program,
         a=a, b=b, expected_stdout=f"{a + b}\n", target=patch_text(a, b), sign_pattern=sign_pattern(a, b),
-        magnitude_pair="core/core", binary_path="", binary_sha256=hashlib.sha256(golden_image("add", a, b)).hexdigest(),
+        magnitude_pair="core/core", binary_path="", binary_sha256=hashlib.sha256(golden_image(program, a, b)).hexdigest(),
     )
 
 
@@ -116,6 +116,59 @@ def test_track_b_inference_never_calls_the_reconstructor(monkeypatch):
         run_inference(exs[:1], FixedTexts({exs[0].id: exs[0].target}), PatchTrack())
 
 
+@pytest.mark.parametrize("a,b", OPERANDS)
+def test_add_text_target_spells_the_operands_digits(a, b):
+    """add_text's image holds each operand as its decimal text: the target's tokens carry the
+    prompt's digits (NUL padding compressed as a zero run), and it realizes to the golden binary."""
+    track, ex = FullImageTrack(), example(a, b, program="add_text")
+    golden = golden_image("add_text", a, b)
+    tokens = bytes(track.target_tokens(ex))
+    assert expand(tokens) == unsigned_image(golden) and finalize_unsigned(expand(tokens)) == golden
+    field = lambda v: str(v).encode() + b"\x00" + bytes([11 - len(str(v))])  # noqa: E731  digits, then one zero run
+    assert field(a) + field(b) in tokens
+    assert 560 <= len(tokens) <= 590  # measured: 567 (0, 0) .. 587 (both -2147483648)
+    assert track.realize(track.target(ex), "add").image == golden
+
+
+def test_every_shipped_program_has_a_generation_budget_with_room():
+    """Track B may generate a program's longest golden target, its EOS and ~15% more."""
+    from exe_coder.paths import TEMPLATE_SUFFIX, TEMPLATES_DIR, shipped
+
+    probes = [(0, 0), (-(2**31), -(2**31)), (2**31 - 1, 2**31 - 1), (-(2**31), 2**31 - 1), (-1000, 999), (-7, 65536)]
+    for program in shipped(TEMPLATES_DIR, TEMPLATE_SUFFIX):
+        longest = max(len(encode_image(unsigned_image(golden_image(program, a, b)))) for a, b in probes)
+        budget = track_for("strict_one_shot", program=program).max_tokens
+        assert 1.15 * (longest + 1) <= budget <= 1.25 * (longest + 1), (program, longest, budget)
+    assert FullImageTrack(program="add").max_tokens == FullImageTrack().max_tokens == 600  # add decodes as before
+    assert FullImageTrack(program="add_text").max_tokens == 680 and FullImageTrack.max_tokens == 600
+    assert track_for("template_delta_operand_patch", program="add_text").max_tokens is None
+
+
+def test_region_breakdown_of_an_add_text_image():
+    """Each text field is one region ("a text", "b text"); the code words are as add's."""
+    regions = layout_regions("add_text")
+    by_name = {r.name: r for r in regions}
+    gold = unsigned_image(golden_image("add_text", 17, -4))
+    a, b = by_name["a text"], by_name["b text"]
+    assert a.end - a.start == 12 and b.start == a.end
+    assert gold[a.start : a.end] == b"17" + bytes(10) and gold[b.start : b.end] == b"-4" + bytes(10)
+    assert all(r.start >= b.end or r.end <= a.start for r in regions if r not in (a, b))  # no word overlaps them
+    bad = bytearray(gold)
+    bad[a.start + 1] = ord("8")  # "18": a misread digit of a
+    bad[b.start : b.start + 3] = b"-40"  # one digit too many for b
+    errors = {r.name: n for r, n in zip(regions, region_errors(bytes(bad), gold, regions)) if n}
+    assert errors == {"a text": 1, "b text": 1}
+    ex = example(17, -4, program="add_text")
+    from exe_coder.decode.infer import predict_one
+
+    track = FullImageTrack()
+    preds = [predict_one(ex, t, track, "fixed") for t in (track.target(ex), tokens_to_text(list(encode_image(bytes(bad)))))]
+    assert preds[0].answer_correct and preds[1].outcome.stdout == b"-22\n"  # it runs, with the digits it holds
+    report = image_report(preds)
+    rows = {r.region: r for r in report.regions}
+    assert rows["a text"].wrong_predictions == rows["b text"].wrong_predictions == 1 and report.image_exact_match_rate == 0.5
+
+
 def test_track_for_names_both_tracks():
     assert isinstance(track_for("strict_one_shot", min_int=-5, max_int=5), FullImageTrack)
     assert FullImageTrack().constraint is None and PatchTrack().max_tokens is None
@@ -164,20 +217,28 @@ def test_run_stage_track_b_picks_the_stage_track_b_config():
     assert default_paths("stage1", track="b").config.name == "sft_stage1_trackb.toml"
     assert default_paths("stage1b", track="b").config.name == "sft_stage1b_trackb.toml"
     assert default_paths("stage1").config.name == "sft_stage1_pilot.toml"
+    assert default_paths("stage1_text", track="b").config.name == "sft_stage1_text_trackb.toml"
+    assert default_paths("stage1b_text", track="b").config.name == "sft_stage1b_text_trackb.toml"
+    assert default_paths("stage1b_text").config.name == "sft_stage1b_text_magnitude_shift.toml"
     with pytest.raises(UserError, match="no Track B config for stage 'stage2'"):
         default_paths("stage2", track="b")
 
 
-@pytest.mark.parametrize("name", ["sft_stage1_trackb", "sft_stage1b_trackb"])
+@pytest.mark.parametrize("name", ["sft_stage1_trackb", "sft_stage1b_trackb", "sft_stage1_text_trackb", "sft_stage1b_text_trackb"])
 def test_shipped_track_b_configs_train_and_fit_their_longest_sequences(name):
+    from pathlib import Path
+
     from exe_coder.model.tokenizer import Tokenizer
-    from exe_coder.paths import CONFIGS_DIR
+    from exe_coder.paths import CONFIGS_DIR, SPECS_DIR
+    from exe_coder.spec import load_spec
     from exe_coder.train.config import load_config
     from exe_coder.train.loop import check_supported
 
     cfg = load_config(CONFIGS_DIR / f"{name}.toml")
     check_supported(cfg)
-    track = track_for(cfg.data.track)
-    longest = max((example(a, b) for a in (-1000, 0, 1000) for b in (-1000, 999)), key=lambda e: len(track.target_tokens(e)))
+    program = load_spec(SPECS_DIR / f"{Path(cfg.data.train_jsonl).parent.name}.spec").program
+    track = track_for(cfg.data.track, program=program)  # as decoding builds it: the budget of its program
+    examples = (example(a, b, program=program) for a in (-1000, 0, 1000) for b in (-1000, 999))
+    longest = max(examples, key=lambda e: len(track.target_tokens(e)))
     ids, _ = Tokenizer().encode_example("x" * 160, track.target_tokens(longest))
     assert len(ids) <= cfg.model.seq_len and 162 + track.max_tokens <= cfg.model.seq_len

@@ -1,15 +1,22 @@
-"""Assemble the AArch64 subset of ``isa.py`` from clang/GNU-as syntax into machine code.
+r"""Assemble the AArch64 subset of ``isa.py`` from clang/GNU-as syntax into machine code.
 
 The source is what ``python -m ziglang cc`` (clang's integrated assembler) also accepts:
 
 * one instruction per line, ``//`` starts a comment, labels end with ``:`` (several may share
   a line with an instruction); labels are case-sensitive, mnemonics and registers are not;
 * directives ``.text``, ``.section __TEXT,__text...``, ``.globl``/``.global NAME``,
-  ``.p2align N`` / ``.align N`` (pad with ``nop`` to 2**N bytes);
-* branches to labels before or after them, range-checked against their offset field;
+  ``.p2align N`` / ``.align N`` (pad to 2**N bytes: zeros up to a word boundary, then ``nop``,
+  as clang does);
+* data in the code: ``.ascii "..."`` (one or more C string literals: ``\n \t \" \\``, octal
+  ``\0``..``\377``, ``\xHH``) and ``.zero N``; an instruction must still start on a 4-byte
+  boundary (put ``.p2align 2`` after data whose length is not a multiple of 4);
+* branches and ``adr`` to labels before or after them, range-checked against their offset field;
 * a trailing ``// patch: NAME[HI:LO]`` comment marks the instruction whose patchable immediate
   field holds bits HI..LO of the program operand NAME. These become ``patch_sites``: where a
-  golden binary's operand lives and how to re-encode it in place.
+  golden binary's operand lives and how to re-encode it in place;
+* a trailing ``// patch: NAME[text]`` comment on an ``.ascii`` line marks its bytes as operand
+  NAME in decimal text, NUL-padded to the string's length (``text_sites``): the program reads
+  the digits at run time, so the binary holds the operand as the characters a prompt spells.
 
 Every error is a ``UserError`` naming the source path, line and column. The result is
 ``Assembly``: the code bytes, the labels' offsets, which labels are global, and the patch sites.
@@ -27,6 +34,8 @@ from exe_coder.codegen import isa
 from exe_coder.errors import UserError
 
 NOP = 0xD503201F
+# A text field holds any int32 in decimal with a NUL after it: "-2147483648" is 11 characters.
+TEXT_FIELD_MIN = 12
 
 
 @dataclass(frozen=True)
@@ -53,12 +62,41 @@ class PatchSite:
 
 
 @dataclass(frozen=True)
+class TextSite:
+    """Operand ``operand`` as decimal text, left-aligned and NUL-padded, in the ``width`` bytes at
+    byte ``offset`` of the code (an ``.ascii`` field the program parses at run time)."""
+
+    operand: str
+    offset: int
+    width: int
+    line: int
+
+    def apply(self, value: int) -> bytes:
+        """The field's bytes for ``value``: what ``.ascii`` renders for it."""
+        text = str(value).encode("ascii")
+        if len(text) >= self.width:
+            raise ValueError(f"{self.operand}={value} does not fit its {self.width}-byte text field with a NUL")
+        return text.ljust(self.width, b"\0")
+
+    def extract(self, field: bytes) -> int:
+        """The value in a field, which must read exactly as ``apply`` writes it; ValueError otherwise."""
+        text, nul, rest = bytes(field).partition(b"\0")
+        if not nul or rest.strip(b"\0") or not _DECIMAL.fullmatch(text):
+            raise ValueError(f"the text field of {self.operand} holds {bytes(field)!r}, not a NUL-padded decimal")
+        return int(text)
+
+
+_DECIMAL = re.compile(rb"0|-?[1-9][0-9]*")  # canonical: no '+', no leading zeros, no "-0"
+
+
+@dataclass(frozen=True)
 class Assembly:
     code: bytes
     symbols: dict[str, int]  # label -> byte offset from the start of the code
     globals: tuple[str, ...]
     patch_sites: tuple[PatchSite, ...]
-    lines: tuple[int, ...]  # source line of each 4-byte word (0 for alignment padding)
+    lines: tuple[int, ...]  # source line of each 4-byte word: the line that wrote its first byte (0: padding)
+    text_sites: tuple[TextSite, ...] = ()
 
 
 class _LineError(Exception):
@@ -68,7 +106,7 @@ class _LineError(Exception):
 
 
 _LABEL = re.compile(r"\s*([A-Za-z_.$][\w.$]*)\s*:")
-_PATCH = re.compile(r"\s*patch:\s*([A-Za-z_]\w*)\s*\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*$")
+_PATCH = re.compile(r"\s*patch:\s*([A-Za-z_]\w*)\s*\[\s*(?:(\d+)\s*:\s*(\d+)|(text))\s*\]\s*$")
 _PATCH_LOOSE = re.compile(r"\s*patch:")
 
 
@@ -98,9 +136,9 @@ def _split_operands(text: str) -> list[str]:
 
 class _Parsed(NamedTuple):  # a NamedTuple: made on every memo miss, so cheap to create
     form: isa.Form
-    word: int  # the encoding with the branch-offset field (if any) still zero
+    word: int  # the encoding with the target-offset fields (if any) still zero
     target: tuple[str, object] | None
-    target_field: tuple[int, int] | None  # (lsb, width) of the word-offset field
+    target_operand: isa.Target | None  # how the offset to the target is encoded
 
 
 # An immediate literal exactly as isa.parse_int reads it; replaced by '#' it gives a line's shape.
@@ -114,7 +152,7 @@ class _Plan(NamedTuple):
     width: int | None
     values: dict[str, int]  # fields set by the operands that hold no immediate
     target: tuple[str, object] | None
-    target_field: str | None
+    target_operand: isa.Target | None
     n_operands: int
     immediate_operands: tuple[int, ...]  # indices of the operands that hold immediates
 
@@ -154,7 +192,7 @@ def _reparse(plan: _Plan, mnemonic: str, operand_text: str) -> _Parsed | None:
     if len(operands) != plan.n_operands:
         return None
     ctx = isa.Context(values=dict(plan.values))
-    ctx.width, ctx.target, ctx.target_field = plan.width, plan.target, plan.target_field
+    ctx.width, ctx.target, ctx.target_operand = plan.width, plan.target, plan.target_operand
     try:
         for i in plan.immediate_operands:
             plan.form.operands[i].parse(operands[i], ctx)
@@ -218,7 +256,7 @@ def _plan(form: isa.Form, preset: dict[str, int], operands: list[str], immediate
                 spec.parse(operands[i], plain)
     except (isa.OperandMismatch, isa.OperandError):
         return None
-    return _Plan(form, plain.width, plain.values, plain.target, plain.target_field, len(operands), immediate_operands)
+    return _Plan(form, plain.width, plain.values, plain.target, plain.target_operand, len(operands), immediate_operands)
 
 
 def _complete(form: isa.Form, ctx: isa.Context, mnemonic: str) -> _Parsed:
@@ -234,15 +272,13 @@ def _complete(form: isa.Form, ctx: isa.Context, mnemonic: str) -> _Parsed:
         rt, rn = (values[f] for f in form.writeback)
         if rt == rn and rn != 31:
             raise _LineError(f"{mnemonic}: writeback base register is also the transfer register (unpredictable)")
-    target_field = None
-    if ctx.target_field is not None:
-        target_field = form.fields[ctx.target_field]
-        values[ctx.target_field] = 0
+    if ctx.target_operand is not None:
+        values.update(dict.fromkeys(ctx.target_operand.fields, 0))
     try:
         word = form.encode(values)
     except isa.OperandError as err:
         raise _LineError(f"{mnemonic}: {err}") from None
-    return _Parsed(form, word, ctx.target, target_field)
+    return _Parsed(form, word, ctx.target, ctx.target_operand)
 
 
 class _Line(NamedTuple):
@@ -253,14 +289,34 @@ class _Line(NamedTuple):
     directive: tuple[str, object] | None = None  # from _parse_directive
     instruction: _Parsed | None = None
     patch: tuple[str, int, int] | None = None  # (operand, hi, lo)
+    text_patch: str | None = None  # the operand an .ascii field holds as text
 
 
 _EMPTY = _Line()
 
 
+def _split_comment(raw: str) -> tuple[str, str, str]:
+    """``raw.partition("//")``, except that a ``//`` inside a string literal is not a comment."""
+    if '"' not in raw:
+        return raw.partition("//")
+    quoted = False
+    i = 0
+    while i < len(raw) - 1:
+        ch = raw[i]
+        if ch == "\\" and quoted:
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and raw.startswith("//", i):
+            return raw[:i], "//", raw[i + 2 :]
+        i += 1
+    return raw, "", ""
+
+
 @lru_cache(maxsize=16384)
 def _scan_line(raw: str) -> _Line:
-    code, sep, comment = raw.partition("//")
+    code, sep, comment = _split_comment(raw)
     annotated = sep and "patch:" in comment and _PATCH_LOOSE.match(comment)
     if not annotated and not code.strip():
         return _EMPTY
@@ -271,23 +327,28 @@ def _scan_line(raw: str) -> _Line:
         pos = m.end()
     body = code[pos:].strip()
     column = len(code) - len(code[pos:].lstrip()) + 1
-    patch = None
+    patch = text_patch = None
     if annotated:
         m = _PATCH.match(comment)
         if m is None:
-            raise _LineError("malformed patch annotation; write '// patch: NAME[HI:LO]'")
-        patch = (m.group(1), int(m.group(2)), int(m.group(3)))
-        if not body or body.startswith("."):
-            raise _LineError("patch annotation on a line without an instruction")
+            raise _LineError("malformed patch annotation; write '// patch: NAME[HI:LO]' or '// patch: NAME[text]'")
+        if m.group(4):
+            text_patch = m.group(1)
+            if not body.lower().startswith(".ascii"):
+                raise _LineError("text patch annotation on a line without '.ascii' data")
+        else:
+            patch = (m.group(1), int(m.group(2)), int(m.group(3)))
+            if not body or body.startswith("."):
+                raise _LineError("patch annotation on a line without an instruction")
     if not body:
         return _Line(tuple(labels), column)
     if body.startswith("."):
-        directive, _, arg = body.replace("\t", " ").partition(" ")
+        directive, arg = (body.split(None, 1) + [""])[:2]  # a string literal keeps its tabs
         try:
             parsed_directive = _parse_directive(directive.lower(), arg.strip())
         except _LineError as err:
             raise _LineError(str(err), column) from None
-        return _Line(tuple(labels), column, directive=parsed_directive)
+        return _Line(tuple(labels), column, directive=parsed_directive, text_patch=text_patch)
     mnemonic, _, operand_text = body.replace("\t", " ").partition(" ")
     try:
         parsed = _parse_instruction(mnemonic.lower(), operand_text.strip())
@@ -298,7 +359,7 @@ def _scan_line(raw: str) -> _Line:
 
 @dataclass
 class _Pending:
-    offset: int
+    offset: int  # byte offset of the instruction
     parsed: _Parsed
     line: int
     column: int
@@ -309,13 +370,19 @@ def assemble(source: str, *, path: str | None = None, origin: int = 0) -> Assemb
     symbols: dict[str, int] = {}
     globals_: list[str] = []
     pending: list[_Pending] = []
-    words: list[int] = []
+    code = bytearray()
     lines: list[int] = []
     sites: list[PatchSite] = []
+    text_sites: list[TextSite] = []
     seen_slices: dict[tuple[str, int], int] = {}
 
     def fail(message: str, lineno: int, column: int | None = None) -> UserError:
         return UserError(message, path=path or "<assembly>", line=lineno, column=column)
+
+    def emit(data: bytes, lineno: int) -> None:
+        """Append ``data``; every word whose first byte it writes is this line's."""
+        code.extend(data)
+        lines.extend([lineno] * (-(-len(code) // 4) - len(lines)))
 
     for lineno, raw in enumerate(source.splitlines(), start=1):
         try:
@@ -327,7 +394,7 @@ def assemble(source: str, *, path: str | None = None, origin: int = 0) -> Assemb
         for name, column in line.labels:
             if name in symbols:
                 raise fail(f"label {name!r} defined twice", lineno, column)
-            symbols[name] = 4 * len(words)
+            symbols[name] = len(code)
         parsed = line.instruction
         if parsed is None:
             if line.directive is not None:
@@ -335,10 +402,21 @@ def assemble(source: str, *, path: str | None = None, origin: int = 0) -> Assemb
                 if kind == "globl":
                     globals_.append(arg)
                 elif kind == "align":
-                    while (4 * len(words)) % (1 << arg):
-                        words.append(NOP)
-                        lines.append(0)
+                    pad = -len(code) % (1 << arg)
+                    emit(bytes(pad % 4) + _NOP_BYTES * (pad // 4), 0)
+                elif kind == "data":
+                    if line.text_patch:
+                        name = line.text_patch
+                        if len(arg) < TEXT_FIELD_MIN:
+                            raise fail(f"text field of {name} is {len(arg)} bytes; it needs {TEXT_FIELD_MIN} (\"-2147483648\" and a NUL)", lineno)
+                        if (name, -1) in seen_slices:
+                            raise fail(f"{name}[text] already patched on line {seen_slices[name, -1]}", lineno)
+                        seen_slices[name, -1] = lineno
+                        text_sites.append(TextSite(name, len(code), len(arg), lineno))
+                    emit(arg, lineno)
             continue
+        if len(code) % 4:
+            raise fail(f"instruction at byte {len(code)} is not 4-byte aligned (data before it; add '.p2align 2')", lineno, line.column)
         if line.patch:
             name, hi, lo = line.patch
             form = parsed.form
@@ -350,38 +428,43 @@ def assemble(source: str, *, path: str | None = None, origin: int = 0) -> Assemb
             if (name, lo) in seen_slices:
                 raise fail(f"{name}[{hi}:{lo}] already patched on line {seen_slices[name, lo]}", lineno)
             seen_slices[name, lo] = lineno
-            sites.append(PatchSite(name, 4 * len(words), lsb, width, lo, lineno, form.name))
+            sites.append(PatchSite(name, len(code), lsb, width, lo, lineno, form.name))
         if parsed.target is not None:
-            pending.append(_Pending(len(words), parsed, lineno, line.column))
-        words.append(parsed.word)
-        lines.append(lineno)
+            pending.append(_Pending(len(code), parsed, lineno, line.column))
+        emit(struct.pack("<I", parsed.word), lineno)
 
     for item in pending:
         kind, where = item.parsed.target
-        here = origin + 4 * item.offset
+        here = origin + item.offset
         if kind == "label":
             if where not in symbols:
                 raise fail(f"undefined label {where!r}", item.line, item.column)
             delta = origin + symbols[where] - here
         else:
             delta = where - here
-        lsb, width = item.parsed.target_field
-        if delta % 4:
-            raise fail(f"branch target {delta:+d} bytes away is not a multiple of 4", item.line, item.column)
-        limit = 1 << (width - 1)
-        if not -limit <= delta // 4 < limit:
-            raise fail(f"branch target {delta:+d} bytes away is out of range (+-{4 * limit} bytes)", item.line, item.column)
-        words[item.offset] |= ((delta // 4) & ((1 << width) - 1)) << lsb
+        target = item.parsed.target_operand
+        what = "branch target" if target.scale == 4 else f"{item.parsed.form.mnemonic} target"
+        if delta % target.scale:
+            raise fail(f"{what} {delta:+d} bytes away is not a multiple of {target.scale}", item.line, item.column)
+        limit = 1 << (target.bits - 1)
+        if not -limit <= delta // target.scale < limit:
+            raise fail(f"{what} {delta:+d} bytes away is out of range (+-{target.scale * limit} bytes)", item.line, item.column)
+        (word,) = struct.unpack_from("<I", code, item.offset)
+        struct.pack_into("<I", code, item.offset, word | item.parsed.form.place(target.fields, delta // target.scale))
 
     for name in globals_:
         if name not in symbols:
             raise UserError(f"global symbol {name!r} is never defined", path=path or "<assembly>")
-    code_bytes = struct.pack(f"<{len(words)}I", *words)
-    return Assembly(code_bytes, symbols, tuple(globals_), tuple(sites), tuple(lines))
+    return Assembly(bytes(code), symbols, tuple(globals_), tuple(sites), tuple(lines), tuple(text_sites))
+
+
+_NOP_BYTES = struct.pack("<I", NOP)
+_MAX_ZERO = 1 << 24  # '.zero N' beyond 16 MiB is surely a mistake in a 16 KiB program
 
 
 def _parse_directive(directive: str, arg: str) -> tuple[str, object]:
-    """A directive line -> ("ignore", None) | ("globl", name) | ("align", power); _LineError if unsupported."""
+    """A directive line -> ("ignore", None) | ("globl", name) | ("align", power) | ("data", bytes);
+    _LineError if unsupported."""
     if directive == ".text" and not arg:
         return ("ignore", None)
     if directive == ".section" and arg.replace(" ", "").lower().startswith("__text,__text"):
@@ -396,4 +479,53 @@ def _parse_directive(directive: str, arg: str) -> tuple[str, object]:
         if not 2 <= power <= 14:
             raise _LineError(f"{directive} {power} out of range 2..14")
         return ("align", power)
+    if directive == ".ascii":
+        return ("data", _string_literals(arg))
+    if directive == ".zero":
+        try:
+            count = int(arg, 0)
+        except ValueError:
+            raise _LineError(f".zero needs a byte count, got {arg!r}") from None
+        if not 0 <= count <= _MAX_ZERO:
+            raise _LineError(f".zero {count} out of range 0..{_MAX_ZERO}")
+        return ("data", bytes(count))
     raise _LineError(f"unsupported directive {(directive + ' ' + arg).strip()!r}")
+
+
+_STRING = re.compile(r'\s*"((?:[^"\\]|\\.)*)"\s*(,?)')
+_ESCAPE = re.compile(r"\\(?:([0-7]{1,3})|[xX]([0-9a-fA-F]+)|(.))")
+_SIMPLE_ESCAPES = {"b": 8, "f": 12, "n": 10, "r": 13, "t": 9, '"': 34, "\\": 92}
+
+
+def _string_literals(arg: str) -> bytes:
+    """The bytes of ``"..."{, "..."}``, with C escapes as clang reads them."""
+    out, pos = bytearray(), 0
+    while m := _STRING.match(arg, pos):
+        out += _unescape(m.group(1))
+        pos = m.end()
+        if not m.group(2):  # no comma: the last string
+            if pos == len(arg):
+                return bytes(out)
+            break
+    raise _LineError(f'.ascii needs string literals ("...", "..."), got {arg!r}')
+
+
+def _unescape(body: str) -> bytes:
+    """Octal ``\\0``..``\\377`` (up to 3 digits), ``\\x`` with every hex digit after it (the low
+    byte kept), ``\\b \\f \\n \\r \\t \\" \\\\``; any other escape is an error."""
+    out, pos = bytearray(), 0
+    for m in _ESCAPE.finditer(body):
+        out += body[pos : m.start()].encode("utf-8")
+        octal, hexa, char = m.groups()
+        if octal is not None:
+            if int(octal, 8) > 0xFF:
+                raise _LineError(f"octal escape \\{octal} is out of range (at most \\377)")
+            out.append(int(octal, 8))
+        elif hexa is not None:
+            out.append(int(hexa, 16) & 0xFF)
+        elif char in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[char])
+        else:
+            raise _LineError(f"unknown escape \\{char} in a string")
+        pos = m.end()
+    return bytes(out + body[pos:].encode("utf-8"))

@@ -20,10 +20,10 @@ stack pointer is allowed where register 31 means sp; an immediate may be written
     csel / csinc / csneg Rd, Rn, Rm, cond    cset Rd, cond    cinc / cneg Rd, Rn, cond
     strb / ldrb  Wt, [Xn|sp, #simm9]!   Wt, [Xn|sp], #simm9   Wt, [Xn|sp{, #uimm12}]
     b / bl label    b.cond label    cbz / cbnz Rt, label    tbz / tbnz Rt, #bit, label
-    svc #imm16    ret {Xn}    nop
+    adr Xd, label    svc #imm16    ret {Xn}    nop
 
-A branch target is a label or, as disassemblers print it, ``#address`` (absolute, relative to the
-assembler's origin). Conditions: eq ne cs hs cc lo mi pl vs vc hi ls ge lt gt le al nv.
+A branch or adr target is a label or, as disassemblers print it, ``#address`` (absolute, relative
+to the assembler's origin). Conditions: eq ne cs hs cc lo mi pl vs vc hi ls ge lt gt le al nv.
 """
 
 from __future__ import annotations
@@ -47,13 +47,13 @@ class OperandError(Exception):
 class Context:
     """What one instruction's operands learn while they are parsed."""
 
-    __slots__ = ("width", "values", "target", "target_field")
+    __slots__ = ("width", "values", "target", "target_operand")
 
     def __init__(self, values: dict[str, int] | None = None) -> None:
         self.width: int | None = None  # 32 or 64, set by the first register of the form's width
         self.values: dict[str, int] = {} if values is None else values
         self.target: tuple[str, object] | None = None  # ("label", name) or ("address", int)
-        self.target_field: str | None = None
+        self.target_operand: Target | None = None  # which fields the resolved offset goes to
 
 
 _REG = re.compile(r"^(?:([wx])(\d{1,2})|(wzr|xzr|wsp|sp|fp|lr))$")
@@ -244,10 +244,13 @@ class Cond(Operand):
 
 @dataclass(frozen=True)
 class Target(Operand):
-    """A pc-relative branch target: a label, or '#address'. Resolved when encoding."""
+    """A pc-relative target: a label, or '#address'. Resolved when encoding: the offset from the
+    instruction in units of ``scale`` bytes (4 for branches, 1 for adr), a signed ``bits``-bit
+    value whose low bits fill ``fields[0]``, the next ones ``fields[1]`` (adr splits it: immlo, immhi)."""
 
-    field: str
-    bits: int  # width of the signed word-offset field
+    fields: tuple[str, ...]
+    bits: int
+    scale: int = 4
 
     def parse(self, text: str, ctx: Context) -> None:
         t = text.strip()
@@ -257,7 +260,7 @@ class Target(Operand):
             ctx.target = ("label", t)
         else:
             raise OperandMismatch(f"expected a label, got {t!r}")
-        ctx.target_field = self.field
+        ctx.target_operand = self
 
 
 @dataclass(frozen=True)
@@ -353,6 +356,15 @@ class Form:
         lsb, width = self.fields[name]
         return ((1 << width) - 1) << lsb
 
+    def place(self, names: tuple[str, ...], value: int) -> int:
+        """The bits of ``value`` (two's complement) spread over the fields ``names``, low bits first."""
+        word = 0
+        for name in names:
+            lsb, width = self.fields[name]
+            word |= (value & ((1 << width) - 1)) << lsb
+            value >>= width
+        return word
+
 
 # Field layouts shared by families of forms (bit positions from the Arm ARM, section C4).
 _D_N_M = {"sf": (31, 1), "Rd": (0, 5), "Rn": (5, 5), "Rm": (16, 5)}
@@ -430,15 +442,17 @@ FORMS: tuple[Form, ...] = (
     Form("ldrb_pre", "ldrb", 0x38400C00, _LDST_PREPOST, (Reg("Rt", width=32), Mem("Rn", "pre", "imm9", **_SIMM9)), sized=False, writeback=("Rt", "Rn")),
     Form("ldrb_post", "ldrb", 0x38400400, _LDST_PREPOST, (Reg("Rt", width=32), Mem("Rn", "base"), Imm("imm9", **_SIMM9)), sized=False, writeback=("Rt", "Rn")),
     Form("ldrb_off", "ldrb", 0x39400000, _LDST_UOFF, (Reg("Rt", width=32), Mem("Rn", "offset", "imm12", 0, 4095, 12)), sized=False),
-    Form("b", "b", 0x14000000, {"imm26": (0, 26)}, (Target("imm26", 26),), sized=False),
-    Form("bl", "bl", 0x94000000, {"imm26": (0, 26)}, (Target("imm26", 26),), sized=False),
-    Form("b_cond", "b.", 0x54000000, {"cond": (0, 4), "imm19": (5, 19)}, (Target("imm19", 19),), sized=False),
-    Form("cbz", "cbz", 0x34000000, {"sf": (31, 1), "Rt": (0, 5), "imm19": (5, 19)}, (Reg("Rt"), Target("imm19", 19))),
-    Form("cbnz", "cbnz", 0x35000000, {"sf": (31, 1), "Rt": (0, 5), "imm19": (5, 19)}, (Reg("Rt"), Target("imm19", 19))),
+    Form("b", "b", 0x14000000, {"imm26": (0, 26)}, (Target(("imm26",), 26),), sized=False),
+    Form("bl", "bl", 0x94000000, {"imm26": (0, 26)}, (Target(("imm26",), 26),), sized=False),
+    Form("b_cond", "b.", 0x54000000, {"cond": (0, 4), "imm19": (5, 19)}, (Target(("imm19",), 19),), sized=False),
+    Form("cbz", "cbz", 0x34000000, {"sf": (31, 1), "Rt": (0, 5), "imm19": (5, 19)}, (Reg("Rt"), Target(("imm19",), 19))),
+    Form("cbnz", "cbnz", 0x35000000, {"sf": (31, 1), "Rt": (0, 5), "imm19": (5, 19)}, (Reg("Rt"), Target(("imm19",), 19))),
     Form("tbz", "tbz", 0x36000000, {"Rt": (0, 5), "b40": (19, 5), "b5": (31, 1), "imm14": (5, 14)},
-         (Reg("Rt", width="any"), BitNumber("b5", "b40"), Target("imm14", 14)), sized=False),
+         (Reg("Rt", width="any"), BitNumber("b5", "b40"), Target(("imm14",), 14)), sized=False),
     Form("tbnz", "tbnz", 0x37000000, {"Rt": (0, 5), "b40": (19, 5), "b5": (31, 1), "imm14": (5, 14)},
-         (Reg("Rt", width="any"), BitNumber("b5", "b40"), Target("imm14", 14)), sized=False),
+         (Reg("Rt", width="any"), BitNumber("b5", "b40"), Target(("imm14",), 14)), sized=False),
+    Form("adr", "adr", 0x10000000, {"Rd": (0, 5), "immlo": (29, 2), "immhi": (5, 19)},
+         (Reg("Rd", width=64), Target(("immlo", "immhi"), 21, scale=1)), sized=False),
     Form("svc", "svc", 0xD4000001, {"imm16": (5, 16)}, (Imm("imm16", 0, 0xFFFF, 16),), sized=False),
     Form("ret", "ret", 0xD65F0000, {"Rn": (5, 5)}, (Reg("Rn", width=64),), sized=False),
     Form("ret_lr", "ret", 0xD65F0000, {"Rn": (5, 5)}, (), fixed={"Rn": 30}, sized=False),

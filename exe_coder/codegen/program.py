@@ -2,9 +2,11 @@
 
 ``ProgramTemplate.load("add")`` reads ``templates/add.s.j2`` once per process. ``build(a=, b=)``
 is the full toolchain; ``patch(a=, b=)`` starts from the cached golden image, re-encodes the
-operand fields at the assembler's patch sites, and finalizes again. Loading proves the two agree
-(probe operands through both paths) and that every operand's 32 bits have exactly one patch
-site, so ``patch`` is byte-identical to ``build`` for every operand value.
+operand fields at the assembler's patch sites, and finalizes again. An operand lives either in
+instruction fields (bit sites, ``// patch: a[15:0]``: add.s.j2) or as decimal text in a data field
+(one text site, ``// patch: a[text]``: add_text.s.j2). Loading proves the two paths agree (probe
+operands through both) and that every operand has one text site or bit sites covering its 32
+bits exactly once, so ``patch`` is byte-identical to ``build`` for every operand value.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import jinja2
 import jinja2.meta
 
-from exe_coder.codegen.assembler import Assembly, PatchSite, assemble
+from exe_coder.codegen.assembler import Assembly, PatchSite, TextSite, assemble
 from exe_coder.codegen.finalize import finalize, locate
 from exe_coder.codegen.macho import Linked, link
 from exe_coder.errors import UserError
@@ -32,7 +34,18 @@ def _u32(value: int) -> int:
     return value & 0xFFFFFFFF
 
 
-# Filters a template uses to split a signed 32-bit operand into movz/movk halves.
+def _dec_text(value: int, width: int) -> str:
+    """The body of an ``.ascii`` text field: the decimal digits, then ``\\0`` escapes to ``width``
+    bytes (``TextSite.apply``'s bytes). Only NULs follow an escape, so none runs into a digit as
+    a longer octal escape."""
+    text = str(value)
+    if len(text) >= width:
+        raise ValueError(f"{value} does not fit a {width}-byte text field with a NUL")
+    return text + "\\0" * (width - len(text))
+
+
+# Filters a template uses to split a signed 32-bit operand into movz/movk halves, or to write
+# it as a text field.
 _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
@@ -41,6 +54,7 @@ _ENV = jinja2.Environment(
 _ENV.filters["lo16"] = lambda v: _u32(v) & 0xFFFF
 _ENV.filters["hi16"] = lambda v: _u32(v) >> 16
 _ENV.filters["u32"] = _u32
+_ENV.filters["dec_text"] = _dec_text
 
 
 @dataclass(frozen=True)
@@ -71,12 +85,14 @@ class ProgramTemplate:
 
         zeros = {name: 0 for name in sorted(variables)}
         golden = self._compile(zeros)
-        sites = golden.assembly.patch_sites
-        self.operands: tuple[str, ...] = tuple(dict.fromkeys(site.operand for site in sites))
+        sites, text_sites = golden.assembly.patch_sites, golden.assembly.text_sites
+        self.operands: tuple[str, ...] = tuple(dict.fromkeys(s.operand for s in (*sites, *text_sites)))
         self.patch_sites: tuple[PatchSite, ...] = sites
+        self.text_sites: tuple[TextSite, ...] = text_sites
         self._check_sites(set(variables))
         self._golden = golden
         self._site_offsets = tuple((golden.text_offset + s.offset, s) for s in sites)
+        self._text_offsets = tuple((golden.text_offset + s.offset, s) for s in text_sites)
         self._layout = locate(golden.image)
         self._check_patch_equals_build()
 
@@ -104,6 +120,10 @@ class ProgramTemplate:
             raise UserError(f"'// patch:' names {sorted(unused)}, which the template never renders", path=self.path)
         for operand in self.operands:
             slices = sorted((s.value_lsb, s.field_width) for s in self.patch_sites if s.operand == operand)
+            if any(s.operand == operand for s in self.text_sites):  # one at most: the assembler refuses a second
+                if slices:
+                    raise UserError(f"{operand!r} has a text site and bit sites {slices}; give it one or the other", path=self.path)
+                continue
             covered = 0
             for lsb, width in slices:
                 if lsb != covered:
@@ -163,15 +183,23 @@ class ProgramTemplate:
         for offset, site in self._site_offsets:
             (word,) = struct.unpack_from("<I", image, offset)
             struct.pack_into("<I", image, offset, site.apply(word, ops[site.operand]))
+        for offset, text in self._text_offsets:
+            image[offset : offset + text.width] = text.apply(ops[text.operand])
         return finalize(image, layout=self._layout)
 
     def read_operands(self, image: bytes) -> dict[str, int]:
-        """The operand values encoded at the patch sites of an image laid out like this template's."""
+        """The operand values encoded at the patch sites of an image laid out like this template's.
+
+        Every bit pattern of a bit site is some value; a text field must hold what ``patch``
+        writes (canonical decimal, NUL-padded), and anything else raises ValueError naming it."""
         values = dict.fromkeys(self.operands, 0)
         for offset, site in self._site_offsets:
             (word,) = struct.unpack_from("<I", image, offset)
             values[site.operand] |= site.extract(word)
-        return {k: v - (1 << OPERAND_BITS) if v >> (OPERAND_BITS - 1) else v for k, v in values.items()}
+        values = {k: v - (1 << OPERAND_BITS) if v >> (OPERAND_BITS - 1) else v for k, v in values.items()}
+        for offset, text in self._text_offsets:
+            values[text.operand] = text.extract(image[offset : offset + text.width])
+        return values
 
     @property
     def text_offset(self) -> int:

@@ -229,9 +229,12 @@ def eval_hook_for(config) -> Callable[[CausalLM, int], dict[str, float]]:
     """The hook a training run gets (``exe-coder train`` and ``run-stage`` alike): the first
     ``[train].eval_max_samples`` validation examples, decoded under the run's track and bounds."""
     d = config.data
+    examples = load_examples(d.val_jsonl)
+    programs = {e.program for e in examples}  # one, from a build: Track B sizes its generation by it
+    program = programs.pop() if len(programs) == 1 else None
     return make_eval_hook(
-        load_examples(d.val_jsonl),
-        track_for(d.track, min_int=d.decode_min_int, max_int=d.decode_max_int),
+        examples,
+        track_for(d.track, min_int=d.decode_min_int, max_int=d.decode_max_int, program=program),
         limit=config.train.eval_max_samples,
     )
 
@@ -249,6 +252,7 @@ def load_trained(
         d["track"],
         min_int=d["min_int"] if min_int is None else min_int,
         max_int=d["max_int"] if max_int is None else max_int,
+        program=d["program"],
     )
     return ckpt.model, track, d["program"]
 

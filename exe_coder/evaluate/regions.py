@@ -8,8 +8,8 @@ signature are filled in) is compared with the golden unsigned image of its examp
   signature (``uuid``, ``code_signature``) hold for the model's image (its signature space zeroed);
 - a breakdown of byte errors by region of the golden layout: the Mach-O header, each load
   command, the padding before ``__text``, each instruction word of ``__text`` (for ``movz``/``movk``
-  words, the 16-bit operand field apart from the word's other fields), the padding after it and
-  ``__LINKEDIT``. A region counts the predictions with at least one wrong byte (bit, for the
+  words, the 16-bit operand field apart from the word's other fields; an operand held as decimal
+  text, add_text's, is one region of its own, "a text"), the padding after it and ``__LINKEDIT``. A region counts the predictions with at least one wrong byte (bit, for the
   instruction fields) there, so a reader sees whether the model fails at structure or at
   encoding numbers into instruction fields.
 """
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from exe_coder.codegen.disasm import decode_word
 from exe_coder.codegen.finalize import signature_size, unsigned_image
+from exe_coder.codegen.program import ProgramTemplate
 from exe_coder.dataset.golden import golden_image
 from exe_coder.decode.image_text import ImageTextError, expand, text_to_tokens
 from exe_coder.decode.prediction import Prediction
@@ -78,16 +79,23 @@ def layout_regions(program: str) -> tuple[Region, ...]:
         regions.append(Region(f"lc[{i}] {m.COMMAND_NAMES.get(cmd.cmd, hex(cmd.cmd))}", cmd.offset, cmd.offset + cmd.cmdsize))
     text = next(s for seg in f.segments for s in seg.sections if s.sectname == "__text")
     regions.append(Region("padding before __text", regions[-1].end, text.offset))
-    for k in range(text.offset, text.offset + text.size, 4):
-        word = image[k : k + 4]
-        (value,) = struct.unpack("<I", word)
-        decoded = decode_word(word)
-        name = f"__text[{(k - text.offset) // 4}] {decoded[0] if decoded else '.word'}"
-        if any(value & mask == want for mask, want in _MOVZ_MOVK):
+    fields = {text.offset + s.offset: s for s in ProgramTemplate.load(program).text_sites}
+    k, end = text.offset, text.offset + text.size
+    while k < end:
+        if k in fields:  # an operand's text field: one region, whatever its width
+            site = fields[k]
+            regions.append(Region(f"{site.operand} text", k, k + site.width))
+            k += site.width
+            continue
+        word = image[k : min(k + 4, end, *(o for o in fields if o > k))]  # a word, or bytes before a field
+        decoded = decode_word(word) if len(word) == 4 else None
+        name = f"__text[{(k - text.offset) // 4}] {decoded[0] if decoded else '.word' if len(word) == 4 else '.byte'}"
+        if decoded and any(struct.unpack("<I", word)[0] & mask == want for mask, want in _MOVZ_MOVK):
             regions.append(Region(f"{name} operand field", k, k + 4, IMM16))
             regions.append(Region(f"{name} other fields", k, k + 4, 0xFFFFFFFF & ~IMM16))
         else:
-            regions.append(Region(name, k, k + 4))
+            regions.append(Region(name, k, k + len(word)))
+        k += len(word)
     linkedit = f.segment("__LINKEDIT")
     regions.append(Region("padding after __text", text.offset + text.size, linkedit.fileoff))
     regions.append(Region("__LINKEDIT", linkedit.fileoff, len(image)))

@@ -302,10 +302,10 @@ def train_rl(
     model, reference = _models(config)  # a missing SFT start fails before the data is read
     model.eval()  # dropout off: the differentiated forward is the policy that sampled
     d = config.data
-    track = track_for(d.track, min_int=d.decode_min_int, max_int=d.decode_max_int)
-    grammar = track.constraint
     train_examples = load_examples(d.train_jsonl)
     program = program_of(train_examples, d.train_jsonl)
+    track = track_for(d.track, min_int=d.decode_min_int, max_int=d.decode_max_int, program=program)
+    grammar = track.constraint
     val_examples = load_examples(d.val_jsonl)
     hook = make_eval_hook(val_examples, track, limit=config.train.eval_max_samples) if eval_hook and main else None
     manifest = manifest_sha256(d.train_jsonl)
