@@ -31,7 +31,7 @@ from exe_coder.decode.generate import GREEDY, CausalLM, PromptTooLong, Sampling,
 from exe_coder.decode.prediction import Latency, Prediction
 from exe_coder.decode.prompt_check import prompt_warnings
 from exe_coder.decode.reconstruct import Reconstruction
-from exe_coder.decode.track import PatchTrack, Track, track_for
+from exe_coder.decode.track import PatchTrack, Track, program_of, track_for
 from exe_coder.errors import UserError
 from exe_coder.model.checkpoint import load_checkpoint
 from exe_coder.runtime.outcome import Outcome, OutcomeKind
@@ -230,8 +230,7 @@ def eval_hook_for(config) -> Callable[[CausalLM, int], dict[str, float]]:
     ``[train].eval_max_samples`` validation examples, decoded under the run's track and bounds."""
     d = config.data
     examples = load_examples(d.val_jsonl)
-    programs = {e.program for e in examples}  # one, from a build: Track B sizes its generation by it
-    program = programs.pop() if len(programs) == 1 else None
+    program = program_of(examples, d.val_jsonl)  # Track B sizes its generation by it
     return make_eval_hook(
         examples,
         track_for(d.track, min_int=d.decode_min_int, max_int=d.decode_max_int, program=program),
