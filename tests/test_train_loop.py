@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -240,18 +241,35 @@ def test_warmstart_textmix_starts_from_the_checkpoint(full_run, data_dir: Path, 
     assert result.steps == 8
 
 
-def test_warmstart_may_change_dropout_but_not_the_model(full_run, data_dir: Path, tmp_path: Path):
+def test_warmstart_may_change_dropout_and_rope_seq_len_but_not_the_model(full_run, data_dir: Path, tmp_path: Path):
     from exe_coder.train.config import TrainConfig
 
-    out, _ = full_run
+    out, _ = full_run  # position "rope": no weight depends on seq_len
     base = tiny_config(data_dir, tmp_path, max_steps=2).model_dump(mode="json", exclude_none=True)
     base["init"] = {"mode": "warmstart", "warmstart_ckpt": str(out)}
     base["model"]["dropout"] = 0.3
+    base["model"]["seq_len"] *= 2
     assert train(TrainConfig.model_validate(base), show_progress=False).steps == 2
-    base["model"]["hidden_size"] *= 2
-    base["run"]["output_dir"] = str(tmp_path / "wider")
-    with pytest.raises(UserError, match="beyond dropout"):
+    wider = copy.deepcopy(base)
+    wider["model"]["hidden_size"] *= 2
+    wider["run"]["output_dir"] = str(tmp_path / "wider")
+    with pytest.raises(UserError, match="beyond dropout and seq_len"):
+        train(TrainConfig.model_validate(wider), show_progress=False)
+    learned = copy.deepcopy(base)  # a learned position table has seq_len rows: it must match
+    learned["model"]["position"] = "learned"
+    learned["run"]["output_dir"] = str(tmp_path / "learned")
+    with pytest.raises(UserError, match="beyond dropout$"):
+        train(TrainConfig.model_validate(learned), show_progress=False)
+
+
+def test_warmstart_from_a_missing_run_says_to_train_it_first(data_dir: Path, tmp_path: Path):
+    from exe_coder.train.config import TrainConfig
+
+    base = tiny_config(data_dir, tmp_path / "run", max_steps=2).model_dump(mode="json", exclude_none=True)
+    base["init"] = {"mode": "warmstart", "warmstart_ckpt": str(tmp_path / "never_trained")}
+    with pytest.raises(UserError, match=r"warmstart_ckpt: .*never_trained: checkpoint not found \(train the run"):
         train(TrainConfig.model_validate(base), show_progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 @settings(max_examples=15, deadline=None)

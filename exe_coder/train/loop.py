@@ -134,11 +134,19 @@ def _init_model(config: TrainConfig) -> Transformer:
     mx.random.seed(config.run.seed)
     model = Transformer.from_config(config.model)
     if config.init.mode != "scratch":
-        source = load_checkpoint(config.init.warmstart_ckpt)
-        # dropout is how a run trains, not what the weights are: a warmstart may change it
-        if source.model_config.model_copy(update={"dropout": config.model.dropout}) != config.model:
+        try:
+            source = load_checkpoint(config.init.warmstart_ckpt)
+        except UserError as err:  # most often: the run it starts from was not trained yet
+            raise UserError(f"[init].warmstart_ckpt: {err} (train the run it names first)") from None
+        # dropout is how a run trains, not what the weights are; seq_len is no weight either unless
+        # positions are a learned table (RoPE and NoPE have none): a Track B run (896 tokens) may
+        # start from a Track A model trained at 256.
+        free = {"dropout": config.model.dropout}
+        if "learned" not in (source.model_config.position, config.model.position):
+            free["seq_len"] = config.model.seq_len
+        if source.model_config.model_copy(update=free) != config.model:
             raise UserError(
-                "warmstart checkpoint's [model] differs from this config's [model] (beyond dropout)",
+                f"warmstart checkpoint's [model] differs from this config's [model] beyond {' and '.join(free)}",
                 config.init.warmstart_ckpt,
             )
         model.update(source.model.parameters())
