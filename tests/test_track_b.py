@@ -16,7 +16,7 @@ from exe_coder.decode import image_text
 from exe_coder.decode.image_text import ImageTextError, encode_image, expand, text_to_tokens, tokens_to_text
 from exe_coder.decode.infer import run_inference
 from exe_coder.decode.track import FullImageTrack, PatchTrack, track_for
-from exe_coder.evaluate.regions import image_report, layout_regions, region_errors
+from exe_coder.evaluate.regions import image_report, layout_regions, markdown_lines, region_errors
 from exe_coder.model.tokenizer import EOS, SEP
 from exe_coder.spec.model import sign_pattern
 
@@ -167,6 +167,10 @@ def test_region_breakdown_of_an_add_text_image():
     report = image_report(preds)
     rows = {r.region: r for r in report.regions}
     assert rows["a text"].wrong_predictions == rows["b text"].wrong_predictions == 1 and report.image_exact_match_rate == 0.5
+    # read back: a "17" then "18" (a digit wrong), b "-4" then "-40" (a digit too many)
+    fields = {f.operand: (f.n, f.sign_rate, f.length_rate, f.char_rate, f.exact_rate) for f in report.text_fields}
+    assert fields == {"a": (2, 1.0, 1.0, 0.75, 0.5), "b": (2, 1.0, 0.5, 1.0, 0.5)}
+    assert "### Operand text fields read back" in markdown_lines(report)
 
 
 def test_track_for_names_both_tracks():
@@ -200,6 +204,7 @@ def test_region_breakdown_of_a_hand_corrupted_image():
     assert by_name["__text[0] mov operand field"].wrong_predictions == 1
     assert by_name["__text[0] mov other fields"].wrong_predictions == 0
     assert image_report([p.model_copy(update={"track": PatchTrack.name}) for p in (good, corrupt)]) is None
+    assert report.text_fields == [] and "### Operand text fields read back" not in markdown_lines(report)  # add: no text
 
 
 def test_image_text_module_names_no_vocabulary_beyond_bytes():

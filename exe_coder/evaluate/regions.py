@@ -11,7 +11,10 @@ signature are filled in) is compared with the golden unsigned image of its examp
   words, the 16-bit operand field apart from the word's other fields; an operand held as decimal
   text, add_text's, is one region of its own, "a text"), the padding after it and ``__LINKEDIT``. A region counts the predictions with at least one wrong byte (bit, for the
   instruction fields) there, so a reader sees whether the model fails at structure or at
-  encoding numbers into instruction fields.
+  encoding numbers into instruction fields;
+- for an operand held as decimal text, the field read back (its bytes up to the first NUL) against
+  the golden one: sign right, length right, characters right by place, whole text right -- how
+  far the model is from copying the prompt's number.
 """
 
 from __future__ import annotations
@@ -56,6 +59,19 @@ class RegionErrors(BaseModel):
     wrong_bytes: int  # summed over predictions (bits, for a field)
 
 
+class TextFieldScore(BaseModel):
+    """One operand's decimal text field, read back up to its first NUL, against the golden text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operand: str
+    n: int
+    sign_rate: float  # a '-' where the golden text has one, and only there
+    length_rate: float  # as many characters as the golden text
+    char_rate: float  # of the golden text's characters, those the model wrote at the same place
+    exact_rate: float
+
+
 class ImageReport(BaseModel):
     """What only Track B shows: the model's image before finalize."""
 
@@ -67,6 +83,7 @@ class ImageReport(BaseModel):
     expanded_rate: float  # the token stream expanded to bytes at all
     length_mismatch: int  # predictions whose image is not the golden image's length
     regions: list[RegionErrors]
+    text_fields: list[TextFieldScore] = []  # programs with operands as decimal text (add_text)
 
 
 @lru_cache(maxsize=4)
@@ -126,6 +143,31 @@ def region_errors(model: bytes, gold: bytes, regions: Sequence[Region]) -> list[
     return out
 
 
+def field_text(image: bytes, region: Region) -> bytes:
+    """A text field's characters: its bytes up to the first NUL (what add_text's parser reads)."""
+    return image[region.start : region.end].split(b"\0", 1)[0]
+
+
+def text_field_scores(pairs: Sequence[tuple[bytes, bytes]], regions: Sequence[Region]) -> list[TextFieldScore]:
+    """Per text-field region ("a text", ...): ``pairs`` of (model image, golden image) read back."""
+    scores = []
+    for r in (r for r in regions if r.name.endswith(" text")):
+        sign = length = chars = total = exact = 0
+        for model, gold in pairs:
+            got, want = field_text(model, r), field_text(gold, r)
+            sign += got.startswith(b"-") == want.startswith(b"-")
+            length += len(got) == len(want)
+            chars += sum(x == y for x, y in zip(got, want))
+            total += len(want)
+            exact += got == want
+        n = len(pairs)
+        scores.append(TextFieldScore(
+            operand=r.name.removesuffix(" text"), n=n, sign_rate=sign / n, length_rate=length / n,
+            char_rate=chars / max(total, 1), exact_rate=exact / n,
+        ))
+    return scores
+
+
 def structural_ok(image: bytes) -> bool:
     """The non-signature structural rules hold for ``image`` with its signature space zeroed."""
     try:
@@ -144,6 +186,7 @@ def image_report(predictions: Sequence[Prediction]) -> ImageReport | None:
     program = preds[0].example.program
     regions = layout_regions(program)
     wrong_preds, wrong_bytes = [0] * len(regions), [0] * len(regions)
+    pairs = []  # (model image, golden image) of the predictions laid out like the first
     for p in preds:
         gold = unsigned_image(golden_image(p.example.program, p.example.a, p.example.b))
         image = model_image(p)
@@ -155,6 +198,8 @@ def image_report(predictions: Sequence[Prediction]) -> ImageReport | None:
         mismatch += len(image) != len(gold)
         structural += bool(image) and structural_ok(image)
         regs = regions if p.example.program == program else layout_regions(p.example.program)
+        if p.example.program == program:
+            pairs.append((image, gold))
         for i, n in enumerate(region_errors(image, gold, regs)):
             wrong_preds[i] += n > 0
             wrong_bytes[i] += n
@@ -169,6 +214,7 @@ def image_report(predictions: Sequence[Prediction]) -> ImageReport | None:
             RegionErrors(region=r.name, offset=r.start, size=r.end - r.start, wrong_predictions=wp, wrong_bytes=wb)
             for r, wp, wb in zip(regions, wrong_preds, wrong_bytes)
         ],
+        text_fields=text_field_scores(pairs, regions),
     )
 
 
@@ -190,4 +236,18 @@ def markdown_lines(report: ImageReport) -> list[str]:
     ]
     for r in report.regions:
         lines.append(f"| {r.region} | {r.offset:#x} | {r.size} | {r.wrong_predictions} | {r.wrong_bytes} |")
+    if report.text_fields:
+        lines += [
+            "",
+            "### Operand text fields read back",
+            "",
+            "Each field up to its first NUL against the golden text: sign, length, characters by place, whole text.",
+            "",
+            "| operand | n | sign right | length right | characters right | exact |",
+            "|---|---|---|---|---|---|",
+        ]
+        for f in report.text_fields:
+            lines.append(
+                f"| {f.operand} | {f.n} | {f.sign_rate:.3f} | {f.length_rate:.3f} | {f.char_rate:.3f} | {f.exact_rate:.3f} |"
+            )
     return lines + [""]
