@@ -100,7 +100,6 @@ def test_warmstart_matrix_differs_from_its_stage_run_only_in_init(name):
         assert len(start) == 1 and start[0].model.model_copy(update={"dropout": arm.model.dropout}) == arm.model
 
 
-
 @pytest.mark.parametrize("name", ["sft_stage1_trackb", "sft_stage1b_trackb", "sft_stage1_text_trackb", "sft_stage1b_text_trackb"])
 def test_track_b_starts_from_the_track_a_run_on_the_same_prompts(name):
     """Track B warm-starts from Track A's shipped run of the same stage (add_text's specs draw the
@@ -112,6 +111,7 @@ def test_track_b_starts_from_the_track_a_run_on_the_same_prompts(name):
     assert ta.data.track == "template_delta_operand_patch" and tb.data.track == "strict_one_shot"
     assert ta.data.train_jsonl == tb.data.train_jsonl.replace("_text/", "/")
     assert ta.model.model_copy(update={"dropout": tb.model.dropout, "seq_len": tb.model.seq_len}) == tb.model
+
 
 def test_good_config_parses_with_defaults():
     cfg = parse_config(GOOD, "good.toml")
