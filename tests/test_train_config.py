@@ -88,6 +88,11 @@ def test_shipped_rl_mainline_has_the_model_of_the_sft_run_it_starts_from():
     assert sft[0].data.train_jsonl == rl.data.train_jsonl
 
 
+def _shipped_runs_writing(output_dir: str) -> list[TrainConfig]:
+    """The shipped configs whose run writes ``output_dir`` (a warmstart's source)."""
+    return [c for c in map(load_config, SHIPPED) if c.run.output_dir == output_dir]
+
+
 @pytest.mark.parametrize("name", ["sft_scratch", "sft_warmstart", "sft_warmstart_textmix"])
 def test_warmstart_matrix_differs_from_its_stage_run_only_in_init(name):
     """The seed's matrix asks what warmstart and textmix add: each arm must be the stage's own
@@ -96,7 +101,7 @@ def test_warmstart_matrix_differs_from_its_stage_run_only_in_init(name):
     assert arm.run.name == name
     assert arm.model_copy(update={"run": stage.run, "init": stage.init}) == stage
     if arm.init.mode != "scratch":  # warmstart loads the stage0 run's weights into this [model]
-        start = [load_config(p) for p in SHIPPED if load_config(p).run.output_dir == arm.init.warmstart_ckpt]
+        start = _shipped_runs_writing(arm.init.warmstart_ckpt)
         assert len(start) == 1 and start[0].model.model_copy(update={"dropout": arm.model.dropout}) == arm.model
 
 
@@ -105,7 +110,7 @@ def test_track_b_starts_from_the_track_a_run_on_the_same_prompts(name):
     """Track B warm-starts from Track A's shipped run of the same stage (add_text's specs draw the
     prompts of add's), whose weights must load into its [model]: equal but for seq_len and dropout."""
     tb = load_config(CONFIGS_DIR / f"{name}.toml")
-    start = [load_config(p) for p in SHIPPED if load_config(p).run.output_dir == tb.init.warmstart_ckpt]
+    start = _shipped_runs_writing(tb.init.warmstart_ckpt)
     assert tb.init.mode == "warmstart" and len(start) == 1
     (ta,) = start
     assert ta.data.track == "template_delta_operand_patch" and tb.data.track == "strict_one_shot"

@@ -197,9 +197,11 @@ def image_report(predictions: Sequence[Prediction]) -> ImageReport | None:
         exact += image == gold
         mismatch += len(image) != len(gold)
         structural += bool(image) and structural_ok(image)
-        regs = regions if p.example.program == program else layout_regions(p.example.program)
         if p.example.program == program:
+            regs = regions
             pairs.append((image, gold))
+        else:
+            regs = layout_regions(p.example.program)
         for i, n in enumerate(region_errors(image, gold, regs)):
             wrong_preds[i] += n > 0
             wrong_bytes[i] += n
