@@ -2,9 +2,10 @@
 
     uv run python bench/decode.py [--config configs/sft_stage1.toml] [--prompts 256] [--batch-size 32]
 
-On Linux, ``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0`` makes the
-model's matmuls much faster (the mlx[cpu] wheel links a reference BLAS); the mask overhead does
-not depend on it.
+On Linux it re-executes itself once with OpenBLAS preloaded, as ``exe-coder train`` and ``infer``
+do (``exe_coder/train/blas.py``; the mlx[cpu] wheel links a reference BLAS, 4.3x slower for Track
+B decoding here). ``EXE_CODER_NO_BLAS_PRELOAD=1`` measures without it. The mask overhead does not
+depend on it.
 
 What is printed:
 
@@ -40,6 +41,7 @@ from exe_coder.decode.generate import _step_fn, generate  # noqa: E402
 from exe_coder.model.tokenizer import VOCAB_SIZE  # noqa: E402
 from exe_coder.model.transformer import Transformer, count_parameters  # noqa: E402
 from exe_coder.paths import CONFIGS_DIR  # noqa: E402
+from exe_coder.train.blas import ensure_optimized_blas  # noqa: E402
 
 BOUNDS = {"stage0/1 [-1000, 1000]": (-1000, 1000), "stage2 [-5000, 5000]": (-5000, 5000), "int32": (-(2**31), 2**31 - 1)}
 SEED_MODEL = {"layers": 6, "hidden_size": 512, "heads": 8, "seq_len": 128}  # the seed README's [model]
@@ -199,6 +201,7 @@ def main() -> None:
     ap.add_argument("--track-b-only", action="store_true", help="measure Track B throughput only")
     ap.add_argument("--track-b-config", type=Path, default=TRACK_B_CONFIG)
     args = ap.parse_args()
+    ensure_optimized_blas()
     print(f"mlx {mx.__version__}, device {mx.default_device()}, "
           f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '') or '(none)'}")
     if args.track_b_only:

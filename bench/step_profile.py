@@ -1,14 +1,15 @@
 """Where a training step of the stage1 model spends its time: forward, forward+backward, AdamW update.
 
-    uv run python bench/step_profile.py      (on Linux, preload OpenBLAS as `exe-coder train` does:
-    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0)
+    uv run python bench/step_profile.py      (on Linux it preloads OpenBLAS as `exe-coder train` does)
 
 Uncompiled MLX ops on one process, random tokens of batch 32 x 64 (bench/train.py's shape).
 """
 import time
 import mlx.core as mx, mlx.nn as nn, mlx.optimizers as optim
 from exe_coder.model.transformer import Transformer
+from exe_coder.train.blas import ensure_optimized_blas
 from exe_coder.train.config import load_config
+ensure_optimized_blas()
 cfg = load_config("configs/sft_stage1_pilot.toml")
 mx.random.seed(0)
 m = Transformer.from_config(cfg.model); m.train()
