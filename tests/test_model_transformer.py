@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exe_coder.model.tokenizer import PAD, VOCAB_SIZE
-from exe_coder.model.transformer import Transformer, digit_places, number_ordinals
+from exe_coder.model import transformer
+from exe_coder.model.transformer import Transformer, blocked_causal_attention, digit_places, number_ordinals
 
 TOL = 1e-4
 
@@ -169,3 +170,46 @@ def test_partial_rope_rotates_only_its_share_of_each_head(fraction: float, rotat
     y = attn.rope(x, offset=3)
     changed = np.abs(np.array(y - x)).max(axis=(0, 1, 2)) > 1e-6
     assert changed[:rotated].all() and not changed[rotated:].any()
+
+
+@settings(max_examples=30, deadline=None)
+@given(T=st.integers(1, 40), block=st.integers(1, 16), seed=st.integers(0, 2**16))
+def test_blocked_causal_attention_equals_full_causal_attention_and_its_gradients(T: int, block: int, seed: int):
+    """The same outputs and gradients as one causal attention over all T positions, whatever
+    the block size and however T divides by it."""
+    key = mx.random.key(seed)
+    q, k, v = (mx.random.normal((2, 3, T, 8), key=kk) for kk in mx.random.split(key, 3))
+
+    def full(q, k, v):
+        return mx.fast.scaled_dot_product_attention(q, k, v, scale=0.3, mask="causal")
+
+    def blocked(q, k, v):
+        return blocked_causal_attention(q, k, v, 0.3, block)
+
+    assert np.abs(np.array(blocked(q, k, v) - full(q, k, v))).max() < 1e-5
+    cot = mx.random.normal((2, 3, T, 8), key=mx.random.key(seed + 1))  # a loss that weighs every output
+    g_full = mx.grad(lambda *a: (full(*a) * cot).sum(), argnums=(0, 1, 2))(q, k, v)
+    g_blocked = mx.grad(lambda *a: (blocked(*a) * cot).sum(), argnums=(0, 1, 2))(q, k, v)
+    for a, b in zip(g_full, g_blocked):
+        assert np.abs(np.array(a - b)).max() < 1e-4
+
+
+def test_a_sequence_longer_than_a_block_gives_the_logits_of_unblocked_attention(monkeypatch):
+    """The model takes the blocked path past ATTENTION_BLOCK tokens (training, Track B's long
+    images) and computes what one causal attention would; incremental decoding agrees with it."""
+    model = MODELS["partial_rope"]
+    tokens = mx.array(np.random.default_rng(0).integers(0, 300, size=(2, 50)))
+    monkeypatch.setattr(transformer, "ATTENTION_BLOCK", 16)
+    calls = []
+    real = transformer.blocked_causal_attention
+    monkeypatch.setattr(transformer, "blocked_causal_attention", lambda *a: calls.append(1) or real(*a))
+    blocked = model(tokens)
+    assert calls  # the blocked path ran
+    monkeypatch.setattr(transformer, "ATTENTION_BLOCK", 64)
+    calls.clear()
+    whole = model(tokens)
+    assert not calls
+    assert np.abs(np.array(blocked - whole)).max() < TOL
+    cache = model.make_cache()
+    inc = mx.concatenate([model(tokens[:, :20], cache=cache)] + [model(tokens[:, t : t + 1], cache=cache) for t in range(20, 50)], axis=1)
+    assert np.abs(np.array(inc - blocked)).max() < TOL

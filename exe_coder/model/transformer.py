@@ -39,6 +39,11 @@ from exe_coder.model.tokenizer import SEP, VOCAB_SIZE
 
 MAX_DIGIT_PLACE = 16  # places past this share one embedding (int32 operands have at most 10 digits)
 MAX_NUMBER_ORDINAL = 8  # numbers past the 8th share one embedding
+# Causal attention over a longer sequence is computed in blocks of this many queries, each against
+# the keys up to its own end, so the masked half of the score matrix is never computed. The same
+# function to float rounding; a Track B step (~730 tokens) trains several times faster on the CPU
+# (bench/attention.py), where softmax's exp over T x T scores dominated the step.
+ATTENTION_BLOCK = 128
 
 
 class KVCache:
@@ -112,8 +117,25 @@ class Attention(nn.Module):
             k = self.rope(k, offset=positions)
         if cache is not None:
             k, v = cache.update_and_fetch(k, v)
-        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        if isinstance(mask, str) and T > ATTENTION_BLOCK:  # "causal" from position 0
+            o = blocked_causal_attention(q, k, v, self.scale, ATTENTION_BLOCK)
+        else:
+            o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
         return self.out(o.transpose(0, 2, 1, 3).reshape(B, T, -1))
+
+
+def blocked_causal_attention(q: mx.array, k: mx.array, v: mx.array, scale: float, block: int) -> mx.array:
+    """Causal attention of ``q[B, H, T, D]`` over keys from position 0, ``block`` queries at a time:
+    block i attends to keys ``[0, end_i)`` only, so about half the scores of the full T x T matrix
+    (all of them masked) are never computed."""
+    T = q.shape[2]
+    out = []
+    for start in range(0, T, block):
+        end = min(start + block, T)
+        out.append(mx.fast.scaled_dot_product_attention(
+            q[:, :, start:end], k[:, :, :end], v[:, :, :end], scale=scale, mask=_causal_mask(end - start, start)
+        ))
+    return mx.concatenate(out, axis=2)
 
 
 def relu2(x: mx.array) -> mx.array:
