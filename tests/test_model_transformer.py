@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import strategies as st
 
 from exe_coder.model.tokenizer import PAD, VOCAB_SIZE
 from exe_coder.model import transformer
-from exe_coder.model.transformer import Transformer, blocked_causal_attention, digit_places, number_ordinals
+from exe_coder.model.transformer import Transformer, blocked_causal_attention, digit_places, number_ordinals, shifted
 
 TOL = 1e-4
 
@@ -213,3 +215,25 @@ def test_a_sequence_longer_than_a_block_gives_the_logits_of_unblocked_attention(
     cache = model.make_cache()
     inc = mx.concatenate([model(tokens[:, :20], cache=cache)] + [model(tokens[:, t : t + 1], cache=cache) for t in range(20, 50)], axis=1)
     assert np.abs(np.array(inc - blocked)).max() < TOL
+
+
+@settings(max_examples=40, deadline=None)
+@given(row=st.lists(token, min_size=1, max_size=12), k=st.integers(0, 4))
+def test_a_place_shift_moves_every_digit_feature_by_k_and_leaves_the_rest(row: list[int], k: int):
+    """Row i's digit places and digit ends count from 1 + shift[i]: exactly the logits of the
+    unshifted model whose place and end tables are moved k rows up (row 0, "not a digit", stays)."""
+    mx.random.seed(1)
+    model = Transformer(layers=1, hidden_size=32, heads=2, seq_len=64, digit_positions=True,
+                        number_positions=True, digit_ends=True, activation="relu2", rope_fraction=0.25)
+    model.eval()
+    tokens = mx.array([row])
+    places = digit_places(tokens)
+    assert np.array_equal(np.array(shifted(places, mx.array([k]))), np.where(np.array(places) > 0, np.array(places) + k, 0))
+    moved = copy.deepcopy(model)
+    for name in ("digit_embed", "digit_end_embed"):
+        table = np.array(getattr(model, name).weight)
+        table[1 : len(table) - k] = table[1 + k :]  # place p of the moved model = place p + k of the original
+        getattr(moved, name).weight = mx.array(table)
+    got = model(tokens, place_shift=mx.array([k]))
+    assert np.abs(np.array(got - moved(tokens))).max() < TOL
+    assert np.array_equal(np.array(model(tokens, place_shift=mx.array([0]))), np.array(model(tokens)))

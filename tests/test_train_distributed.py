@@ -24,8 +24,8 @@ RTOL = 1e-4  # 1 vs 2 ranks: the same arithmetic up to float reduction order (se
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _config(data_dir: Path, out: Path, dropout: float = 0.0):
-    cfg = tiny_config(data_dir, out, max_steps=16)
+def _config(data_dir: Path, out: Path, dropout: float = 0.0, **train):
+    cfg = tiny_config(data_dir, out, max_steps=16, **train)
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"dropout": dropout})})
 
 
@@ -208,3 +208,20 @@ def test_mlx_launch_runs_the_train_command_as_two_ranks(data_dir: Path, tmp_path
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "device: cpu, 2 ranks" in proc.stderr + proc.stdout
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def test_a_place_shift_trains_the_same_on_one_and_two_ranks(data_dir: Path, tmp_path: Path):
+    """Each rank takes its rows' offsets with its rows of the global batch; a shift changes the
+    run (the offsets reach the model), and 1 and 2 ranks still agree."""
+    def run(n: int, shift: int) -> Path:
+        cfg = _config(data_dir, tmp_path / f"r{n}s{shift}", digit_place_shift=shift)
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"digit_positions": True, "digit_ends": True})})
+        train_on_ranks(cfg, n, eval_hook=False)
+        return tmp_path / f"r{n}s{shift}"
+
+    one, two, plain = curve(run(1, 3)), curve(run(2, 3)), curve(run(1, 0))
+    for a, b in zip(one, two):
+        for key in ("loss", "grad_norm", "val_loss"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=RTOL), (a["step"], key)
+    assert [r["loss"] for r in one] != [r["loss"] for r in plain]

@@ -454,3 +454,21 @@ def test_log_lines_carry_wall_time_and_the_pre_clip_gradient_norm(data_dir: Path
     assert [r["step"] for r in logs] == [4, 8]
     assert 0 < logs[0]["wall_s"] < logs[1]["wall_s"]
     assert all(math.isfinite(r["grad_norm"]) and r["grad_norm"] > 1e-2 for r in logs)
+
+
+def test_the_place_shift_is_drawn_from_seed_and_step_within_its_bound(data_dir: Path):
+    split = tokenize(load_examples(data_dir / "train.jsonl"), Tokenizer(), 64, target=lambda e: e.target)
+    off = Batcher(split, 8, seed=3)
+    assert off.place_shift_at(0) is None
+    on = Batcher(split, 8, seed=3, digit_place_shift=4)
+    draws = np.stack([on.place_shift_at(s) for s in range(50)])
+    assert draws.shape == (50, 8) and draws.min() == 0 and draws.max() == 4
+    assert np.array_equal(draws[7], Batcher(split, 8, seed=3, digit_place_shift=4).place_shift_at(7))
+    assert not np.array_equal(draws, np.stack([Batcher(split, 8, seed=4, digit_place_shift=4).place_shift_at(s) for s in range(50)]))
+
+
+def test_a_place_shift_without_digit_features_is_refused(data_dir: Path, tmp_path: Path):
+    cfg = tiny_config(data_dir, tmp_path / "run", digit_place_shift=2)  # the tiny model has no digit features
+    with pytest.raises(UserError, match=r"\[train\].digit_place_shift offsets the digit features"):
+        train(cfg, show_progress=False)
+    assert not (tmp_path / "run").exists()

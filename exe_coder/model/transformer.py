@@ -19,7 +19,13 @@ but it ties the copy to the distance between prompt and answer, which held-out t
 long trailing text break; NoPE + digit places + number ordinals addresses digits by content
 alone and generalises to held-out templates much better. The shipped configs use that.
 
-``model(tokens[B, T], cache=None, pad_left=None) -> logits[B, T, V]``.
+Digit places and ends meet only their trained embeddings: a number longer than any in training
+has a place no row ever used, and the model writes ``1000`` as ``100``. ``place_shift[B]``
+(training's ``digit_place_shift``, after Abacus) counts row i's places and ends from
+``1 + place_shift[i]``, so every place up to the longest number plus the shift is trained and
+the copy must match places relative to each other. Inference passes none (places from 1).
+
+``model(tokens[B, T], cache=None, pad_left=None, place_shift=None) -> logits[B, T, V]``.
 
 ``pad_left[B]`` counts left-padding tokens per row (batched generation pads prompts on the
 left): those keys are masked out, and positions are shifted so that each row's first real token
@@ -257,6 +263,7 @@ class Transformer(nn.Module):
         tokens: mx.array,
         cache: list[KVCache] | None = None,
         pad_left: mx.array | None = None,
+        place_shift: mx.array | None = None,
     ) -> mx.array:
         B, T = tokens.shape
         offset = cache[0].offset if cache is not None else 0
@@ -298,7 +305,7 @@ class Transformer(nn.Module):
                 c.digit_run = places[:, -1]
                 c.number_count = runs_before + (places == 1).astype(mx.int32).sum(axis=1)
             if self.digit_positions:
-                x = x + self.digit_embed(mx.minimum(places, MAX_DIGIT_PLACE))
+                x = x + self.digit_embed(mx.minimum(shifted(places, place_shift), MAX_DIGIT_PLACE))
             if self.number_positions:
                 x = x + self.number_embed(mx.minimum(ordinals, MAX_NUMBER_ORDINAL))
         if self.digit_ends:
@@ -306,7 +313,7 @@ class Transformer(nn.Module):
             ends = mx.zeros_like(tokens) if seen_sep else prompt_digit_ends(tokens)
             if cache is not None:
                 cache[0].seen_sep = bool(seen_sep or mx.any(tokens == SEP).item())
-            x = x + self.digit_end_embed(mx.minimum(ends, MAX_DIGIT_PLACE))
+            x = x + self.digit_end_embed(mx.minimum(shifted(ends, place_shift), MAX_DIGIT_PLACE))
         for i, block in enumerate(self.blocks):
             x = block(x, mask, positions, cache[i] if cache is not None else None)
         x = self.norm(x)
@@ -327,6 +334,14 @@ def digit_places(tokens: mx.array, carry: mx.array | None = None) -> mx.array:
     start = mx.zeros((B,), mx.int32) if carry is None else carry.astype(mx.int32)
     places = mx.where(last_break < 0, start[:, None] + t + 1, t - last_break)
     return mx.where(is_digit, places, 0).astype(mx.int32)
+
+
+def shifted(places: mx.array, shift: mx.array | None) -> mx.array:
+    """Digit places (or ends) of row i counted from 1 + shift[i]; non-digits stay 0 (training's
+    ``digit_place_shift``)."""
+    if shift is None:
+        return places
+    return mx.where(places > 0, places + shift.astype(places.dtype)[:, None], 0)
 
 
 def prompt_digit_ends(tokens: mx.array) -> mx.array:

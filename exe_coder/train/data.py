@@ -260,12 +260,14 @@ class Batcher:
         prompt_noise: float = 0.0,
         window_batches: int = WINDOW_BATCHES,
         digit_permutation: float = 0.0,
+        digit_place_shift: int = 0,
     ):
         self.split = split
         self.batch_size = min(batch_size, len(split))
         self.seed = seed
         self.prompt_noise = prompt_noise
         self.digit_permutation = digit_permutation
+        self.digit_place_shift = digit_place_shift
         self.window_batches = window_batches
         self.steps_per_epoch = len(split) // self.batch_size
         self._cached: tuple[int, np.ndarray] | None = None
@@ -302,6 +304,15 @@ class Batcher:
         if self.prompt_noise > 0.0:
             batch = add_prompt_noise(batch, self.prompt_noise, np.random.default_rng([self.seed, step, 1]))
         return batch
+
+
+    def place_shift_at(self, step: int) -> np.ndarray | None:
+        """Each row's digit-place offset at step s, uniform in 0..digit_place_shift, drawn from
+        (seed, s) like the rest of the batch; None when the option is off."""
+        if self.digit_place_shift == 0:
+            return None
+        rng = np.random.default_rng([self.seed, step, 4])
+        return rng.integers(0, self.digit_place_shift + 1, self.batch_size).astype(np.int32)
 
 
 def eval_batches(split: TokenizedSplit, batch_size: int, limit: int | None = None):

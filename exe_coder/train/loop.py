@@ -14,6 +14,9 @@ the mean next-byte cross-entropy over the prompt's own tokens (prompt bytes and 
 from their prefix): a plain language-modelling loss on the prompt text, in the same batch.
 ``[train].prompt_noise`` replaces that fraction of the prompt's non-digit, non-'-' bytes by random
 printable bytes in the model's input (an augmentation against memorising template wording).
+``[train].digit_place_shift`` = N counts each training row's digit places and ends from 1 + k,
+k uniform in 0..N (``Batcher.place_shift_at``), so numbers longer than any in training meet
+trained embeddings; evaluation and decoding count from 1.
 
 Determinism: parameters are initialised after ``mx.random.seed(seed)``; the batch at step s is a
 function of (seed, s) (``data.Batcher``); before step s the RNG is re-seeded from (seed, s), so
@@ -91,9 +94,11 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-def sequence_losses(model: nn.Module, batch_inputs: mx.array, targets: mx.array, label_smoothing: float = 0.0):
+def sequence_losses(
+    model: nn.Module, batch_inputs: mx.array, targets: mx.array, label_smoothing: float = 0.0, place_shift=None
+):
     """Per-token cross-entropy [B, T] and the logits it came from."""
-    logits = model(batch_inputs)
+    logits = model(batch_inputs, place_shift=place_shift)
     return nn.losses.cross_entropy(logits, targets, label_smoothing=label_smoothing), logits
 
 
@@ -178,6 +183,11 @@ def check_supported(config: TrainConfig) -> None:
             f"[data].track = {config.data.track!r} writes target_mode = {pairs.get(config.data.track)!r}, "
             f"not {config.data.target_mode!r}"
         )
+    if config.train.digit_place_shift and not (config.model.digit_positions or config.model.digit_ends):
+        raise UserError(
+            "[train].digit_place_shift offsets the digit features; set [model].digit_positions or "
+            "digit_ends, or set it to 0"
+        )
     if config.train.digit_permutation > 0 and config.data.track != PatchTrack.name:
         raise UserError(
             f"[train].digit_permutation renames digits in a patch's operands; track {config.data.track!r} "
@@ -224,7 +234,10 @@ def train(
     manifest = manifest_sha256(config.data.train_jsonl)
 
     tc = config.train
-    batcher = Batcher(train_split, tc.batch_size, config.run.seed, tc.prompt_noise, digit_permutation=tc.digit_permutation)
+    batcher = Batcher(
+        train_split, tc.batch_size, config.run.seed, tc.prompt_noise,
+        digit_permutation=tc.digit_permutation, digit_place_shift=tc.digit_place_shift,
+    )
     total_steps = min(tc.max_steps, tc.epochs * batcher.steps_per_epoch)
 
     model = _init_model(config)
@@ -239,10 +252,10 @@ def train(
     textmix = config.init.textmix_ratio if config.init.mode == "warmstart_textmix" else 0.0
     smoothing = tc.label_smoothing
 
-    def loss_fn(model, inputs, targets, target_mask, prompt_mask, n_target, n_prompt):
+    def loss_fn(model, inputs, targets, target_mask, prompt_mask, n_target, n_prompt, place_shift):
         # sums over this rank's rows, divided by the global batch's counts: summed over the
         # ranks, these are exactly the whole batch's means (and so are their gradients)
-        ce, _ = sequence_losses(model, inputs, targets, smoothing)
+        ce, _ = sequence_losses(model, inputs, targets, smoothing, place_shift if tc.digit_place_shift else None)
         target_loss = (ce * target_mask).sum() / n_target
         objective = target_loss
         if textmix > 0.0:
@@ -253,8 +266,10 @@ def train(
     compiled_state = [model.state, optimizer.state, mx.random.state]
 
     @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
-    def train_step(inputs, targets, target_mask, prompt_mask, n_target, n_prompt):
-        (_, target_loss), grads = loss_and_grad(model, inputs, targets, target_mask, prompt_mask, n_target, n_prompt)
+    def train_step(inputs, targets, target_mask, prompt_mask, n_target, n_prompt, place_shift):
+        (_, target_loss), grads = loss_and_grad(
+            model, inputs, targets, target_mask, prompt_mask, n_target, n_prompt, place_shift
+        )
         grads = group.sum_tree(grads)
         grads, grad_norm = optim.clip_grad_norm(grads, tc.grad_clip_norm)
         optimizer.update(model, grads)
@@ -303,6 +318,8 @@ def train(
                 if textmix > 0.0 and config.model.digit_ends:
                     batch = lm_mask_causal_for_digit_ends(batch)
                 mine = shard(batch, group.rank, group.size)
+                shift = batcher.place_shift_at(step)  # the global batch's rows, like the batch
+                shift = np.zeros(len(batch.inputs), np.int32) if shift is None else shift
                 mx.random.seed(step_seed(config.run.seed, step, group.rank))
                 target_loss, grad_norm = train_step(
                     mx.array(mine.inputs),
@@ -311,6 +328,7 @@ def train(
                     mx.array(mine.prompt_mask),
                     mx.array(batch.target_mask.sum(), dtype=mx.float32),
                     mx.array(batch.prompt_mask.sum(), dtype=mx.float32),
+                    mx.array(shift[group.rank :: group.size]),
                 )
                 mx.eval(compiled_state, target_loss, grad_norm)
                 state.step = step + 1
