@@ -47,8 +47,8 @@ MAX_DIGIT_PLACE = 16  # places past this share one embedding (int32 operands hav
 MAX_NUMBER_ORDINAL = 8  # numbers past the 8th share one embedding
 # Causal attention over a longer sequence is computed in blocks of this many queries, each against
 # the keys up to its own end, so the masked half of the score matrix is never computed. The same
-# function to float rounding; a Track B step (~730 tokens) trains several times faster on the CPU
-# (bench/attention.py), where softmax's exp over T x T scores dominated the step.
+# function to float rounding; on the CPU, where softmax's exp over T x T scores dominated a Track B
+# step (~700 tokens), one rank's step is 1.6x faster (bench/attention.py).
 ATTENTION_BLOCK = 128
 
 

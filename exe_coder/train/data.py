@@ -305,7 +305,6 @@ class Batcher:
             batch = add_prompt_noise(batch, self.prompt_noise, np.random.default_rng([self.seed, step, 1]))
         return batch
 
-
     def place_shift_at(self, step: int) -> np.ndarray | None:
         """Each row's digit-place offset at step s, uniform in 0..digit_place_shift, drawn from
         (seed, s) like the rest of the batch; None when the option is off."""
