@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import mlx.core as mx  # noqa: E402
-import mlx.nn as nn  # noqa: E402
-import mlx.optimizers as optim  # noqa: E402
 
+from _common import compiled_sft_step  # noqa: E402
 from exe_coder.model import transformer  # noqa: E402
 from exe_coder.train.blas import ensure_optimized_blas  # noqa: E402
 from exe_coder.train.config import load_config  # noqa: E402
@@ -34,25 +32,8 @@ UNBLOCKED = 1 << 30
 
 
 def step_seconds(model_cfg, rows: int, tokens: int, block: int, steps: int) -> float:
-    transformer.ATTENTION_BLOCK = block
-    mx.random.seed(0)
-    model = transformer.Transformer.from_config(model_cfg)
-    optimizer = optim.AdamW(learning_rate=1e-3)
-    optimizer.init(model.trainable_parameters())
-    mx.eval(model.parameters())
-
-    def loss_fn(model, x, y):
-        return nn.losses.cross_entropy(model(x), y).mean()
-
-    loss_and_grad = nn.value_and_grad(model, loss_fn)
-    state = [model.state, optimizer.state]
-
-    @partial(mx.compile, inputs=state, outputs=state)
-    def step(x, y):
-        loss, grads = loss_and_grad(model, x, y)
-        optimizer.update(model, grads)
-        return loss
-
+    transformer.ATTENTION_BLOCK = block  # read when the step is traced, below
+    step, state = compiled_sft_step(model_cfg)
     x = mx.random.randint(0, 256, (rows, tokens))
     y = mx.random.randint(0, 256, (rows, tokens))
     mx.eval(step(x, y), state)  # trace and warm up

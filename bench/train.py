@@ -34,39 +34,17 @@ SEQ_LEN = 64  # a typical Track A row: ~45 prompt bytes + ~14 target tokens + BO
 
 def bench_mlx(config_path: str, steps: int) -> dict:
     import time
-    from functools import partial
 
     import mlx.core as mx
-    import mlx.nn as nn
-    import mlx.optimizers as optim
 
-    from exe_coder.model.transformer import Transformer
+    from _common import compiled_sft_step
     from exe_coder.train.config import load_config
-
     from exe_coder.train.distributed import world
 
     g = world()
     cfg = load_config(config_path)
     B, T = cfg.train.batch_size, SEQ_LEN
-    mx.random.seed(0)
-    model = Transformer.from_config(cfg.model)
-    optimizer = optim.AdamW(learning_rate=1e-3, weight_decay=cfg.optimizer.weight_decay)
-    optimizer.init(model.trainable_parameters())
-    mx.eval(model.parameters())
-
-    def loss_fn(model, x, y):
-        return nn.losses.cross_entropy(model(x), y).mean()
-
-    loss_and_grad = nn.value_and_grad(model, loss_fn)
-    state = [model.state, optimizer.state]
-
-    @partial(mx.compile, inputs=state, outputs=state)
-    def step(x, y):
-        loss, grads = loss_and_grad(model, x, y)
-        grads, _ = optim.clip_grad_norm(g.sum_tree(grads), 1.0)
-        optimizer.update(model, grads)
-        return loss
-
+    step, state = compiled_sft_step(cfg.model, cfg.optimizer.weight_decay, g.sum_tree)
     x = mx.random.randint(0, 256, (B, T))[g.rank :: g.size]
     y = mx.random.randint(0, 256, (B, T))[g.rank :: g.size]
     for _ in range(3):
