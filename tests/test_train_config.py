@@ -303,6 +303,13 @@ def test_rl_phase_refuses_the_sft_settings_rl_does_not_read():
     assert "prompt_noise = 0.2 is not read by RL" in _refusal(rl.replace("[train]\n", "[train]\nprompt_noise = 0.2\n"))
 
 
+def test_digit_permutation_is_refused_by_track_b_and_by_rl():
+    track_b = GOOD.replace("[data]\n", '[data]\ntrack = "strict_one_shot"\ntarget_mode = "full_hex"\n')
+    assert "[train].digit_permutation renames digits in a patch's operands" in _refusal(track_b + "digit_permutation = 0.5\n")
+    rl = GOOD.replace('phase = "sft"', 'phase = "rl"') + 'digit_permutation = 0.5\n\n[rl]\nbeta = 0.02\ninit_ckpt = "sft_run"\n'
+    assert "digit_permutation = 0.5 is not read by RL" in _refusal(rl)
+
+
 def test_max_gen_tokens_validates_but_train_refuses_it():
     msg = _refusal(GOOD + "max_gen_tokens = 16\n")
     assert "[train].max_gen_tokens = 16 would be ignored" in msg and "decode_min_int" in msg
