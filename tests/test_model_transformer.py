@@ -10,18 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exe_coder.model.tokenizer import PAD, VOCAB_SIZE
+from exe_coder.model.tokenizer import PAD, SEP, VOCAB_SIZE
 from exe_coder.model import transformer
 from exe_coder.model.transformer import Transformer, blocked_causal_attention, digit_places, number_ordinals, shifted
 
 TOL = 1e-4
 
 
-def _model(position: str, digits: bool = False, rope_fraction: float = 1.0) -> Transformer:
+def _model(position: str, digits: bool = False, rope_fraction: float = 1.0, **ordinals) -> Transformer:
     mx.random.seed(0)
     model = Transformer(
         layers=2, hidden_size=64, heads=4, seq_len=64, position=position, digit_positions=digits,
-        number_positions=digits, activation="relu2" if digits else "gelu", rope_fraction=rope_fraction,
+        number_positions=digits, activation="relu2" if digits else "gelu", rope_fraction=rope_fraction, **ordinals,
     )
     mx.eval(model.parameters())
     model.eval()
@@ -31,9 +31,11 @@ def _model(position: str, digits: bool = False, rope_fraction: float = 1.0) -> T
 MODELS = {
     "rope": _model("rope"), "learned": _model("learned"), "none": _model("none", True), "shipped": _model("rope", True),
     "partial_rope": _model("rope", True, rope_fraction=0.25),
+    # Track B's counting: output numbers from 1 again, a small table so that rows saturate it
+    "restart": _model("rope", True, rope_fraction=0.25, output_ordinals="restart", max_number_ordinal=3),
 }
-# rows rich in digits, so digit runs cross the prompt/cache boundaries
-token = st.one_of(st.integers(48, 57), st.integers(0, VOCAB_SIZE - 1))
+# rows rich in digits (and SEPs), so digit runs cross the prompt/output and cache boundaries
+token = st.one_of(st.integers(48, 57), st.just(SEP), st.integers(0, VOCAB_SIZE - 1))
 rows = st.lists(token, min_size=1, max_size=12)
 
 
@@ -45,9 +47,11 @@ def _places_reference(row: list[int]) -> list[int]:
     return out
 
 
-def _ordinals_reference(row: list[int]) -> list[int]:
-    out, count, prev_digit = [], 0, False
+def _ordinals_reference(row: list[int], restart: bool = False) -> list[int]:
+    out, count, prev_digit, seen_sep = [], 0, False, False
     for t in row:
+        if restart and t == SEP and not seen_sep:
+            count, seen_sep = 0, True
         digit = 48 <= t <= 57
         count += digit and not prev_digit
         out.append(count if digit else 0)
@@ -69,6 +73,36 @@ def test_digit_places_match_a_reference_and_carry_across_chunks(batch: list[list
         runs_before = (head == 1).astype(mx.int32).sum(axis=1)
         ordinals = mx.concatenate([number_ordinals(head), number_ordinals(tail, runs_before)], axis=1)
         assert ordinals.tolist() == [_ordinals_reference(r) for r in batch]
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=st.lists(rows, min_size=1, max_size=4).map(lambda b: [r + [65] * (12 - len(r)) for r in b]), cut=st.integers(0, 12))
+def test_restarted_ordinals_count_the_output_from_one_and_carry_across_chunks(batch: list[list[int]], cut: int):
+    """With ``output_ordinals = "restart"`` the runs after the first SEP are counted from 1 again;
+    a chunk's carry counts the output's runs once a chunk before it held SEP, else the prompt's."""
+    tokens = mx.array(batch)
+    after_sep = transformer.from_sep(tokens)
+    want = [_ordinals_reference(r, restart=True) for r in batch]
+    assert number_ordinals(digit_places(tokens), after_sep=after_sep).tolist() == want
+    if 0 < cut < 12:
+        head_places = digit_places(tokens[:, :cut])
+        head_counts = transformer.number_counts(head_places, None, after_sep[:, :cut])
+        tail_places = digit_places(tokens[:, cut:], head_places[:, -1])
+        tail = number_ordinals(tail_places, head_counts[:, -1], after_sep[:, cut:], after_sep[:, cut - 1])
+        assert mx.concatenate([number_ordinals(head_places, None, after_sep[:, :cut]), tail], axis=1).tolist() == want
+
+
+def test_restart_gives_the_output_its_own_ordinals():
+    """Prompt numbers 1, 2, 3, 4 and the output's first number 1 again (Track B's operand fields
+    then get their ordinal whatever the prompt holds); the model's table has max_number_ordinal + 1 rows."""
+    tokens = mx.array([[65, 49, 32, 50, 32, 51, 32, 52, SEP, 53, 54, 59, 55]])
+    places = digit_places(tokens)
+    after = transformer.from_sep(tokens)
+    assert after.tolist() == [[False] * 8 + [True] * 5]
+    assert number_ordinals(places, after_sep=after).tolist() == [[0, 1, 0, 2, 0, 3, 0, 4, 0, 1, 1, 0, 2]]
+    assert number_ordinals(places).tolist() == [[0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 5, 0, 6]]
+    assert MODELS["restart"].number_embed.weight.shape[0] == 4
+    assert MODELS["shipped"].number_embed.weight.shape[0] == 9
 
 
 def test_output_shape():

@@ -247,3 +247,38 @@ def test_shipped_track_b_configs_train_and_fit_their_longest_sequences(name):
     longest = max(examples, key=lambda e: len(track.target_tokens(e)))
     ids, _ = Tokenizer().encode_example("x" * 160, track.target_tokens(longest))
     assert len(ids) <= cfg.model.seq_len and 162 + track.max_tokens <= cfg.model.seq_len
+
+
+@pytest.mark.parametrize("prompt", ["what is 17 plus -4", "arm64: print 17 + -4, step 2 of 3"])
+def test_track_b_operand_fields_get_number_ordinals_of_their_own(prompt):
+    """Each operand field of an add_text image has a number-ordinal row no other number in the
+    sequence shares, however many numbers the prompt holds, under sft_stage1b_text_trackb's
+    counting (output counted from 1, a table of 16); one sequence-wide count in 8 rows gives
+    both fields the saturated row of the 13 machine-code digit runs before them."""
+    import mlx.core as mx
+    import numpy as np
+
+    from exe_coder.model.tokenizer import Tokenizer
+    from exe_coder.model.transformer import digit_places, from_sep, number_ordinals
+    from exe_coder.paths import CONFIGS_DIR
+    from exe_coder.train.config import load_config
+
+    model = load_config(CONFIGS_DIR / "sft_stage1b_text_trackb.toml").model
+    assert model.output_ordinals == "restart"
+    ex = example(17, -4, program="add_text")
+    ids, _ = Tokenizer().encode_example(prompt, FullImageTrack().target_tokens(ex))
+    image = bytes(ids[ids.index(SEP) + 1 : -1])  # the target's byte tokens (EOS dropped)
+    field_a = ids.index(SEP) + 1 + image.index(b"17\x00")
+    field_b = ids.index(SEP) + 1 + image.index(b"4\x00", field_a - ids.index(SEP))
+    tokens = mx.array([ids])
+    places = digit_places(tokens)
+
+    def rows(ordinals, limit):
+        rows = np.minimum(np.array(ordinals)[0], limit)
+        starts = np.flatnonzero(np.array(places)[0] == 1)
+        return rows[field_a], rows[field_b], [rows[i] for i in starts if i not in (field_a, field_b)]
+
+    a, b, others = rows(number_ordinals(places, after_sep=from_sep(tokens)), model.max_number_ordinal)
+    assert a != b and a not in others and b not in others
+    a, b, others = rows(number_ordinals(places), 8)  # the default count
+    assert a == b == 8 and 8 in others

@@ -108,14 +108,17 @@ def test_warmstart_matrix_differs_from_its_stage_run_only_in_init(name):
 @pytest.mark.parametrize("name", ["sft_stage1_trackb", "sft_stage1b_trackb", "sft_stage1_text_trackb", "sft_stage1b_text_trackb"])
 def test_track_b_starts_from_the_track_a_run_on_the_same_prompts(name):
     """Track B warm-starts from Track A's shipped run of the same stage (add_text's specs draw the
-    prompts of add's), whose weights must load into its [model]: equal but for seq_len and dropout."""
+    prompts of add's), whose weights must load into its [model]: equal but for seq_len, dropout, how
+    output numbers are counted and a number-ordinal table that may grow."""
     tb = load_config(CONFIGS_DIR / f"{name}.toml")
     start = _shipped_runs_writing(tb.init.warmstart_ckpt)
     assert tb.init.mode == "warmstart" and len(start) == 1
     (ta,) = start
     assert ta.data.track == "template_delta_operand_patch" and tb.data.track == "strict_one_shot"
     assert ta.data.train_jsonl == tb.data.train_jsonl.replace("_text/", "/")
-    assert ta.model.model_copy(update={"dropout": tb.model.dropout, "seq_len": tb.model.seq_len}) == tb.model
+    free = ("dropout", "seq_len", "output_ordinals", "max_number_ordinal")
+    assert ta.model.model_copy(update={k: getattr(tb.model, k) for k in free}) == tb.model
+    assert tb.model.max_number_ordinal >= ta.model.max_number_ordinal
 
 
 def test_good_config_parses_with_defaults():

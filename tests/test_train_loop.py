@@ -253,13 +253,51 @@ def test_warmstart_may_change_dropout_and_rope_seq_len_but_not_the_model(full_ru
     wider = copy.deepcopy(base)
     wider["model"]["hidden_size"] *= 2
     wider["run"]["output_dir"] = str(tmp_path / "wider")
-    with pytest.raises(UserError, match="beyond dropout and seq_len"):
+    with pytest.raises(UserError, match="beyond dropout, output_ordinals, seq_len, a larger max_number_ordinal$"):
         train(TrainConfig.model_validate(wider), show_progress=False)
     learned = copy.deepcopy(base)  # a learned position table has seq_len rows: it must match
     learned["model"]["position"] = "learned"
     learned["run"]["output_dir"] = str(tmp_path / "learned")
-    with pytest.raises(UserError, match="beyond dropout$"):
+    with pytest.raises(UserError, match="beyond dropout, output_ordinals, a larger max_number_ordinal$"):
         train(TrainConfig.model_validate(learned), show_progress=False)
+
+
+def test_warmstart_grows_the_number_ordinal_table_and_keeps_the_source_rows(data_dir: Path, tmp_path: Path):
+    """Track B starts from Track A with a larger ordinal table (and its output counted apart):
+    the source's rows come first, the new rows are this run's fresh ones; a smaller table is refused."""
+    from exe_coder.model.checkpoint import load_checkpoint
+    from exe_coder.model.transformer import Transformer
+    from exe_coder.train.config import TrainConfig
+    from exe_coder.train.loop import _init_model
+
+    source = tiny_config(data_dir, tmp_path / "source", max_steps=2).model_dump(mode="json", exclude_none=True)
+    source["model"].update(digit_positions=True, number_positions=True)
+    train(TrainConfig.model_validate(source), show_progress=False)
+    grown = copy.deepcopy(source)
+    grown["run"]["output_dir"] = str(tmp_path / "grown")
+    grown["init"] = {"mode": "warmstart", "warmstart_ckpt": str(tmp_path / "source")}
+    grown["model"].update(max_number_ordinal=12, output_ordinals="restart")
+    config = TrainConfig.model_validate(grown)
+    model = _init_model(config)
+    rows = load_checkpoint(str(tmp_path / "source")).model.number_embed.weight
+    assert model.number_embed.weight.shape == (13, 32)
+    assert mx.array_equal(model.number_embed.weight[:9], rows)
+    mx.random.seed(config.run.seed)
+    fresh = Transformer.from_config(config.model).number_embed.weight
+    assert mx.array_equal(model.number_embed.weight[9:], fresh[9:])
+    assert not mx.array_equal(model.number_embed.weight[:9], fresh[:9])
+    smaller = copy.deepcopy(grown)
+    smaller["model"]["max_number_ordinal"] = 4
+    with pytest.raises(UserError, match="beyond dropout, output_ordinals, seq_len$"):
+        _init_model(TrainConfig.model_validate(smaller))
+
+
+def test_ordinal_settings_need_number_positions():
+    from exe_coder.model.config import ModelConfig
+
+    with pytest.raises(ValueError, match="set number_positions = true"):
+        ModelConfig(layers=1, hidden_size=8, heads=1, seq_len=8, output_ordinals="restart")
+    assert ModelConfig(layers=1, hidden_size=8, heads=1, seq_len=8, number_positions=True, max_number_ordinal=16).max_number_ordinal == 16
 
 
 def test_warmstart_from_a_missing_run_says_to_train_it_first(data_dir: Path, tmp_path: Path):

@@ -36,6 +36,9 @@ class ModelConfig(ConfigTable):
     tie_embeddings: bool = True
     digit_positions: bool = False  # embed each digit's place in its number (see model/transformer.py)
     number_positions: bool = False  # embed each digit's number's ordinal in the sequence
+    max_number_ordinal: int = Field(default=8, ge=1, le=64)  # numbers past this share one embedding
+    # "restart": the numbers after SEP (the model's output) are counted from 1 again (Track B)
+    output_ordinals: Literal["continue", "restart"] = "continue"
     digit_ends: bool = False  # prompt digits also know their place from the number's end (see transformer.py)
     activation: Literal["gelu", "relu2"] = "gelu"  # relu2 is far cheaper on the CPU (see transformer.py)
 
@@ -45,4 +48,7 @@ class ModelConfig(ConfigTable):
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by heads {self.heads}")
         if self.position == "rope" and (self.hidden_size // self.heads) % 2:
             raise ValueError("rope needs an even head dimension (hidden_size / heads)")
+        defaults = {k: type(self).model_fields[k].default for k in ("max_number_ordinal", "output_ordinals")}
+        if not self.number_positions and any(getattr(self, k) != v for k, v in defaults.items()):
+            raise ValueError("max_number_ordinal and output_ordinals shape number_positions; set number_positions = true")
         return self

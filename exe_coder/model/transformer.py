@@ -8,7 +8,12 @@ operand then becomes "attend to the digit whose place is k", whatever the digit 
 number sits in the prompt -- the operation Track A needs on unseen magnitudes and templates.
 ``number_positions`` adds the same idea one level up: each digit's number's ordinal in the
 sequence (1 = first run of digits, 2 = second, ...), so "the first digit of the second number"
-is one attention lookup instead of a count the model must learn from few examples.
+is one attention lookup instead of a count the model must learn from few examples. Numbers
+past ``max_number_ordinal`` share one embedding. With ``output_ordinals = "restart"`` the numbers
+the model writes (after SEP) are counted from 1 again, so an output field's ordinal does not
+depend on how many numbers the prompt holds; Track B needs this and a larger table, because its
+image holds 13 runs of digit bytes (machine code) before the two operand fields, which under the
+default count (one sequence, 8 embeddings) share the saturated embedding with them.
 With ``digit_ends`` each digit of the prompt also knows its place counted from the end of its
 number (1 = last digit), so "this was the number's last digit, write ';'" is a lookup too. It is
 computed over the prompt only (up to SEP: the prompt is given whole, in one call), never over
@@ -44,7 +49,6 @@ from exe_coder.model.tokenizer import SEP, VOCAB_SIZE
 
 
 MAX_DIGIT_PLACE = 16  # places past this share one embedding (int32 operands have at most 10 digits)
-MAX_NUMBER_ORDINAL = 8  # numbers past the 8th share one embedding
 # Causal attention over a longer sequence is computed in blocks of this many queries, each against
 # the keys up to its own end, so the masked half of the score matrix is never computed. The same
 # function to float rounding; on the CPU, where softmax's exp over T x T scores dominated a Track B
@@ -66,7 +70,8 @@ class KVCache:
         self.offset = 0
         self.pad_left: mx.array | None = None
         self.digit_run: mx.array | None = None  # [B] digits in the run that ends the cache
-        self.number_count: mx.array | None = None  # [B] digit runs seen so far
+        self.number_count: mx.array | None = None  # [B] digit runs seen so far (in the row's part)
+        self.in_output: mx.array | None = None  # [B] the row has passed SEP (output_ordinals = "restart")
         self.seen_sep = False  # the prompt has ended (digit_ends are computed over the prompt only)
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
@@ -208,6 +213,8 @@ class Transformer(nn.Module):
         vocab_size: int = VOCAB_SIZE,
         digit_ends: bool = False,
         rope_fraction: float = 1.0,
+        max_number_ordinal: int = 8,
+        output_ordinals: str = "continue",
     ):
         super().__init__()
         self.vocab_size = vocab_size
@@ -221,11 +228,13 @@ class Transformer(nn.Module):
         if digit_positions:
             self.digit_embed = nn.Embedding(MAX_DIGIT_PLACE + 1, hidden_size)
         self.number_positions = number_positions
+        self.max_number_ordinal = max_number_ordinal
+        self.restart_ordinals = output_ordinals == "restart"
         self.digit_ends = digit_ends
         if digit_ends:
             self.digit_end_embed = nn.Embedding(MAX_DIGIT_PLACE + 1, hidden_size)
         if number_positions:
-            self.number_embed = nn.Embedding(MAX_NUMBER_ORDINAL + 1, hidden_size)
+            self.number_embed = nn.Embedding(max_number_ordinal + 1, hidden_size)
         self.blocks = [
             Block(hidden_size, heads, mlp_ratio, dropout, self.use_rope, rope_theta, activation, rope_fraction)
             for _ in range(layers)
@@ -253,6 +262,8 @@ class Transformer(nn.Module):
             activation=cfg.activation,
             digit_ends=cfg.digit_ends,
             rope_fraction=cfg.rope_fraction,
+            max_number_ordinal=cfg.max_number_ordinal,
+            output_ordinals=cfg.output_ordinals,
         )
 
     def make_cache(self) -> list[KVCache]:
@@ -296,24 +307,30 @@ class Transformer(nn.Module):
             if pad_left is not None:
                 pos = mx.maximum(pos - pad_left[:, None], 0)
             x = x + self.pos_embed(pos)
+        c = cache[0] if cache is not None else None
         if self.digit_positions or self.number_positions:
-            c = cache[0] if cache is not None else None
             places = digit_places(tokens, c.digit_run if c is not None else None)
-            ordinals = number_ordinals(places, c.number_count if c is not None else None)
+            after_sep, in_output = None, False
+            if self.restart_ordinals:  # each row's part (prompt or output) at the chunk's start
+                in_output = c.in_output if c is not None and c.in_output is not None else mx.zeros((B,), mx.bool_)
+                after_sep = from_sep(tokens) | in_output[:, None]
+            counts = number_counts(places, c.number_count if c is not None else None, after_sep, in_output)
             if c is not None:
-                runs_before = c.number_count if c.number_count is not None else 0
                 c.digit_run = places[:, -1]
-                c.number_count = runs_before + (places == 1).astype(mx.int32).sum(axis=1)
+                c.number_count = counts[:, -1]
+                if after_sep is not None:
+                    c.in_output = after_sep[:, -1]
             if self.digit_positions:
                 x = x + self.digit_embed(mx.minimum(shifted(places, place_shift), MAX_DIGIT_PLACE))
             if self.number_positions:
-                x = x + self.number_embed(mx.minimum(ordinals, MAX_NUMBER_ORDINAL))
+                ordinals = mx.where(places > 0, counts, 0)
+                x = x + self.number_embed(mx.minimum(ordinals, self.max_number_ordinal))
         if self.digit_ends:
-            seen_sep = cache is not None and cache[0].offset > 0 and cache[0].seen_sep
+            seen_sep = c is not None and c.offset > 0 and c.seen_sep
             ends = mx.zeros_like(tokens) if seen_sep else prompt_digit_ends(tokens)
-            if cache is not None:
-                cache[0].seen_sep = bool(seen_sep or mx.any(tokens == SEP).item())
             x = x + self.digit_end_embed(mx.minimum(shifted(ends, place_shift), MAX_DIGIT_PLACE))
+            if c is not None:
+                c.seen_sep = bool(seen_sep or mx.any(tokens == SEP).item())
         for i, block in enumerate(self.blocks):
             x = block(x, mask, positions, cache[i] if cache is not None else None)
         x = self.norm(x)
@@ -348,20 +365,41 @@ def prompt_digit_ends(tokens: mx.array) -> mx.array:
     """Each prompt digit's place counted from the end of its number (1 = last digit); 0 for
     non-digits and for every token from the first SEP on (the model's own output)."""
     ends = digit_places(tokens[:, ::-1])[:, ::-1]
-    after_prompt = mx.cumsum((tokens == SEP).astype(mx.int32), axis=1) > 0
-    return mx.where(after_prompt, 0, ends)
+    return mx.where(from_sep(tokens), 0, ends)
 
 
-def number_ordinals(places: mx.array, carry: mx.array | None = None) -> mx.array:
+def number_ordinals(
+    places: mx.array, carry: mx.array | None = None, after_sep: mx.array | None = None, carry_in_output: mx.array | bool = False
+) -> mx.array:
     """Each digit's number's ordinal (1 = first run of digits in the sequence); 0 for non-digits.
 
-    ``places`` comes from ``digit_places``; ``carry[B]`` counts runs before these tokens.
+    ``places`` comes from ``digit_places``; ``carry[B]`` counts runs before these tokens. With
+    ``after_sep[B, T]`` (``from_sep``: True from the first SEP on) the output's runs are counted
+    from 1 again; ``carry`` then counts the output's runs where ``carry_in_output`` (a chunk
+    before these tokens held SEP), else the prompt's.
     """
+    return mx.where(places > 0, number_counts(places, carry, after_sep, carry_in_output), 0)
+
+
+def from_sep(tokens: mx.array) -> mx.array:
+    """True from the first SEP on (SEP and the model's output), False for the prompt."""
+    return mx.cumsum((tokens == SEP).astype(mx.int32), axis=1) > 0
+
+
+def number_counts(
+    places: mx.array, carry: mx.array | None = None, after_sep: mx.array | None = None, carry_in_output: mx.array | bool = False
+) -> mx.array:
+    """Runs of digits counted so far at each token (``number_ordinals`` before masking); the
+    last column is the carry for the next chunk."""
     starts = (places == 1).astype(mx.int32)
-    count = mx.cumsum(starts, axis=1)
-    if carry is not None:
-        count = count + carry.astype(mx.int32)[:, None]
-    return mx.where(places > 0, count, 0).astype(mx.int32)
+    carry = mx.zeros((places.shape[0],), mx.int32) if carry is None else carry.astype(mx.int32)
+    if after_sep is None:
+        return mx.cumsum(starts, axis=1) + carry[:, None]
+    out = after_sep.astype(mx.int32)
+    into_output = mx.array(carry_in_output).astype(mx.int32)
+    prompt = mx.cumsum(starts * (1 - out), axis=1) + (carry * (1 - into_output))[..., None]
+    output = mx.cumsum(starts * out, axis=1) + (carry * into_output)[..., None]
+    return mx.where(out > 0, output, prompt)
 
 
 def _causal_mask(T: int, offset: int) -> mx.array:

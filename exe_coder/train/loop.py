@@ -52,7 +52,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_flatten
+from mlx.utils import tree_flatten, tree_unflatten
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -145,16 +145,25 @@ def _init_model(config: TrainConfig) -> Transformer:
             raise UserError(f"[init].warmstart_ckpt: {err} (train the run it names first)") from None
         # dropout is how a run trains, not what the weights are; seq_len is no weight either unless
         # positions are a learned table (RoPE and NoPE have none): a Track B run (896 tokens) may
-        # start from a Track A model trained at 256.
-        free = {"dropout": config.model.dropout}
+        # start from a Track A model trained at 256. A larger number-ordinal table keeps the
+        # source's rows (its extra rows start fresh), and how output ordinals are counted is no weight.
+        free = {"dropout": config.model.dropout, "output_ordinals": config.model.output_ordinals}
         if "learned" not in (source.model_config.position, config.model.position):
             free["seq_len"] = config.model.seq_len
+        if source.model_config.max_number_ordinal <= config.model.max_number_ordinal:
+            free["max_number_ordinal"] = config.model.max_number_ordinal
         if source.model_config.model_copy(update=free) != config.model:
+            names = ["a larger " + k if k == "max_number_ordinal" else k for k in free]
             raise UserError(
-                f"warmstart checkpoint's [model] differs from this config's [model] beyond {' and '.join(free)}",
+                f"warmstart checkpoint's [model] differs from this config's [model] beyond {', '.join(names)}",
                 config.init.warmstart_ckpt,
             )
-        model.update(source.model.parameters())
+        weights = dict(tree_flatten(source.model.parameters()))
+        if "number_embed.weight" in weights:  # grow the table: the source's rows first
+            grown = model.number_embed.weight
+            rows = weights["number_embed.weight"]
+            weights["number_embed.weight"] = mx.concatenate([rows, grown[rows.shape[0] :]], axis=0)
+        model.update(tree_unflatten(list(weights.items())))
     mx.eval(model.parameters())
     model.train()
     return model
