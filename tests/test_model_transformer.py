@@ -92,6 +92,50 @@ def test_restarted_ordinals_count_the_output_from_one_and_carry_across_chunks(ba
         assert mx.concatenate([number_ordinals(head_places, None, after_sep[:, :cut]), tail], axis=1).tolist() == want
 
 
+def _signs_reference(row: list[int]) -> list[bool]:
+    """A '-' or U+2212's last byte, before SEP, whose next token starts a digit run."""
+    out = []
+    for i, t in enumerate(row):
+        minus = t == 45 or (t == 0x92 and row[max(i - 2, 0) : i] == [0xE2, 0x88] and i >= 2)
+        nxt_first_digit = i + 1 < len(row) and 48 <= row[i + 1] <= 57
+        out.append(bool(minus and nxt_first_digit and SEP not in row[: i + 1]))
+    return out
+
+
+sign_token = st.one_of(st.just(45), st.just(0x92), st.just(0x88), st.just(0xE2), token)
+
+
+@settings(max_examples=150, deadline=None)
+@given(row=st.lists(sign_token, min_size=1, max_size=14))
+def test_prompt_signs_match_a_reference(row: list[int]):
+    tokens = mx.array([row])
+    assert transformer.prompt_signs(tokens, digit_places(tokens)).tolist() == [_signs_reference(row)]
+
+
+def test_a_minus_sign_carries_its_numbers_ordinal_in_the_prompt_only():
+    """'-12' and '−3' (U+2212): each sign reads as part of the number after it; '-x' and the
+    output's '-' do not; the signed model's features for a row equal its digits' where it should."""
+    text = "a -12 b −3 c-x".encode()
+    tokens = mx.array([[*text, SEP, 45, 49]])
+    places = digit_places(tokens)
+    signs = transformer.prompt_signs(tokens, places).tolist()[0]
+    assert [i for i, s in enumerate(signs) if s] == [2, 10]
+    mx.random.seed(0)
+    signed = Transformer(layers=1, hidden_size=32, heads=2, seq_len=32, position="none", digit_positions=True,
+                         number_positions=True, signed_numbers=True)
+    plain = Transformer(layers=1, hidden_size=32, heads=2, seq_len=32, position="none", digit_positions=True,
+                        number_positions=True)
+    plain.update(signed.parameters())
+    differ = np.abs(np.array(signed(tokens) - plain(tokens))).max(axis=-1)[0] > TOL
+    # the features change at the two signs, and causally everything after the first one
+    assert not differ[:2].any() and differ[2]
+    # whole prompt then one token at a time equals the full forward pass (as generation runs)
+    cache = signed.make_cache()
+    n = len(text) + 1
+    pieces = [signed(tokens[:, :n], cache=cache)] + [signed(tokens[:, t : t + 1], cache=cache) for t in range(n, n + 2)]
+    assert np.abs(np.array(mx.concatenate(pieces, axis=1) - signed(tokens))).max() < TOL
+
+
 def test_restart_gives_the_output_its_own_ordinals():
     """Prompt numbers 1, 2, 3, 4 and the output's first number 1 again (Track B's operand fields
     then get their ordinal whatever the prompt holds); the model's table has max_number_ordinal + 1 rows."""

@@ -334,6 +334,30 @@ def test_textmix_with_digit_ends_never_predicts_a_byte_the_features_already_tell
             assert chr(batch.inputs[0, t]).isdigit()
 
 
+@settings(max_examples=15, deadline=None)
+@given(prompt=st.text(alphabet="0123456789 ab-−,", min_size=2, max_size=24))
+def test_textmix_with_signed_numbers_never_predicts_a_byte_the_features_already_tell(prompt: str):
+    """As with digit ends: where the masked LM loss predicts a prompt byte, the logits are those
+    of the prefix alone, though a sign's features read the byte after it."""
+    from exe_coder.model.transformer import Transformer
+    from exe_coder.train.data import lm_mask_causal_for_signs
+
+    split = tokenize([_example(prompt)], Tokenizer(), 64, target=lambda e: e.target)
+    batch = make_batch(split, np.arange(1))
+    kept = lm_mask_causal_for_signs(batch).prompt_mask[0]
+    mx.random.seed(0)
+    model = Transformer(layers=1, hidden_size=32, heads=2, seq_len=64, digit_positions=True,
+                        number_positions=True, signed_numbers=True)
+    full = model(mx.array(batch.inputs))[0]
+    for t in np.flatnonzero(batch.prompt_mask[0]):
+        alone = model(mx.array(batch.inputs[:, : t + 1]))[0, t]
+        same = bool(mx.allclose(full[t], alone, atol=1e-5))
+        if kept[t]:
+            assert same, t
+        elif not same:  # what the mask is for: this position reads the future
+            assert batch.inputs[0, t] in (ord("-"), 0x92)
+
+
 def test_the_sft_loop_refuses_an_rl_config(data_dir: Path, tmp_path: Path):
     from exe_coder.paths import CONFIGS_DIR
     from exe_coder.train.config import load_config

@@ -39,6 +39,7 @@ class ModelConfig(ConfigTable):
     max_number_ordinal: int = Field(default=8, ge=1, le=64)  # numbers past this share one embedding
     # "restart": the numbers after SEP (the model's output) are counted from 1 again (Track B)
     output_ordinals: Literal["continue", "restart"] = "continue"
+    signed_numbers: bool = False  # a '-' or '−' right before a prompt number carries that number's ordinal
     digit_ends: bool = False  # prompt digits also know their place from the number's end (see transformer.py)
     activation: Literal["gelu", "relu2"] = "gelu"  # relu2 is far cheaper on the CPU (see transformer.py)
 
@@ -48,7 +49,7 @@ class ModelConfig(ConfigTable):
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by heads {self.heads}")
         if self.position == "rope" and (self.hidden_size // self.heads) % 2:
             raise ValueError("rope needs an even head dimension (hidden_size / heads)")
-        defaults = {k: type(self).model_fields[k].default for k in ("max_number_ordinal", "output_ordinals")}
-        if not self.number_positions and any(getattr(self, k) != v for k, v in defaults.items()):
-            raise ValueError("max_number_ordinal and output_ordinals shape number_positions; set number_positions = true")
+        shaping = ("max_number_ordinal", "output_ordinals", "signed_numbers")
+        if not self.number_positions and any(getattr(self, k) != type(self).model_fields[k].default for k in shaping):
+            raise ValueError(f"{', '.join(shaping)} shape number_positions; set number_positions = true")
         return self

@@ -13,7 +13,11 @@ past ``max_number_ordinal`` share one embedding. With ``output_ordinals = "resta
 the model writes (after SEP) are counted from 1 again, so an output field's ordinal does not
 depend on how many numbers the prompt holds; Track B needs this and a larger table, because its
 image holds 13 runs of digit bytes (machine code) before the two operand fields, which under the
-default count (one sequence, 8 embeddings) share the saturated embedding with them.
+default count (one sequence, 8 embeddings) share the saturated embedding with them. With
+``signed_numbers`` a minus sign ('-' or U+2212) right before a prompt number carries that
+number's ordinal too, so its sign is found the way its digits are, not by its distance from them
+(stage2's "Adding -4273 to 4040" -> ``A=-4040;B=4273``: a sign copied onto the other number).
+Like digit ends it reads the next prompt token, so it is computed over the prompt only.
 With ``digit_ends`` each digit of the prompt also knows its place counted from the end of its
 number (1 = last digit), so "this was the number's last digit, write ';'" is a lookup too. It is
 computed over the prompt only (up to SEP: the prompt is given whole, in one call), never over
@@ -215,6 +219,7 @@ class Transformer(nn.Module):
         rope_fraction: float = 1.0,
         max_number_ordinal: int = 8,
         output_ordinals: str = "continue",
+        signed_numbers: bool = False,
     ):
         super().__init__()
         self.vocab_size = vocab_size
@@ -230,6 +235,7 @@ class Transformer(nn.Module):
         self.number_positions = number_positions
         self.max_number_ordinal = max_number_ordinal
         self.restart_ordinals = output_ordinals == "restart"
+        self.signed_numbers = signed_numbers
         self.digit_ends = digit_ends
         if digit_ends:
             self.digit_end_embed = nn.Embedding(MAX_DIGIT_PLACE + 1, hidden_size)
@@ -264,6 +270,7 @@ class Transformer(nn.Module):
             rope_fraction=cfg.rope_fraction,
             max_number_ordinal=cfg.max_number_ordinal,
             output_ordinals=cfg.output_ordinals,
+            signed_numbers=cfg.signed_numbers,
         )
 
     def make_cache(self) -> list[KVCache]:
@@ -308,6 +315,7 @@ class Transformer(nn.Module):
                 pos = mx.maximum(pos - pad_left[:, None], 0)
             x = x + self.pos_embed(pos)
         c = cache[0] if cache is not None else None
+        prompt_done = c is not None and c.offset > 0 and c.seen_sep  # this call is all output
         if self.digit_positions or self.number_positions:
             places = digit_places(tokens, c.digit_run if c is not None else None)
             after_sep, in_output = None, False
@@ -324,13 +332,14 @@ class Transformer(nn.Module):
                 x = x + self.digit_embed(mx.minimum(shifted(places, place_shift), MAX_DIGIT_PLACE))
             if self.number_positions:
                 ordinals = mx.where(places > 0, counts, 0)
+                if self.signed_numbers and not prompt_done:
+                    ordinals = mx.where(prompt_signs(tokens, places), _next(counts), ordinals)
                 x = x + self.number_embed(mx.minimum(ordinals, self.max_number_ordinal))
         if self.digit_ends:
-            seen_sep = c is not None and c.offset > 0 and c.seen_sep
-            ends = mx.zeros_like(tokens) if seen_sep else prompt_digit_ends(tokens)
+            ends = mx.zeros_like(tokens) if prompt_done else prompt_digit_ends(tokens)
             x = x + self.digit_end_embed(mx.minimum(shifted(ends, place_shift), MAX_DIGIT_PLACE))
-            if c is not None:
-                c.seen_sep = bool(seen_sep or mx.any(tokens == SEP).item())
+        if c is not None and (self.digit_ends or self.signed_numbers):
+            c.seen_sep = bool(prompt_done or mx.any(tokens == SEP).item())
         for i, block in enumerate(self.blocks):
             x = block(x, mask, positions, cache[i] if cache is not None else None)
         x = self.norm(x)
@@ -379,6 +388,20 @@ def number_ordinals(
     before these tokens held SEP), else the prompt's.
     """
     return mx.where(places > 0, number_counts(places, carry, after_sep, carry_in_output), 0)
+
+
+def _next(a: mx.array) -> mx.array:
+    """Each column's right neighbour (0 past the end)."""
+    return mx.concatenate([a[:, 1:], mx.zeros_like(a[:, :1])], axis=1)
+
+
+def prompt_signs(tokens: mx.array, places: mx.array) -> mx.array:
+    """True for each prompt token that is a minus sign right before a number: '-' or the last
+    byte of U+2212 (E2 88 92) followed by a first digit."""
+    prev = mx.concatenate([mx.zeros_like(tokens[:, :1]), tokens[:, :-1]], axis=1)
+    prev2 = mx.concatenate([mx.zeros_like(tokens[:, :2]), tokens[:, :-2]], axis=1)[:, : tokens.shape[1]]
+    minus = (tokens == ord("-")) | ((tokens == 0x92) & (prev == 0x88) & (prev2 == 0xE2))
+    return minus & (_next(places) == 1) & ~from_sep(tokens)
 
 
 def from_sep(tokens: mx.array) -> mx.array:

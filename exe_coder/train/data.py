@@ -129,6 +129,13 @@ def lm_mask_causal_for_digit_ends(batch: Batch) -> Batch:
     return Batch(batch.inputs, batch.targets, batch.target_mask, batch.prompt_mask * ~after_digit)
 
 
+def lm_mask_causal_for_signs(batch: Batch) -> Batch:
+    """The textmix LM loss without the bytes that follow a '-' or 0x92 (U+2212's last byte): with
+    ``signed_numbers`` such a byte knows whether a number follows it."""
+    after_sign = (batch.inputs == ord("-")) | (batch.inputs == 0x92)
+    return Batch(batch.inputs, batch.targets, batch.target_mask, batch.prompt_mask * ~after_sign)
+
+
 def padding_share(batches) -> float:
     """Share of the positions the model reads that are padding (inputs == PAD)."""
     pad = total = 0

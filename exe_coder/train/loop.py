@@ -67,7 +67,8 @@ from exe_coder.decode.track import PatchTrack, program_of, track_for
 from exe_coder.train.config import RESUMABLE_KEYS, TrainConfig, load_config, resumable_differences
 from exe_coder.train.runcard import make_run_card, model_card_markdown, now_iso, write_model_card, write_run_card
 from exe_coder.train.data import (
-    Batch, Batcher, TokenizedSplit, lm_mask_causal_for_digit_ends, make_batch, manifest_sha256, shard, tokenize,
+    Batch, Batcher, TokenizedSplit, lm_mask_causal_for_digit_ends, lm_mask_causal_for_signs, make_batch, manifest_sha256,
+    shard, tokenize,
 )
 from exe_coder.train.distributed import World, device_line, world
 from exe_coder.train.schedule import warmup_cosine
@@ -326,6 +327,8 @@ def train(
                 batch: Batch = batcher.batch_at(step)  # the global batch, the same on every rank
                 if textmix > 0.0 and config.model.digit_ends:
                     batch = lm_mask_causal_for_digit_ends(batch)
+                if textmix > 0.0 and config.model.signed_numbers:
+                    batch = lm_mask_causal_for_signs(batch)
                 mine = shard(batch, group.rank, group.size)
                 shift = batcher.place_shift_at(step)  # the global batch's rows, like the batch
                 shift = np.zeros(len(batch.inputs), np.int32) if shift is None else shift
