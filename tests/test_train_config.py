@@ -401,3 +401,19 @@ def test_resume_may_change_only_the_allow_listed_keys():
 def test_every_resumable_key_is_a_real_key(key: str):
     table, name = key.split(".")
     assert name in TrainConfig.model_fields[table].annotation.model_fields
+
+
+def test_later_model_keys_are_dumped_only_when_used():
+    """A config that leaves the session-8 [model] keys at their defaults dumps (and hashes) as it
+    did before they existed, so its finished runs resume and its seeds group in compare; a config
+    that sets them keeps them through a dump and parse."""
+    from exe_coder.model.config import LATER_KEYS
+
+    plain = load_config(CONFIGS_DIR / "sft_stage2_scale.toml")
+    assert not any(key in plain.to_toml() for key in LATER_KEYS)
+    assert parse_config(plain.to_toml()) == plain
+    used = load_config(CONFIGS_DIR / "sft_stage1b_text_trackb.toml")
+    assert "max_number_ordinal = 16" in used.to_toml() and 'output_ordinals = "restart"' in used.to_toml()
+    assert parse_config(used.to_toml()) == used
+    signed = plain.model_copy(update={"model": plain.model.model_copy(update={"signed_numbers": True})})
+    assert "signed_numbers = true" in signed.to_toml() and parse_config(signed.to_toml()) == signed

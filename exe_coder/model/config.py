@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 
 class ConfigTable(BaseModel):
@@ -18,6 +18,10 @@ class ConfigTable(BaseModel):
     ``lr_adamw = 1``, which is exact); floats are finite (TOML's ``inf`` and ``nan`` are refused)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# [model] keys of session 8, all refinements of number_positions (see _leave_out_later_keys_at_default)
+LATER_KEYS = ("max_number_ordinal", "output_ordinals", "signed_numbers")
 
 
 class ModelConfig(ConfigTable):
@@ -43,13 +47,23 @@ class ModelConfig(ConfigTable):
     digit_ends: bool = False  # prompt digits also know their place from the number's end (see transformer.py)
     activation: Literal["gelu", "relu2"] = "gelu"  # relu2 is far cheaper on the CPU (see transformer.py)
 
+    @model_serializer(mode="wrap")
+    def _leave_out_later_keys_at_default(self, handler):
+        """Keys added after runs were already trained are dumped only when set otherwise, so a
+        config that does not use them keeps its TOML text and hashes: its finished runs still
+        resume as the same config, and new seeds group with old ones in ``compare``."""
+        data = handler(self)
+        for key in LATER_KEYS:
+            if getattr(self, key) == type(self).model_fields[key].default:
+                data.pop(key, None)
+        return data
+
     @model_validator(mode="after")
     def _heads(self) -> ModelConfig:
         if self.hidden_size % self.heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by heads {self.heads}")
         if self.position == "rope" and (self.hidden_size // self.heads) % 2:
             raise ValueError("rope needs an even head dimension (hidden_size / heads)")
-        shaping = ("max_number_ordinal", "output_ordinals", "signed_numbers")
-        if not self.number_positions and any(getattr(self, k) != type(self).model_fields[k].default for k in shaping):
-            raise ValueError(f"{', '.join(shaping)} shape number_positions; set number_positions = true")
+        if not self.number_positions and any(getattr(self, k) != type(self).model_fields[k].default for k in LATER_KEYS):
+            raise ValueError(f"{', '.join(LATER_KEYS)} shape number_positions; set number_positions = true")
         return self
