@@ -253,12 +253,12 @@ def test_warmstart_may_change_dropout_and_rope_seq_len_but_not_the_model(full_ru
     wider = copy.deepcopy(base)
     wider["model"]["hidden_size"] *= 2
     wider["run"]["output_dir"] = str(tmp_path / "wider")
-    with pytest.raises(UserError, match="beyond dropout, output_ordinals, seq_len, a larger max_number_ordinal$"):
+    with pytest.raises(UserError, match="beyond dropout, output_ordinals, signed_numbers, seq_len, a larger max_number_ordinal$"):
         train(TrainConfig.model_validate(wider), show_progress=False)
     learned = copy.deepcopy(base)  # a learned position table has seq_len rows: it must match
     learned["model"]["position"] = "learned"
     learned["run"]["output_dir"] = str(tmp_path / "learned")
-    with pytest.raises(UserError, match="beyond dropout, output_ordinals, a larger max_number_ordinal$"):
+    with pytest.raises(UserError, match="beyond dropout, output_ordinals, signed_numbers, a larger max_number_ordinal$"):
         train(TrainConfig.model_validate(learned), show_progress=False)
 
 
@@ -288,7 +288,7 @@ def test_warmstart_grows_the_number_ordinal_table_and_keeps_the_source_rows(data
     assert not mx.array_equal(model.number_embed.weight[:9], fresh[:9])
     smaller = copy.deepcopy(grown)
     smaller["model"]["max_number_ordinal"] = 4
-    with pytest.raises(UserError, match="beyond dropout, output_ordinals, seq_len$"):
+    with pytest.raises(UserError, match="beyond dropout, output_ordinals, signed_numbers, seq_len$"):
         _init_model(TrainConfig.model_validate(smaller))
 
 

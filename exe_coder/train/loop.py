@@ -147,8 +147,13 @@ def _init_model(config: TrainConfig) -> Transformer:
         # dropout is how a run trains, not what the weights are; seq_len is no weight either unless
         # positions are a learned table (RoPE and NoPE have none): a Track B run (896 tokens) may
         # start from a Track A model trained at 256. A larger number-ordinal table keeps the
-        # source's rows (its extra rows start fresh), and how output ordinals are counted is no weight.
-        free = {"dropout": config.model.dropout, "output_ordinals": config.model.output_ordinals}
+        # source's rows (its extra rows start fresh); how ordinals are counted (output_ordinals,
+        # signed_numbers) is no weight.
+        free = {
+            "dropout": config.model.dropout,
+            "output_ordinals": config.model.output_ordinals,
+            "signed_numbers": config.model.signed_numbers,
+        }
         if "learned" not in (source.model_config.position, config.model.position):
             free["seq_len"] = config.model.seq_len
         if source.model_config.max_number_ordinal <= config.model.max_number_ordinal:
