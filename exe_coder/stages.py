@@ -203,7 +203,7 @@ def run_stage(
     paths = paths or default_paths(stage, config, track)
     from exe_coder.train.config import apply_overrides, load_config
 
-    from exe_coder.train.runcard import make_run_card, now_iso, write_run_card
+    from exe_coder.train.runcard import make_run_card, now_iso, read_run_card, write_run_card
 
     started = now_iso()
     cfg = apply_overrides(load_config(paths.config), overrides)  # a bad config fails now, not after a long build
@@ -218,6 +218,9 @@ def run_stage(
         out_dir=data_dir or Path(cfg.data.train_jsonl).parent, binaries_dir=binaries_dir, console=console,
     )
     run_dir = clock.run("train", _train, cfg, force, console, ranks)
+    trained = read_run_card(run_dir)  # the run's own training time: a finished run resumed is a no-op
+    if trained is not None and "train" in trained.phases_s:
+        clock.seconds["train"] = trained.phases_s["train"]
     result = StageResult(stage=stage, dataset_dir=dataset_dir, run_dir=run_dir)
 
     from exe_coder.evaluate.report import SPLIT_TAGS, evaluate_files, headline_lines

@@ -20,6 +20,7 @@ from exe_coder.train import run_dir as ckpt
 from exe_coder.model.tokenizer import Tokenizer
 from exe_coder.train.data import Batcher, make_batch, tokenize
 from exe_coder.train.loop import evaluate, train
+from exe_coder.train.runcard import read_run_card
 from exe_coder.train.schedule import warmup_cosine
 
 
@@ -195,10 +196,14 @@ def test_resume_with_another_config_is_refused(full_run, data_dir: Path, tmp_pat
 def test_resume_may_run_longer(data_dir: Path, tmp_path: Path):
     """max_steps is one of the keys a resume may change: the run continues to the new length."""
     train(tiny_config(data_dir, tmp_path), stop_after=8, show_progress=False)
+    first = train(tiny_config(data_dir, tmp_path, max_steps=16), resume=True, show_progress=False)
+    first_s = read_run_card(tmp_path).phases_s["train"]
     result = train(tiny_config(data_dir, tmp_path, max_steps=32), resume=True, show_progress=False)
-    assert result.steps == 32
+    assert first.steps == 16 and result.steps == 32
+    # the card's training time adds the segment after the finished one: more than either alone
+    assert read_run_card(tmp_path).phases_s["train"] == pytest.approx(first_s + result.wall_s, abs=1e-2)
     with pytest.raises(UserError, match="past the new length"):
-        train(tiny_config(data_dir, tmp_path, max_steps=16), resume=True, show_progress=False)
+        train(tiny_config(data_dir, tmp_path, max_steps=24), resume=True, show_progress=False)
 
 
 def test_load_model_reproduces_the_trained_model(full_run, data_dir: Path):
@@ -498,9 +503,11 @@ def test_run_stage_training_resumes_the_same_config_and_force_retrains(data_dir:
     run = _train(cfg, False, console)
     first = (run / "metrics.jsonl").read_text()
     stamp = (run / "0000008_weights.safetensors").stat().st_mtime_ns
+    trained_s = read_run_card(run).phases_s["train"]
     _train(cfg, False, console)  # the same config, finished: resumes as a no-op
     assert (run / "metrics.jsonl").read_text() == first
     assert (run / "0000008_weights.safetensors").stat().st_mtime_ns == stamp
+    assert read_run_card(run).phases_s["train"] == trained_s  # its own training time is kept
     other = tiny_config(data_dir, tmp_path / "run", max_steps=4, save_interval=4, full_eval_every=100)
     with pytest.raises(UserError, match="another config; run-stage --force replaces it"):
         _train(other, False, console)

@@ -65,7 +65,9 @@ from exe_coder.model.transformer import Transformer, count_parameters
 from exe_coder.train import run_dir
 from exe_coder.decode.track import PatchTrack, program_of, track_for
 from exe_coder.train.config import RESUMABLE_KEYS, TrainConfig, load_config, resumable_differences
-from exe_coder.train.runcard import make_run_card, model_card_markdown, now_iso, write_model_card, write_run_card
+from exe_coder.train.runcard import (
+    make_run_card, model_card_markdown, now_iso, read_run_card, write_model_card, write_run_card,
+)
 from exe_coder.train.data import (
     Batch, Batcher, TokenizedSplit, lm_mask_causal_for_digit_ends, lm_mask_causal_for_signs, make_batch, manifest_sha256,
     shard, tokenize,
@@ -313,6 +315,7 @@ def train(
     window_tokens = 0
     window_t0 = time.perf_counter()
     end_step = total_steps if stop_after is None else min(stop_after, total_steps)
+    first_step = state.step
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -402,7 +405,11 @@ def train(
 
     wall = time.perf_counter() - t_start
     if main:
-        card = make_run_card(config, written_by="train", started=started, phases_s={"train": round(wall, 3)}, manifest_sha256=manifest)
+        # a resumed run's training time counts the segments before it that finished with a card;
+        # a finished run resumed (no step left) keeps its own
+        earlier_card = read_run_card(out) if resume else None
+        train_s = (wall if state.step > first_step else 0.0) + (earlier_card.phases_s.get("train", 0.0) if earlier_card else 0.0)
+        card = make_run_card(config, written_by="train", started=started, phases_s={"train": round(train_s, 3)}, manifest_sha256=manifest)
         write_run_card(out, card)
         write_model_card(out, model_card_markdown(
             config, card, steps=state.step, best_step=state.best_step,
