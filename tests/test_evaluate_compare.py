@@ -116,3 +116,31 @@ def test_rows_carry_the_baseline_and_the_heldout_slice(tmp_path):
     (row,) = compare([plain])[0]
     assert row.values["heldout_heldout_answer_accuracy"] == (None, None, None)
     assert row.values["baseline_answer_accuracy"] == (None, None, None)
+
+
+def test_seeds_group_by_their_config_as_read_now_where_the_run_folders_are_here(tmp_path):
+    """A run whose config predates a key (at its default) and one whose config names it train
+    alike: with their run folders here they group, though their cards' hashes differ; a run of
+    another config does not."""
+    from exe_coder.paths import CONFIGS_DIR
+    from exe_coder.train.config import load_config
+
+    base = load_config(CONFIGS_DIR / "sft_stage2_scale.toml")
+    texts = {}
+    for seed in (1, 2, 3):
+        run = base.model_copy(update={"run": base.run.model_copy(update={"seed": seed})})
+        texts[seed] = run.to_toml()
+    texts[1] = texts[1].replace("digit_place_shift = 0\n", "")  # written before the key existed
+    texts[3] = texts[3].replace("digit_permutation = 0.75", "digit_permutation = 0.5")  # another config
+    assert "digit_place_shift" not in texts[1] and "digit_place_shift = 0" in texts[2]
+    for seed, text in texts.items():
+        ckpt = tmp_path / "ckpt" / f"s{seed}"
+        files.write_text(ckpt / "config.toml", text)
+        path = _report(tmp_path / "reports" / f"s{seed}" / "stage2_test.json", right=5 + seed,
+                       card=_card(f"s{seed}", seed, f"card-{seed}", 10.0))
+        data = path.read_text().replace('"ckpt": null', f'"ckpt": "{ckpt}"')
+        assert data != path.read_text()
+        path.write_text(data)
+    rows, groups, _ = compare([tmp_path / "reports"])
+    (group,) = groups
+    assert group.seeds == [1, 2] and len(rows) == 3

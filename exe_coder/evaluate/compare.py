@@ -110,9 +110,26 @@ def row_of(path: Path, report: EvalReport) -> Row:
         values=values,
         gates={g: r.passed for g, r in report.milestone_gates.items()},
         train_s=card.phases_s.get("train") if card else None,
-        family=card.config_sha256_except_seed if card else None,
+        family=_family(report),
         source=str(path),
     )
+
+
+def _family(report: EvalReport) -> str | None:
+    """The config hash without the seed, of the run's config as this code reads it where the run
+    folder is here (a run trained before a key existed, at its default, then groups with runs
+    after), else the one its card recorded."""
+    from exe_coder.train.config import parse_config
+    from exe_coder.train.runcard import config_hashes
+
+    config_file = Path(report.ckpt or "") / "config.toml"
+    if report.ckpt and config_file.is_file():
+        try:
+            return config_hashes(parse_config(config_file.read_text(encoding="utf-8"), config_file))[1]
+        except UserError:
+            pass  # a config this code no longer reads: the card's hash
+    card = report.run_card
+    return card.config_sha256_except_seed if card else None
 
 
 def _metric_source(report: EvalReport, name: str):
