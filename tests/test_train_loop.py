@@ -315,44 +315,26 @@ def test_warmstart_from_a_missing_run_says_to_train_it_first(data_dir: Path, tmp
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
-@settings(max_examples=15, deadline=None)
-@given(prompt=st.text(alphabet="0123456789 ab-,", min_size=2, max_size=24))
-def test_textmix_with_digit_ends_never_predicts_a_byte_the_features_already_tell(prompt: str):
-    """Where the masked LM loss predicts a prompt byte, the logits are those of the prefix alone:
-    the digit-end features of the full prompt tell that position nothing about what follows."""
-    from exe_coder.model.transformer import Transformer
-    from exe_coder.train.data import lm_mask_causal_for_digit_ends
-
-    split = tokenize([_example(prompt)], Tokenizer(), 64, target=lambda e: e.target)
-    batch = make_batch(split, np.arange(1))
-    kept = lm_mask_causal_for_digit_ends(batch).prompt_mask[0]
-    mx.random.seed(0)
-    model = Transformer(layers=1, hidden_size=32, heads=2, seq_len=64, digit_positions=True,
-                        number_positions=True, digit_ends=True)
-    full = model(mx.array(batch.inputs))[0]
-    for t in np.flatnonzero(batch.prompt_mask[0]):
-        alone = model(mx.array(batch.inputs[:, : t + 1]))[0, t]
-        same = bool(mx.allclose(full[t], alone, atol=1e-5))
-        if kept[t]:
-            assert same, t
-        elif not same:  # what the mask is for: this position reads the future
-            assert chr(batch.inputs[0, t]).isdigit()
+# feature -> (its textmix mask, the bytes whose next byte the feature may tell)
+_LOOKAHEAD = {"digit_ends": ("lm_mask_causal_for_digit_ends", b"0123456789"), "signed_numbers": ("lm_mask_causal_for_signs", b"-\x92")}
 
 
+@pytest.mark.parametrize("feature", list(_LOOKAHEAD))
 @settings(max_examples=15, deadline=None)
 @given(prompt=st.text(alphabet="0123456789 ab-−,", min_size=2, max_size=24))
-def test_textmix_with_signed_numbers_never_predicts_a_byte_the_features_already_tell(prompt: str):
-    """As with digit ends: where the masked LM loss predicts a prompt byte, the logits are those
-    of the prefix alone, though a sign's features read the byte after it."""
+def test_textmix_never_predicts_a_byte_the_features_already_tell(feature: str, prompt: str):
+    """Where the masked LM loss predicts a prompt byte, the logits are those of the prefix alone:
+    the digit ends (and signs) of the full prompt tell that position nothing about what follows."""
     from exe_coder.model.transformer import Transformer
-    from exe_coder.train.data import lm_mask_causal_for_signs
+    from exe_coder.train import data
 
+    mask_name, lookahead = _LOOKAHEAD[feature]
     split = tokenize([_example(prompt)], Tokenizer(), 64, target=lambda e: e.target)
     batch = make_batch(split, np.arange(1))
-    kept = lm_mask_causal_for_signs(batch).prompt_mask[0]
+    kept = getattr(data, mask_name)(batch).prompt_mask[0]
     mx.random.seed(0)
     model = Transformer(layers=1, hidden_size=32, heads=2, seq_len=64, digit_positions=True,
-                        number_positions=True, signed_numbers=True)
+                        number_positions=True, **{feature: True})
     full = model(mx.array(batch.inputs))[0]
     for t in np.flatnonzero(batch.prompt_mask[0]):
         alone = model(mx.array(batch.inputs[:, : t + 1]))[0, t]
@@ -360,7 +342,7 @@ def test_textmix_with_signed_numbers_never_predicts_a_byte_the_features_already_
         if kept[t]:
             assert same, t
         elif not same:  # what the mask is for: this position reads the future
-            assert batch.inputs[0, t] in (ord("-"), 0x92)
+            assert batch.inputs[0, t] in lookahead
 
 
 def test_the_sft_loop_refuses_an_rl_config(data_dir: Path, tmp_path: Path):
