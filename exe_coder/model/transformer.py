@@ -75,8 +75,9 @@ class KVCache:
         self.pad_left: mx.array | None = None
         self.digit_run: mx.array | None = None  # [B] digits in the run that ends the cache
         self.number_count: mx.array | None = None  # [B] digit runs seen so far (in the row's part)
-        self.in_output: mx.array | None = None  # [B] the row has passed SEP (output_ordinals = "restart")
-        self.seen_sep = False  # the prompt has ended (digit_ends are computed over the prompt only)
+        # [B] the row has passed SEP: digit ends and signs are the prompt's only, restarted
+        # ordinals count the output apart
+        self.in_output: mx.array | None = None
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         prev = self.offset
@@ -315,31 +316,29 @@ class Transformer(nn.Module):
                 pos = mx.maximum(pos - pad_left[:, None], 0)
             x = x + self.pos_embed(pos)
         c = cache[0] if cache is not None else None
-        prompt_done = c is not None and c.offset > 0 and c.seen_sep  # this call is all output
+        # each row's part at the chunk's start (prompt or output), and each token's
+        in_output = c.in_output if c is not None and c.in_output is not None else mx.zeros((B,), mx.bool_)
+        output = from_sep(tokens) | in_output[:, None]
+        if c is not None:
+            c.in_output = output[:, -1]
         if self.digit_positions or self.number_positions:
             places = digit_places(tokens, c.digit_run if c is not None else None)
-            after_sep, in_output = None, False
-            if self.restart_ordinals:  # each row's part (prompt or output) at the chunk's start
-                in_output = c.in_output if c is not None and c.in_output is not None else mx.zeros((B,), mx.bool_)
-                after_sep = from_sep(tokens) | in_output[:, None]
+            after_sep = output if self.restart_ordinals else None
             counts = number_counts(places, c.number_count if c is not None else None, after_sep, in_output)
             if c is not None:
                 c.digit_run = places[:, -1]
                 c.number_count = counts[:, -1]
-                if after_sep is not None:
-                    c.in_output = after_sep[:, -1]
             if self.digit_positions:
                 x = x + self.digit_embed(mx.minimum(shifted(places, place_shift), MAX_DIGIT_PLACE))
             if self.number_positions:
                 ordinals = mx.where(places > 0, counts, 0)
-                if self.signed_numbers and not prompt_done:
-                    ordinals = mx.where(prompt_signs(tokens, places), _next(counts), ordinals)
+                if self.signed_numbers:
+                    signs = prompt_signs(tokens, places) & ~output
+                    ordinals = mx.where(signs, _next(counts), ordinals)
                 x = x + self.number_embed(mx.minimum(ordinals, self.max_number_ordinal))
         if self.digit_ends:
-            ends = mx.zeros_like(tokens) if prompt_done else prompt_digit_ends(tokens)
+            ends = mx.where(output, 0, prompt_digit_ends(tokens))
             x = x + self.digit_end_embed(mx.minimum(shifted(ends, place_shift), MAX_DIGIT_PLACE))
-        if c is not None and (self.digit_ends or self.signed_numbers):
-            c.seen_sep = bool(prompt_done or mx.any(tokens == SEP).item())
         for i, block in enumerate(self.blocks):
             x = block(x, mask, positions, cache[i] if cache is not None else None)
         x = self.norm(x)
