@@ -147,6 +147,7 @@ def test_selfcheck_of_add_text():
 
 def test_selfcheck_fails_when_the_toolchain_is_wrong(monkeypatch):
     real_build = ProgramTemplate.build
+    ProgramTemplate.load("add")  # loaded (and self-checked) with the real toolchain, whatever ran before
 
     def off_by_one(self, **ops):  # a broken toolchain: builds a+b+1 unless a == 0
         if ops["a"]:

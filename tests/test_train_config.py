@@ -410,7 +410,7 @@ def test_later_model_keys_are_dumped_only_when_used():
     that sets them keeps them through a dump and parse."""
     from exe_coder.model.config import LATER_KEYS
 
-    plain = load_config(CONFIGS_DIR / "sft_stage2_scale.toml")
+    plain = load_config(CONFIGS_DIR / "sft_stage1a_template_shift.toml")
     assert not any(key in plain.to_toml() for key in LATER_KEYS)
     assert parse_config(plain.to_toml()) == plain
     used = load_config(CONFIGS_DIR / "sft_stage1b_text_trackb.toml")
