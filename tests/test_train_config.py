@@ -12,6 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from exe_coder.decode.track import track_for
 from exe_coder.errors import UserError
 from exe_coder.paths import CONFIGS_DIR
 from exe_coder.train.config import (
@@ -418,3 +419,16 @@ def test_later_model_keys_are_dumped_only_when_used():
     assert parse_config(used.to_toml()) == used
     signed = plain.model_copy(update={"model": plain.model.model_copy(update={"signed_numbers": True})})
     assert "signed_numbers = true" in signed.to_toml() and parse_config(signed.to_toml()) == signed
+
+
+def test_target_order_is_dumped_only_when_set_and_is_track_a_only():
+    plain = parse_config(GOOD)
+    assert "target_order" not in plain.to_toml() and plain.data.target_order == "as_given"
+    ordered = parse_config(GOOD.replace("decode_max_int = 200", 'decode_max_int = 200\ntarget_order = "prompt"'))
+    assert 'target_order = "prompt"' in ordered.to_toml() and parse_config(ordered.to_toml()) == ordered
+    assert ordered.sha256() != plain.sha256()
+    text = GOOD.replace("decode_max_int = 200", 'decode_max_int = 200\ntarget_order = "prompt"\ntrack = "strict_one_shot"')
+    err = _error(text)
+    assert "target_order" in str(err) and err.line is not None
+    with pytest.raises(UserError, match="target_order"):
+        track_for("strict_one_shot", target_order="prompt")

@@ -10,6 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exe_coder.dataset import operand_spans
 from exe_coder.dataset.numwords import WordStyle, from_words, to_grouped, to_mixed, to_words
 from exe_coder.dataset.records import Example, patch_text
 from exe_coder.dataset.sample import sample_stage
@@ -62,7 +63,7 @@ def _source(prompt: str, target: str, examples: list[Example]) -> Example | None
     a, b = (int(x) for x in re.fullmatch(r"A=(-?\d+);B=(-?\d+)\n", target).groups())
     for ex in examples:
         old, new = f"{abs(ex.a)}|{abs(ex.b)}", f"{abs(a)}|{abs(b)}"
-        if len(old) != len(new) or (ex.a < 0, ex.b < 0) != (a < 0, b < 0):
+        if old.index("|") != new.index("|") or len(old) != len(new) or (ex.a < 0, ex.b < 0) != (a < 0, b < 0):
             continue
         pairs = {(o, n) for o, n in zip(old, new) if o != "|"}
         if len({o for o, _ in pairs}) != len(pairs) or len({n for _, n in pairs}) != len(pairs):
@@ -70,7 +71,7 @@ def _source(prompt: str, target: str, examples: list[Example]) -> Example | None
         perm = list(range(10))
         for o, n in pairs:
             perm[int(o)] = int(n)
-        spans = renaming.plan(ex.prompt, ex.a, ex.b)
+        spans = operand_spans.plan(ex.prompt, ex.a, ex.b)
         if spans and renaming.rename(ex.prompt, ex.a, ex.b, spans, perm) == (prompt, a, b):
             return ex
     return None
@@ -85,7 +86,7 @@ def _source(prompt: str, target: str, examples: list[Example]) -> Example | None
 def test_a_renamed_prompt_is_what_the_renderer_writes_for_the_renamed_operands(a, b, fa, fb, case, template, seed):
     text, sub = template
     prompt = _write(text, sub, a, b, fa[1], fb[1], case)
-    spans = renaming.plan(prompt, a, b)
+    spans = operand_spans.plan(prompt, a, b)
     if abs(a) == abs(b):
         assert spans is None  # one number written twice: which one is which is unclear
         return
@@ -100,18 +101,18 @@ def test_a_renamed_prompt_is_what_the_renderer_writes_for_the_renamed_operands(a
 
 
 def test_ambiguous_or_partial_renderings_are_not_eligible():
-    assert renaming.plan("add five hundred and seven", 500, 7) is None  # or 507?
-    assert renaming.plan("add one thousand and five", 1000, 5) is None
-    assert renaming.plan("I have 3 apples. What is 3 plus five?", 3, 5) is None
-    assert renaming.plan("what is 17 plus seventeen", 17, -17) is None
-    assert renaming.plan("what is forty-two plus 7", 40, 7) is None  # "forty" only inside "forty-two"
-    assert renaming.plan("what is 1,250 plus 7", 250, 7) is None
-    assert renaming.plan("On my 64-bit Mac, what is 5 plus 9", 64, 9) is None
+    assert operand_spans.plan("add five hundred and seven", 500, 7) is None  # or 507?
+    assert operand_spans.plan("add one thousand and five", 1000, 5) is None
+    assert operand_spans.plan("I have 3 apples. What is 3 plus five?", 3, 5) is None
+    assert operand_spans.plan("what is 17 plus seventeen", 17, -17) is None
+    assert operand_spans.plan("what is forty-two plus 7", 40, 7) is None  # "forty" only inside "forty-two"
+    assert operand_spans.plan("what is 1,250 plus 7", 250, 7) is None
+    assert operand_spans.plan("On my 64-bit Mac, what is 5 plus 9", 64, 9) is None
 
 
 def test_whole_matches_only_and_sign_words_stay():
     prompt = "Someone adds MINUS FORTY-TWO to forty on arm64 (4 thousand 2 hundred)"
-    spans = renaming.plan(prompt, -42, 40)
+    spans = operand_spans.plan(prompt, -42, 40)
     assert [prompt[s.start : s.end] for s in spans] == ["FORTY-TWO", "forty"]
     assert [(s.form, s.case) for s in spans] == [("words", "upper"), ("words", "lower")]
     perm = [0, 9, 8, 7, 6, 5, 4, 3, 2, 1]  # 4 -> 6, 2 -> 8
@@ -145,6 +146,48 @@ def test_a_renamed_batch_row_carries_its_renamed_target():
             assert _source(prompt, target, examples) is not None, (prompt, target)
             renamed += prompt not in {e.prompt for e in examples}
     assert renamed >= 6 * 16 * 0.7  # identity permutations and rows without a plan stay
+
+
+PROMPT_ORDER = PatchTrack(-99999, 99999, target_order="prompt")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    a=st.integers(-99999, 99999), b=st.integers(-99999, 99999),
+    fa=st.sampled_from(FORMS), fb=st.sampled_from(FORMS), case=st.sampled_from(CASE_STYLES),
+    template=st.sampled_from(TEMPLATES),
+)
+def test_a_prompt_order_target_writes_the_operands_as_the_prompt_does(a, b, fa, fb, case, template):
+    text, sub = template
+    example = _example(_write(text, sub, a, b, fa[1], fb[1], case), a, b)
+    assert TRACK.target(example) == example.target  # as given: A=a;B=b, whatever the prompt
+    b_first = text.index("{b}") < text.index("{a}") and abs(a) != abs(b)  # one magnitude twice: as given
+    assert PROMPT_ORDER.target(example) == (patch_text(b, a) if b_first else patch_text(a, b))
+
+
+def test_a_prompt_order_target_falls_back_to_the_given_order_where_the_prompt_cannot_tell():
+    unclear = _example("I have 3 apples. Add 5 to 3.", 3, 5)  # 3 written twice
+    assert operand_spans.plan(unclear.prompt, 3, 5) is None and PROMPT_ORDER.target(unclear) == "A=3;B=5\n"
+    assert PROMPT_ORDER.target(_example("Add 5 to 3 (I have 4 apples).", 3, 5)) == "A=5;B=3\n"
+    assert PROMPT_ORDER.target(_example("subtract four from seventeen", 17, -4)) == "A=-4;B=17\n"
+
+
+def test_prompt_order_rows_are_renamed_and_keep_the_prompt_order():
+    rng = random.Random(1)
+    examples = []
+    for i in range(32):
+        a, b = rng.randint(-3999, 3999), rng.randint(-3999, 3999)
+        examples.append(_example(_write("add {b} to {a}", False, a, b, rng.choice(FORMS)[1], rng.choice(FORMS[3:])[1], "lower"), a, b, i))
+    split = tokenize(examples, Tokenizer(), 192, target=PROMPT_ORDER.target_tokens)
+    assert len(split.words.plans) >= 30
+    batch = Batcher(split, 16, seed=3, digit_permutation=1.0).batch_at(0)
+    renamed = 0
+    for row in range(16):
+        prompt, target = _texts(batch, row)
+        a, b = (int(x) for x in re.fullmatch(r"A=(-?\d+);B=(-?\d+)\n", target).groups())
+        assert _source(prompt, patch_text(b, a), examples) is not None, (prompt, target)  # b first, as the prompt
+        renamed += prompt not in {e.prompt for e in examples}
+    assert renamed >= 10
 
 
 def test_digit_rows_and_digit_only_configs_are_bit_identical():
@@ -242,7 +285,7 @@ def test_sampled_stage4_rows_round_trip():
         for span in sorted(spans, key=lambda s: s.start):
             value = abs((a, b)[span.operand])
             start = new_at + span.start - at  # the text between spans keeps its length
-            new = prompt[start : start + len(renaming.render(value, span))]
+            new = prompt[start : start + len(operand_spans.render(value, span))]
             parsed = int(new.replace(",", "")) if span.form in ("digits", "grouped") else from_words(new)
             assert parsed == value, (ex.prompt, prompt)
             old_rest.append(ex.prompt[at : span.start])

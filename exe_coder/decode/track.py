@@ -25,6 +25,7 @@ from typing import ClassVar
 
 from exe_coder.codegen.finalize import finalize_unsigned, unsigned_image
 from exe_coder.dataset.golden import golden_image
+from exe_coder.dataset.operand_spans import prompt_order
 from exe_coder.dataset.records import Example, patch_text
 from exe_coder.decode import image_text
 from exe_coder.decode.grammar import DecodeGrammar, compile_grammar
@@ -72,11 +73,18 @@ class PatchTrack(Track):
 
     name = "template_delta_operand_patch"
 
-    def __init__(self, min_int: int = INT32_MIN, max_int: int = INT32_MAX, program: str | None = None) -> None:
+    def __init__(
+        self, min_int: int = INT32_MIN, max_int: int = INT32_MAX, program: str | None = None, target_order: str = "as_given"
+    ) -> None:
         del program  # the grammar bounds what is written, whatever the program
         self.grammar = compile_grammar(min_int, max_int)
+        self.target_order = target_order
 
     def target(self, example: Example) -> str:
+        """``A=a;B=b``, or with ``target_order = "prompt"`` the operands in the prompt's order
+        (found with the gold operands in hand: training's label, never an input)."""
+        if self.target_order == "prompt":
+            return patch_text(*prompt_order(example.prompt, example.a, example.b))
         return patch_text(example.a, example.b)
 
     @property
@@ -108,7 +116,11 @@ class FullImageTrack(Track):
     # A table, not a measurement: decoding never builds a golden image, even to count its tokens.
     PROGRAM_MAX_TOKENS: ClassVar[dict[str, int]] = {"add_text": 680}  # 567-587 tokens (the digits' count)
 
-    def __init__(self, min_int: int = INT32_MIN, max_int: int = INT32_MAX, program: str | None = None) -> None:
+    def __init__(
+        self, min_int: int = INT32_MIN, max_int: int = INT32_MAX, program: str | None = None, target_order: str = "as_given"
+    ) -> None:
+        if target_order != "as_given":
+            raise UserError("Track B writes the image as built; target_order applies to Track A's patch")
         self.min_int, self.max_int = min_int, max_int
         self.max_tokens = self.PROGRAM_MAX_TOKENS.get(program, type(self).max_tokens)
 
@@ -154,12 +166,21 @@ TRACKS: dict[str, type[Track]] = {PatchTrack.name: PatchTrack, FullImageTrack.na
 TRACK_ALIASES = {"a": PatchTrack.name, "b": FullImageTrack.name}  # run-stage --track
 
 
-def track_for(name: str, *, min_int: int | None = None, max_int: int | None = None, program: str | None = None) -> Track:
-    """The track a config names, with its decode bounds (the template's int32 range by default)
-    and, when known, the program it realizes (Track B sizes its generation budget by it)."""
+def track_for(
+    name: str,
+    *,
+    min_int: int | None = None,
+    max_int: int | None = None,
+    program: str | None = None,
+    target_order: str = "as_given",
+) -> Track:
+    """The track a config names, with its decode bounds (the template's int32 range by default),
+    when known the program it realizes (Track B sizes its generation budget by it), and the
+    order training's targets write the operands in (Track A)."""
     if name not in TRACKS:
         raise UserError(f"track {name!r} is not implemented; implemented: {', '.join(TRACKS)}")
-    return TRACKS[name](INT32_MIN if min_int is None else min_int, INT32_MAX if max_int is None else max_int, program)
+    lo, hi = INT32_MIN if min_int is None else min_int, INT32_MAX if max_int is None else max_int
+    return TRACKS[name](lo, hi, program, target_order)
 
 
 def program_of(examples: list[Example], where: str = "<data>") -> str:

@@ -7,7 +7,7 @@ table follows; ``train/config.py`` builds the rest of the schema on it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
@@ -18,13 +18,26 @@ class ConfigTable(BaseModel):
     ``lr_adamw = 1``, which is exact); floats are finite (TOML's ``inf`` and ``nan`` are refused)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    later_keys: ClassVar[tuple[str, ...]] = ()  # keys added after runs were trained without them
+
+    @model_serializer(mode="wrap")
+    def _leave_out_later_keys_at_default(self, handler):
+        """Keys added after runs were already trained are dumped only when set otherwise, so a
+        config that does not use them keeps its TOML text and hashes: its finished runs still
+        resume as the same config, and new seeds group with old ones in ``compare``."""
+        data = handler(self)
+        for key in self.later_keys:
+            if getattr(self, key) == type(self).model_fields[key].default:
+                data.pop(key, None)
+        return data
 
 
-# [model] keys of session 8, all refinements of number_positions (see _leave_out_later_keys_at_default)
+# [model] keys of session 8, all refinements of number_positions
 LATER_KEYS = ("max_number_ordinal", "output_ordinals", "signed_numbers")
 
 
 class ModelConfig(ConfigTable):
+    later_keys = LATER_KEYS
     layers: int = Field(ge=1, le=64)
     hidden_size: int = Field(ge=8)
     heads: int = Field(ge=1)
@@ -46,17 +59,6 @@ class ModelConfig(ConfigTable):
     signed_numbers: bool = False  # a '-' or '−' right before a prompt number carries that number's ordinal
     digit_ends: bool = False  # prompt digits also know their place from the number's end (see transformer.py)
     activation: Literal["gelu", "relu2"] = "gelu"  # relu2 is far cheaper on the CPU (see transformer.py)
-
-    @model_serializer(mode="wrap")
-    def _leave_out_later_keys_at_default(self, handler):
-        """Keys added after runs were already trained are dumped only when set otherwise, so a
-        config that does not use them keeps its TOML text and hashes: its finished runs still
-        resume as the same config, and new seeds group with old ones in ``compare``."""
-        data = handler(self)
-        for key in LATER_KEYS:
-            if getattr(self, key) == type(self).model_fields[key].default:
-                data.pop(key, None)
-        return data
 
     @model_validator(mode="after")
     def _heads(self) -> ModelConfig:

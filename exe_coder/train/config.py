@@ -40,11 +40,17 @@ class DataConfig(ConfigTable):
     target_mode: Literal["patch_text", "full_hex"] = "patch_text"
     decode_min_int: int
     decode_max_int: int
+    # Track A's target: "as_given" writes A=a;B=b; "prompt" writes the operands in the order the
+    # prompt does (a sum is the same either way), so a phrasing never decides which comes first.
+    target_order: Literal["as_given", "prompt"] = "as_given"
+    later_keys = ("target_order",)
 
     @model_validator(mode="after")
     def _bounds(self) -> DataConfig:
         if self.decode_min_int > self.decode_max_int:
             raise ValueError("decode_min_int must not exceed decode_max_int")
+        if self.target_order != "as_given" and self.track != "template_delta_operand_patch":
+            raise ValueError("target_order orders Track A's patch; Track B writes the image as built")
         return self
 
 

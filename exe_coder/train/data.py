@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exe_coder.dataset import operand_spans
 from exe_coder.dataset.records import Example, patch_text
 from exe_coder.errors import UserError
 from exe_coder.model.tokenizer import PAD, Tokenizer
@@ -43,7 +44,7 @@ class WordRows:
     """What renaming operands in words needs (``renaming``): each eligible row's example and
     operand spans, the track's target function, and the longest row the model takes."""
 
-    plans: dict[int, tuple[Example, tuple[renaming.Span, renaming.Span]]]
+    plans: dict[int, tuple[Example, tuple[operand_spans.Span, operand_spans.Span]]]
     target: Callable[[Example], str | list[int]]
     seq_len: int
 
@@ -79,8 +80,8 @@ def tokenize(
         text = want if isinstance(want, str) else bytes(t for t in want if t < 256).decode("latin-1")
         copies.append(digit_copies(ex.prompt, text))
         # the rest (operands in words, "1,250", ...) are renamed as text, where the target is the
-        # example's own text (Track A; not Track B's image bytes)
-        if not copies[-1] and text == ex.target and (spans := renaming.plan(ex.prompt, ex.a, ex.b)):
+        # example's patch in either order (Track A; not Track B's image bytes)
+        if not copies[-1] and text in (ex.target, patch_text(ex.b, ex.a)) and (spans := operand_spans.plan(ex.prompt, ex.a, ex.b)):
             plans[n - 1] = (ex, spans)
         ids, mask = tokenizer.encode_example(ex.prompt, want)
         if len(ids) > seq_len:

@@ -243,7 +243,8 @@ def train(
     earlier = [] if resume or not main else run_dir.files_to_replace(out, force=force)  # fail before the slow part
     tokenizer = Tokenizer()
 
-    track = track_for(config.data.track, min_int=config.data.decode_min_int, max_int=config.data.decode_max_int)
+    d = config.data
+    track = track_for(d.track, min_int=d.decode_min_int, max_int=d.decode_max_int, target_order=d.target_order)
     train_examples = load_examples(config.data.train_jsonl)
     program = program_of(train_examples, config.data.train_jsonl)  # saved with the weights: decode rebuilds this shape
     train_split = tokenize(train_examples, tokenizer, config.model.seq_len, config.data.train_jsonl, target=track.target_tokens)
