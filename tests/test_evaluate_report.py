@@ -218,7 +218,7 @@ def test_report_lists_wrong_examples_up_to_the_limit(run_dir):
     data = json.loads(out.read_text())
     assert data["failures_total"] == 3 and len(data["failures"]) == 2 and data["failure_limit"] == 2
     md = (out.parent / "r.md").read_text()
-    assert "3 of 12 examples wrong" in md and "the first 2 in file order" in md
+    assert "3 of 12 examples wrong" in md and "the first 2, wrong answers first, each kind in file order" in md
     assert "| val-00010 | What is 50 plus -17? | `A=50;B=-17` | `A=1;B=2` | 33 | 3 | wrong_output |" in md
     with pytest.raises(UserError, match="failure limit"):
         evaluate_files(run_dir / "model.jsonl", out, failure_limit=-1)
@@ -231,6 +231,14 @@ def test_right_answer_from_a_wrong_patch_is_listed_and_pipes_stay_in_their_cell(
     assert report.failures[0].answer_correct is True and report.metrics.answer_accuracy == 1.0
     md = render_markdown(report)
     assert "| What is 3 \\| 4? |" in md and "ok (right answer)" in md
+
+
+def test_wrong_answers_are_listed_before_right_answers_from_another_patch():
+    exs = [example(a=3, b=4, i=i) for i in range(3)]
+    preds = [wrong_patch(exs[0], 4, 3, mode="sft_patch_model"), wrong_patch(exs[1], 5, 3, mode="sft_patch_model"),
+             oracle(exs[2], mode="sft_patch_model")]
+    report = report_mod.build_report(preds, split="test", predictions_path="p.jsonl", failure_limit=1)
+    assert report.failures_total == 2 and [f.answer_correct for f in report.failures] == [False]
 
 
 def test_test_is_the_headline_and_val_the_checkpoint_selection_split(run_dir):

@@ -150,8 +150,10 @@ def build_report(
             error_taxonomy=error_taxonomy(baseline),
             slices=compute_slices(baseline, beta=beta),
         )
-    # Track B writes no patch: a right answer from other bytes than the golden ones is still listed
-    wrong = [p for p in predictions if not (p.answer_correct and (p.exact_byte_match if p.track == TRACK_B else p.patch_exact))]
+    # Track B writes no patch: a right answer from other bytes than the golden ones is still listed,
+    # after every wrong answer (a prompt-order run writes b first wherever the prompt does)
+    wrong = [p for p in predictions if not p.answer_correct]
+    wrong += [p for p in predictions if p.answer_correct and not (p.exact_byte_match if p.track == TRACK_B else p.patch_exact)]
     return EvalReport(
         split=split,
         split_role=SPLIT_ROLES.get(split or ""),
@@ -280,7 +282,8 @@ def render_markdown(report: EvalReport, title: str = "Evaluation report") -> str
         shown = len(r.failures)
         lines += [
             f"{r.failures_total} of {r.metrics.n} examples wrong (wrong answer, or the right answer from a wrong "
-            f"patch); {'all' if shown == r.failures_total else f'the first {shown}'} in file order:",
+            f"patch); {'all' if shown == r.failures_total else f'the first {shown}'}, wrong answers first, "
+            "each kind in file order:",
             "",
             "| id | prompt | gold patch | predicted | expected | printed | outcome | detail |",
             "|---|---|---|---|---:|---:|---|---|",
