@@ -75,7 +75,7 @@ def test_every_metric_carries_its_count_and_interval():
     mae = m.intervals["operand_mae"]
     assert mae.method == "bootstrap" and mae.n == 20  # over the parsed predictions only
     assert mae.lo <= m.operand_mae <= mae.hi
-    assert set(m.intervals) == {"parse_success_rate", "patch_exact_match_rate", "operand_mae", "macho_valid_rate",
+    assert set(m.intervals) == {"parse_success_rate", "patch_exact_match_rate", "operands_match_rate", "operand_mae", "macho_valid_rate",
                                 "exec_success_rate", "answer_accuracy", "exact_byte_match_rate", "avg_reward"}
     assert compute_metrics([]).intervals == {}
 

@@ -23,6 +23,7 @@ from exe_coder.runtime.outcome import Outcome, OutcomeKind
 RATES = (
     "parse_success_rate",
     "patch_exact_match_rate",
+    "operands_match_rate",
     "macho_valid_rate",
     "exec_success_rate",
     "answer_accuracy",
@@ -74,7 +75,17 @@ def test_swapped_operands_answer_right_patch_wrong():
     m = compute_metrics([wrong_patch(ex, -4, 17)])
     assert m.answer_accuracy == 1.0
     assert m.patch_exact_match_rate == 0.0
+    assert m.operands_match_rate == 1.0  # the two operands, in the other order
     assert m.operand_mae == 21.0
+
+
+def test_operands_match_needs_both_numbers():
+    """Either order counts, a repeated number does not stand in for the other, and a right sum
+    from other numbers is not a match."""
+    ex = example(a=17, b=-4)
+    assert compute_metrics([wrong_patch(ex, 17, 17)]).operands_match_rate == 0.0
+    assert compute_metrics([wrong_patch(ex, 13, 0)]).operands_match_rate == 0.0
+    assert compute_metrics([unparsed(ex)]).operands_match_rate == 0.0
 
 
 def test_ok_label_with_other_stdout_is_not_an_answer():
@@ -193,7 +204,7 @@ def test_rates_are_fractions_of_counts(rows):
     assert m.answer_accuracy == sum(p.outcome.kind is OutcomeKind.OK for p in preds) / n
     assert m.exec_success_rate == sum(p.outcome.exec_ok for p in preds) / n
     assert m.answer_accuracy <= m.exec_success_rate <= m.macho_valid_rate
-    assert m.patch_exact_match_rate <= m.parse_success_rate
+    assert m.patch_exact_match_rate <= m.operands_match_rate <= m.parse_success_rate
     assert -1.0 <= m.avg_reward <= 4.0
 
 

@@ -42,3 +42,11 @@ class Prediction(BaseModel):
     @property
     def patch_exact(self) -> bool:
         return self.parsed and self.a == self.example.a and self.b == self.example.b
+
+    @property
+    def operands_match(self) -> bool:
+        """The two gold operands in either order: a run trained to write them in the prompt's
+        order (``target_order = "prompt"``) is not counted wrong on a b-first phrasing."""
+        if not self.parsed or self.a is None or self.b is None:
+            return False
+        return sorted((self.a, self.b)) == sorted((self.example.a, self.example.b))

@@ -23,7 +23,8 @@ from exe_coder.evaluate.report import EvalReport
 REPORT_PREFIX = "exe-coder.eval-report/"
 METRICS = (
     "answer_accuracy", "heldout_heldout_answer_accuracy", "baseline_answer_accuracy",
-    "parse_success_rate", "exec_success_rate", "patch_exact_match_rate", "operand_mae",
+    "parse_success_rate", "exec_success_rate", "patch_exact_match_rate", "operands_match_rate",
+    "operand_mae",
 )
 SPLITS = ("test", "val", "all")
 

@@ -33,6 +33,8 @@ class Metrics(BaseModel):
     n: int
     parse_success_rate: float | None
     patch_exact_match_rate: float | None
+    # the operands in either order; absent (None) in reports written before it existed
+    operands_match_rate: float | None = None
     operand_mae: float | None  # over parsed predictions only; None when nothing parsed
     macho_valid_rate: float | None
     exec_success_rate: float | None
@@ -99,6 +101,7 @@ def compute_metrics(
         "parse_success_rate": [p.parsed for p in predictions],
         # Track B writes no patch: undefined there (its image metrics are in the report's image section)
         "patch_exact_match_rate": [p.patch_exact for p in predictions if p.track != "strict_one_shot"],
+        "operands_match_rate": [p.operands_match for p in predictions if p.track != "strict_one_shot"],
         "macho_valid_rate": [o.is_valid_macho for o in outcomes],
         "exec_success_rate": [o.exec_ok for o in outcomes],
         "answer_accuracy": [p.answer_correct for p in predictions],

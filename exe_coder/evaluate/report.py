@@ -58,6 +58,7 @@ INTERVALS_NOTE = (
 HEADLINE = (
     "parse_success_rate",
     "patch_exact_match_rate",
+    "operands_match_rate",
     "operand_mae",
     "macho_valid_rate",
     "exec_success_rate",
