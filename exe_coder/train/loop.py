@@ -245,11 +245,11 @@ def train(
 
     d = config.data
     track = track_for(d.track, min_int=d.decode_min_int, max_int=d.decode_max_int, target_order=d.target_order)
-    train_examples = load_examples(config.data.train_jsonl)
-    program = program_of(train_examples, config.data.train_jsonl)  # saved with the weights: decode rebuilds this shape
-    train_split = tokenize(train_examples, tokenizer, config.model.seq_len, config.data.train_jsonl, target=track.target_tokens)
-    val_split = tokenize(load_examples(config.data.val_jsonl), tokenizer, config.model.seq_len, config.data.val_jsonl, target=track.target_tokens)
-    manifest = manifest_sha256(config.data.train_jsonl)
+    train_examples = load_examples(d.train_jsonl)
+    program = program_of(train_examples, d.train_jsonl)  # saved with the weights: decode rebuilds this shape
+    train_split = tokenize(train_examples, tokenizer, config.model.seq_len, d.train_jsonl, target=track.target_tokens)
+    val_split = tokenize(load_examples(d.val_jsonl), tokenizer, config.model.seq_len, d.val_jsonl, target=track.target_tokens)
+    manifest = manifest_sha256(d.train_jsonl)
 
     tc = config.train
     batcher = Batcher(
