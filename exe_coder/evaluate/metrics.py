@@ -97,11 +97,13 @@ def compute_metrics(
     abs_errors = [(abs(p.a - p.example.a) + abs(p.b - p.example.b)) / 2 for p in parsed]  # type: ignore[operator]
     kls = kl_to_sft if kl_to_sft is not None else [0.0] * len(predictions)
     rewards = [reward(p, beta, kl) for p, kl in zip(predictions, kls)]
+    # Track B writes no patch: the patch metrics are undefined there (its image metrics are in the
+    # report's image section)
+    patches = [p for p in predictions if p.track != "strict_one_shot"]
     flags = {
         "parse_success_rate": [p.parsed for p in predictions],
-        # Track B writes no patch: undefined there (its image metrics are in the report's image section)
-        "patch_exact_match_rate": [p.patch_exact for p in predictions if p.track != "strict_one_shot"],
-        "operands_match_rate": [p.operands_match for p in predictions if p.track != "strict_one_shot"],
+        "patch_exact_match_rate": [p.patch_exact for p in patches],
+        "operands_match_rate": [p.operands_match for p in patches],
         "macho_valid_rate": [o.is_valid_macho for o in outcomes],
         "exec_success_rate": [o.exec_ok for o in outcomes],
         "answer_accuracy": [p.answer_correct for p in predictions],
