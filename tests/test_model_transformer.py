@@ -315,3 +315,25 @@ def test_a_place_shift_moves_every_digit_feature_by_k_and_leaves_the_rest(row: l
     got = model(tokens, place_shift=mx.array([k]))
     assert np.abs(np.array(got - moved(tokens))).max() < TOL
     assert np.array_equal(np.array(model(tokens, place_shift=mx.array([0]))), np.array(model(tokens)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(row=st.lists(token, min_size=1, max_size=12), k=st.integers(0, 3), signed=st.booleans())
+def test_an_ordinal_shift_moves_every_number_ordinal_by_k_and_leaves_the_rest(row: list[int], k: int, signed: bool):
+    """Row i's number ordinals count from 1 + ordinal_shift[i] (signs' too): exactly the logits of
+    the unshifted model whose ordinal table is moved k rows up (row 0, "no number", stays; the
+    table is long enough that no shifted ordinal saturates)."""
+    mx.random.seed(2)
+    model = Transformer(layers=1, hidden_size=32, heads=2, seq_len=64, digit_positions=True, number_positions=True,
+                        digit_ends=True, signed_numbers=signed, max_number_ordinal=16, activation="relu2", rope_fraction=0.25)
+    model.eval()
+    tokens = mx.array([row])
+    moved = copy.deepcopy(model)
+    table = np.array(model.number_embed.weight)
+    table[1 : len(table) - k] = table[1 + k :]  # ordinal n of the moved model = ordinal n + k of the original
+    moved.number_embed.weight = mx.array(table)
+    got = model(tokens, ordinal_shift=mx.array([k]))
+    assert np.abs(np.array(got - moved(tokens))).max() < TOL
+    assert np.array_equal(np.array(model(tokens, ordinal_shift=mx.array([0]))), np.array(model(tokens)))
+    if k and any(48 <= t <= 57 for t in row):  # a row with a number: the shift reaches the logits
+        assert np.abs(np.array(got - model(tokens))).max() > 0

@@ -210,12 +210,14 @@ def test_mlx_launch_runs_the_train_command_as_two_ranks(data_dir: Path, tmp_path
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 4
 
 
-def test_a_place_shift_trains_the_same_on_one_and_two_ranks(data_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize("key", ["digit_place_shift", "number_ordinal_shift"])
+def test_a_place_or_ordinal_shift_trains_the_same_on_one_and_two_ranks(data_dir: Path, tmp_path: Path, key: str):
     """Each rank takes its rows' offsets with its rows of the global batch; a shift changes the
     run (the offsets reach the model), and 1 and 2 ranks still agree."""
     def run(n: int, shift: int) -> Path:
-        cfg = _config(data_dir, tmp_path / f"r{n}s{shift}", digit_place_shift=shift)
-        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"digit_positions": True, "digit_ends": True})})
+        cfg = _config(data_dir, tmp_path / f"r{n}s{shift}", **{key: shift})
+        features = {"digit_positions": True, "digit_ends": True, "number_positions": True}
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update=features)})
         train_on_ranks(cfg, n, eval_hook=False)
         return tmp_path / f"r{n}s{shift}"
 

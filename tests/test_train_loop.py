@@ -518,6 +518,27 @@ def test_the_place_shift_is_drawn_from_seed_and_step_within_its_bound(data_dir: 
     assert not np.array_equal(draws, np.stack([Batcher(split, 8, seed=4, digit_place_shift=4).place_shift_at(s) for s in range(50)]))
 
 
+def test_the_ordinal_shift_is_a_stream_of_its_own_within_its_bound(data_dir: Path):
+    """Drawn from (seed, step) like the place shift but apart from it: turning it on leaves the
+    place shifts (and so a run without it) as they were."""
+    split = tokenize(load_examples(data_dir / "train.jsonl"), Tokenizer(), 64, target=lambda e: e.target)
+    assert Batcher(split, 8, seed=3, digit_place_shift=4).ordinal_shift_at(0) is None
+    both = Batcher(split, 8, seed=3, digit_place_shift=4, number_ordinal_shift=3)
+    places = Batcher(split, 8, seed=3, digit_place_shift=4)
+    draws = np.stack([both.ordinal_shift_at(s) for s in range(50)])
+    assert draws.shape == (50, 8) and draws.min() == 0 and draws.max() == 3
+    assert all(np.array_equal(both.place_shift_at(s), places.place_shift_at(s)) for s in range(50))
+    assert not np.array_equal(draws, np.stack([both.place_shift_at(s) for s in range(50)]))
+    assert np.array_equal(draws[7], Batcher(split, 8, seed=3, number_ordinal_shift=3).ordinal_shift_at(7))
+
+
+def test_an_ordinal_shift_without_number_ordinals_is_refused(data_dir: Path, tmp_path: Path):
+    cfg = tiny_config(data_dir, tmp_path / "run", number_ordinal_shift=2)  # the tiny model has no number ordinals
+    with pytest.raises(UserError, match=r"\[train\].number_ordinal_shift offsets the number ordinals"):
+        train(cfg, show_progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_place_shift_without_digit_features_is_refused(data_dir: Path, tmp_path: Path):
     cfg = tiny_config(data_dir, tmp_path / "run", digit_place_shift=2)  # the tiny model has no digit features
     with pytest.raises(UserError, match=r"\[train\].digit_place_shift offsets the digit features"):

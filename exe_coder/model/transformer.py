@@ -33,8 +33,13 @@ has a place no row ever used, and the model writes ``1000`` as ``100``. ``place_
 (training's ``digit_place_shift``, after Abacus) counts row i's places and ends from
 ``1 + place_shift[i]``, so every place up to the longest number plus the shift is trained and
 the copy must match places relative to each other. Inference passes none (places from 1).
+``ordinal_shift[B]`` (training's ``number_ordinal_shift``) does the same one level up: row i's
+number ordinals count from ``1 + ordinal_shift[i]``, so ordinals past those of a two-number
+prompt are trained too (stage0's "Generate an arm64 executable that prints {a} + {b}" makes b
+the third number, an ordinal one row in fifty trains otherwise) and the copy must relate the
+answer's ordinals to the prompt's rather than match one fixed pair.
 
-``model(tokens[B, T], cache=None, pad_left=None, place_shift=None) -> logits[B, T, V]``.
+``model(tokens[B, T], cache=None, pad_left=None, place_shift=None, ordinal_shift=None) -> logits[B, T, V]``.
 
 ``pad_left[B]`` counts left-padding tokens per row (batched generation pads prompts on the
 left): those keys are masked out, and positions are shifted so that each row's first real token
@@ -283,6 +288,7 @@ class Transformer(nn.Module):
         cache: list[KVCache] | None = None,
         pad_left: mx.array | None = None,
         place_shift: mx.array | None = None,
+        ordinal_shift: mx.array | None = None,
     ) -> mx.array:
         B, T = tokens.shape
         offset = cache[0].offset if cache is not None else 0
@@ -335,7 +341,7 @@ class Transformer(nn.Module):
                 if self.signed_numbers:
                     signs = prompt_signs(tokens, places) & ~output
                     ordinals = mx.where(signs, _next(counts), ordinals)
-                x = x + self.number_embed(mx.minimum(ordinals, self.max_number_ordinal))
+                x = x + self.number_embed(mx.minimum(shifted(ordinals, ordinal_shift), self.max_number_ordinal))
         if self.digit_ends:
             ends = mx.where(output, 0, prompt_digit_ends(tokens))
             x = x + self.digit_end_embed(mx.minimum(shifted(ends, place_shift), MAX_DIGIT_PLACE))
@@ -362,8 +368,8 @@ def digit_places(tokens: mx.array, carry: mx.array | None = None) -> mx.array:
 
 
 def shifted(places: mx.array, shift: mx.array | None) -> mx.array:
-    """Digit places (or ends) of row i counted from 1 + shift[i]; non-digits stay 0 (training's
-    ``digit_place_shift``)."""
+    """Digit places (or ends, or number ordinals) of row i counted from 1 + shift[i]; non-digits
+    stay 0 (training's ``digit_place_shift`` and ``number_ordinal_shift``)."""
     if shift is None:
         return places
     return mx.where(places > 0, places + shift.astype(places.dtype)[:, None], 0)

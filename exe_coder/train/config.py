@@ -142,6 +142,10 @@ class TrainSection(ConfigTable):
     # features) start at 1 + k instead of 1, k uniform in 0..N, so a number longer than any in
     # training still meets trained embeddings (Abacus; see model/transformer.py)
     digit_place_shift: int = Field(default=0, ge=0, le=8)
+    # additive: the same for number ordinals (the model's number_positions): in training only,
+    # each row's numbers are counted from 1 + k, k uniform in 0..N, so the answer's numbers copy
+    # from prompt numbers by their relative ordinal, past a two-number prompt's too
+    number_ordinal_shift: int = Field(default=0, ge=0, le=8)
 
 
 class TrainConfig(ConfigTable):

@@ -269,6 +269,7 @@ class Batcher:
         window_batches: int = WINDOW_BATCHES,
         digit_permutation: float = 0.0,
         digit_place_shift: int = 0,
+        number_ordinal_shift: int = 0,
     ):
         self.split = split
         self.batch_size = min(batch_size, len(split))
@@ -276,6 +277,7 @@ class Batcher:
         self.prompt_noise = prompt_noise
         self.digit_permutation = digit_permutation
         self.digit_place_shift = digit_place_shift
+        self.number_ordinal_shift = number_ordinal_shift
         self.window_batches = window_batches
         self.steps_per_epoch = len(split) // self.batch_size
         self._cached: tuple[int, np.ndarray] | None = None
@@ -316,10 +318,18 @@ class Batcher:
     def place_shift_at(self, step: int) -> np.ndarray | None:
         """Each row's digit-place offset at step s, uniform in 0..digit_place_shift, drawn from
         (seed, s) like the rest of the batch; None when the option is off."""
-        if self.digit_place_shift == 0:
+        return self._offsets(step, self.digit_place_shift, stream=4)
+
+    def ordinal_shift_at(self, step: int) -> np.ndarray | None:
+        """Each row's number-ordinal offset at step s, uniform in 0..number_ordinal_shift (a
+        stream of its own, so the place shifts stay as they were); None when the option is off."""
+        return self._offsets(step, self.number_ordinal_shift, stream=5)
+
+    def _offsets(self, step: int, bound: int, stream: int) -> np.ndarray | None:
+        if bound == 0:
             return None
-        rng = np.random.default_rng([self.seed, step, 4])
-        return rng.integers(0, self.digit_place_shift + 1, self.batch_size).astype(np.int32)
+        rng = np.random.default_rng([self.seed, step, stream])
+        return rng.integers(0, bound + 1, self.batch_size).astype(np.int32)
 
 
 def eval_batches(split: TokenizedSplit, batch_size: int, limit: int | None = None):

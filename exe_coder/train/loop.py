@@ -16,7 +16,8 @@ from their prefix): a plain language-modelling loss on the prompt text, in the s
 printable bytes in the model's input (an augmentation against memorising template wording).
 ``[train].digit_place_shift`` = N counts each training row's digit places and ends from 1 + k,
 k uniform in 0..N (``Batcher.place_shift_at``), so numbers longer than any in training meet
-trained embeddings; evaluation and decoding count from 1.
+trained embeddings; ``[train].number_ordinal_shift`` does the same for number ordinals
+(``Batcher.ordinal_shift_at``). Evaluation and decoding count both from 1.
 
 Determinism: parameters are initialised after ``mx.random.seed(seed)``; the batch at step s is a
 function of (seed, s) (``data.Batcher``); before step s the RNG is re-seeded from (seed, s), so
@@ -98,10 +99,11 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
 
 
 def sequence_losses(
-    model: nn.Module, batch_inputs: mx.array, targets: mx.array, label_smoothing: float = 0.0, place_shift=None
+    model: nn.Module, batch_inputs: mx.array, targets: mx.array, label_smoothing: float = 0.0, place_shift=None,
+    ordinal_shift=None,
 ):
     """Per-token cross-entropy [B, T] and the logits it came from."""
-    logits = model(batch_inputs, place_shift=place_shift)
+    logits = model(batch_inputs, place_shift=place_shift, ordinal_shift=ordinal_shift)
     return nn.losses.cross_entropy(logits, targets, label_smoothing=label_smoothing), logits
 
 
@@ -205,6 +207,10 @@ def check_supported(config: TrainConfig) -> None:
             "[train].digit_place_shift offsets the digit features; set [model].digit_positions or "
             "digit_ends, or set it to 0"
         )
+    if config.train.number_ordinal_shift and not config.model.number_positions:
+        raise UserError(
+            "[train].number_ordinal_shift offsets the number ordinals; set [model].number_positions, or set it to 0"
+        )
     if config.train.digit_permutation > 0 and config.data.track != PatchTrack.name:
         raise UserError(
             f"[train].digit_permutation renames digits in a patch's operands; track {config.data.track!r} "
@@ -255,6 +261,7 @@ def train(
     batcher = Batcher(
         train_split, tc.batch_size, config.run.seed, tc.prompt_noise,
         digit_permutation=tc.digit_permutation, digit_place_shift=tc.digit_place_shift,
+        number_ordinal_shift=tc.number_ordinal_shift,
     )
     total_steps = min(tc.max_steps, tc.epochs * batcher.steps_per_epoch)
 
@@ -270,10 +277,13 @@ def train(
     textmix = config.init.textmix_ratio if config.init.mode == "warmstart_textmix" else 0.0
     smoothing = tc.label_smoothing
 
-    def loss_fn(model, inputs, targets, target_mask, prompt_mask, n_target, n_prompt, place_shift):
+    def loss_fn(model, inputs, targets, target_mask, prompt_mask, n_target, n_prompt, place_shift, ordinal_shift):
         # sums over this rank's rows, divided by the global batch's counts: summed over the
         # ranks, these are exactly the whole batch's means (and so are their gradients)
-        ce, _ = sequence_losses(model, inputs, targets, smoothing, place_shift if tc.digit_place_shift else None)
+        ce, _ = sequence_losses(
+            model, inputs, targets, smoothing,
+            place_shift if tc.digit_place_shift else None, ordinal_shift if tc.number_ordinal_shift else None,
+        )
         target_loss = (ce * target_mask).sum() / n_target
         objective = target_loss
         if textmix > 0.0:
@@ -284,9 +294,9 @@ def train(
     compiled_state = [model.state, optimizer.state, mx.random.state]
 
     @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
-    def train_step(inputs, targets, target_mask, prompt_mask, n_target, n_prompt, place_shift):
+    def train_step(inputs, targets, target_mask, prompt_mask, n_target, n_prompt, place_shift, ordinal_shift):
         (_, target_loss), grads = loss_and_grad(
-            model, inputs, targets, target_mask, prompt_mask, n_target, n_prompt, place_shift
+            model, inputs, targets, target_mask, prompt_mask, n_target, n_prompt, place_shift, ordinal_shift
         )
         grads = group.sum_tree(grads)
         grads, grad_norm = optim.clip_grad_norm(grads, tc.grad_clip_norm)
@@ -339,8 +349,9 @@ def train(
                 if textmix > 0.0 and config.model.signed_numbers:
                     batch = lm_mask_causal_for_signs(batch)
                 mine = shard(batch, group.rank, group.size)
-                shift = batcher.place_shift_at(step)  # the global batch's rows, like the batch
-                shift = np.zeros(len(batch.inputs), np.int32) if shift is None else shift
+                # each row's offsets, drawn for the global batch like the batch itself
+                shifts = [batcher.place_shift_at(step), batcher.ordinal_shift_at(step)]
+                shifts = [np.zeros(len(batch.inputs), np.int32) if s is None else s for s in shifts]
                 mx.random.seed(step_seed(config.run.seed, step, group.rank))
                 target_loss, grad_norm = train_step(
                     mx.array(mine.inputs),
@@ -349,7 +360,7 @@ def train(
                     mx.array(mine.prompt_mask),
                     mx.array(batch.target_mask.sum(), dtype=mx.float32),
                     mx.array(batch.prompt_mask.sum(), dtype=mx.float32),
-                    mx.array(shift[group.rank :: group.size]),
+                    *(mx.array(s[group.rank :: group.size]) for s in shifts),
                 )
                 mx.eval(compiled_state, target_loss, grad_norm)
                 state.step = step + 1
