@@ -532,6 +532,13 @@ def test_the_ordinal_shift_is_a_stream_of_its_own_within_its_bound(data_dir: Pat
     assert np.array_equal(draws[7], Batcher(split, 8, seed=3, number_ordinal_shift=3).ordinal_shift_at(7))
 
 
+def test_renaming_zero_without_digit_permutation_is_refused(data_dir: Path, tmp_path: Path):
+    cfg = tiny_config(data_dir, tmp_path / "run", digit_permutation_zero=True)
+    with pytest.raises(UserError, match=r"\[train\].digit_permutation_zero widens digit_permutation, which is 0"):
+        train(cfg, show_progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_ordinal_shift_without_number_ordinals_is_refused(data_dir: Path, tmp_path: Path):
     cfg = tiny_config(data_dir, tmp_path / "run", number_ordinal_shift=2)  # the tiny model has no number ordinals
     with pytest.raises(UserError, match=r"\[train\].number_ordinal_shift offsets the number ordinals"):

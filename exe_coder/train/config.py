@@ -138,6 +138,9 @@ class TrainSection(ConfigTable):
     # additive: chance that a training example's digits 1-9 are renamed by a random permutation,
     # in prompt and target alike (only where the target's numbers are digit copies; Track A)
     digit_permutation: float = Field(default=0.0, ge=0.0, le=1.0)
+    # additive: that permutation renames 0 too, never into a leading zero (or "-0"), so lone
+    # 0 operands appear in training (digit copies only; operands in words keep their zeros)
+    digit_permutation_zero: bool = False
     # additive: in training only, each row's digit places and digit ends (the model's digit
     # features) start at 1 + k instead of 1, k uniform in 0..N, so a number longer than any in
     # training still meets trained embeddings (Abacus; see model/transformer.py)

@@ -169,21 +169,47 @@ def make_batch(split: TokenizedSplit, idx: np.ndarray) -> Batch:
 _DIGIT_RUN = re.compile(r"[0-9]+")
 
 
-def permute_digits(batch: Batch, eligible: np.ndarray, rate: float, rng: np.random.Generator) -> Batch:
+def permute_digits(
+    batch: Batch, eligible: np.ndarray, rate: float, rng: np.random.Generator, zero: bool = False
+) -> Batch:
     """With probability ``rate`` per eligible row, rename the digits 1-9 of that row by one random
     permutation, in its prompt and its target alike (0 stays, so no number gains a leading zero
     and magnitudes keep their digit count). The example stays true -- its target still copies
     the prompt's numbers -- but the numbers are new: an augmentation against learning the
-    training operands by heart instead of copying them."""
+    training operands by heart instead of copying them.
+
+    With ``zero`` the permutation takes in 0 as well, drawn uniformly among those that give no
+    number a leading zero and no '-' a lone 0 (``_may_become_zero``): otherwise a lone ``0``
+    operand is as rare in training as in the data (stage0's 512 rows hold none)."""
     inputs, targets = batch.inputs.copy(), batch.targets.copy()
     chosen = np.flatnonzero(eligible & (rng.random(len(eligible)) < rate))
     for i in chosen:
         lut = np.arange(256, dtype=inputs.dtype)
-        lut[ord("1") : ord("9") + 1] = ord("1") + rng.permutation(9)
+        if zero:
+            free = _may_become_zero(inputs[i]) & _may_become_zero(targets[i])
+            z = rng.choice(np.flatnonzero(free))  # the digit written 0 from now on
+            rest = np.delete(np.arange(10), z)
+            lut[ord("0") + z] = ord("0")
+            lut[ord("0") + rest] = ord("1") + rng.permutation(9)
+        else:
+            lut[ord("1") : ord("9") + 1] = ord("1") + rng.permutation(9)
         for row in (inputs[i], targets[i]):
             byte = row < 256  # special tokens keep their ids
             row[byte] = lut[row[byte]]
     return Batch(inputs, targets, batch.target_mask, batch.prompt_mask)
+
+
+def _may_become_zero(row: np.ndarray) -> np.ndarray:
+    """[10] bool: which digits may be renamed 0 in this row: none that leads a run of two or
+    more digits, or a lone digit after '-' (or 0x92, U+2212's last byte). 0 itself always may."""
+    digit = (row >= ord("0")) & (row <= ord("9"))
+    before = np.concatenate([[-1], row[:-1]])
+    starts = digit & ~np.concatenate([[False], digit[:-1]])
+    longer = np.concatenate([digit[1:], [False]])
+    signed = (before == ord("-")) | (before == 0x92)
+    free = np.ones(10, dtype=bool)
+    free[row[starts & (longer | signed)] - ord("0")] = False
+    return free
 
 
 def rename_operands(batch: Batch, split: TokenizedSplit, rows: np.ndarray, rate: float, rng: np.random.Generator) -> Batch:
@@ -270,6 +296,7 @@ class Batcher:
         digit_permutation: float = 0.0,
         digit_place_shift: int = 0,
         number_ordinal_shift: int = 0,
+        permute_zero: bool = False,
     ):
         self.split = split
         self.batch_size = min(batch_size, len(split))
@@ -278,6 +305,7 @@ class Batcher:
         self.digit_permutation = digit_permutation
         self.digit_place_shift = digit_place_shift
         self.number_ordinal_shift = number_ordinal_shift
+        self.permute_zero = permute_zero
         self.window_batches = window_batches
         self.steps_per_epoch = len(split) // self.batch_size
         self._cached: tuple[int, np.ndarray] | None = None
@@ -307,7 +335,7 @@ class Batcher:
         batch = make_batch(self.split, rows)
         if self.digit_permutation > 0.0:
             rng = np.random.default_rng([self.seed, step, 2])
-            batch = permute_digits(batch, self.split.digit_copies[rows], self.digit_permutation, rng)
+            batch = permute_digits(batch, self.split.digit_copies[rows], self.digit_permutation, rng, self.permute_zero)
             if self.split.words is not None:  # a stream of its own: digit-only configs stay bit-identical
                 rng = np.random.default_rng([self.seed, step, 3])
                 batch = rename_operands(batch, self.split, rows, self.digit_permutation, rng)

@@ -211,6 +211,8 @@ def check_supported(config: TrainConfig) -> None:
         raise UserError(
             "[train].number_ordinal_shift offsets the number ordinals; set [model].number_positions, or set it to 0"
         )
+    if config.train.digit_permutation_zero and config.train.digit_permutation == 0:
+        raise UserError("[train].digit_permutation_zero widens digit_permutation, which is 0: set both, or neither")
     if config.train.digit_permutation > 0 and config.data.track != PatchTrack.name:
         raise UserError(
             f"[train].digit_permutation renames digits in a patch's operands; track {config.data.track!r} "
@@ -261,7 +263,7 @@ def train(
     batcher = Batcher(
         train_split, tc.batch_size, config.run.seed, tc.prompt_noise,
         digit_permutation=tc.digit_permutation, digit_place_shift=tc.digit_place_shift,
-        number_ordinal_shift=tc.number_ordinal_shift,
+        number_ordinal_shift=tc.number_ordinal_shift, permute_zero=tc.digit_permutation_zero,
     )
     total_steps = min(tc.max_steps, tc.epochs * batcher.steps_per_epoch)
 
