@@ -36,7 +36,7 @@ the copy must match places relative to each other. Inference passes none (places
 ``ordinal_shift[B]`` (training's ``number_ordinal_shift``) does the same one level up: row i's
 number ordinals count from ``1 + ordinal_shift[i]``, so ordinals past those of a two-number
 prompt are trained too (stage0's "Generate an arm64 executable that prints {a} + {b}" makes b
-the third number, an ordinal one row in fifty trains otherwise) and the copy must relate the
+the third number, an ordinal only that template trains otherwise) and the copy must relate the
 answer's ordinals to the prompt's rather than match one fixed pair.
 
 ``model(tokens[B, T], cache=None, pad_left=None, place_shift=None, ordinal_shift=None) -> logits[B, T, V]``.

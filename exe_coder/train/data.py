@@ -296,7 +296,7 @@ class Batcher:
         digit_permutation: float = 0.0,
         digit_place_shift: int = 0,
         number_ordinal_shift: int = 0,
-        permute_zero: bool = False,
+        digit_permutation_zero: bool = False,
     ):
         self.split = split
         self.batch_size = min(batch_size, len(split))
@@ -305,7 +305,7 @@ class Batcher:
         self.digit_permutation = digit_permutation
         self.digit_place_shift = digit_place_shift
         self.number_ordinal_shift = number_ordinal_shift
-        self.permute_zero = permute_zero
+        self.digit_permutation_zero = digit_permutation_zero
         self.window_batches = window_batches
         self.steps_per_epoch = len(split) // self.batch_size
         self._cached: tuple[int, np.ndarray] | None = None
@@ -335,7 +335,7 @@ class Batcher:
         batch = make_batch(self.split, rows)
         if self.digit_permutation > 0.0:
             rng = np.random.default_rng([self.seed, step, 2])
-            batch = permute_digits(batch, self.split.digit_copies[rows], self.digit_permutation, rng, self.permute_zero)
+            batch = permute_digits(batch, self.split.digit_copies[rows], self.digit_permutation, rng, self.digit_permutation_zero)
             if self.split.words is not None:  # a stream of its own: digit-only configs stay bit-identical
                 rng = np.random.default_rng([self.seed, step, 3])
                 batch = rename_operands(batch, self.split, rows, self.digit_permutation, rng)

@@ -263,7 +263,7 @@ def train(
     batcher = Batcher(
         train_split, tc.batch_size, config.run.seed, tc.prompt_noise,
         digit_permutation=tc.digit_permutation, digit_place_shift=tc.digit_place_shift,
-        number_ordinal_shift=tc.number_ordinal_shift, permute_zero=tc.digit_permutation_zero,
+        number_ordinal_shift=tc.number_ordinal_shift, digit_permutation_zero=tc.digit_permutation_zero,
     )
     total_steps = min(tc.max_steps, tc.epochs * batcher.steps_per_epoch)
 
