@@ -133,8 +133,13 @@ def lm_mask_causal_for_digit_ends(batch: Batch) -> Batch:
 def lm_mask_causal_for_signs(batch: Batch) -> Batch:
     """The textmix LM loss without the bytes that follow a '-' or 0x92 (U+2212's last byte): with
     ``signed_numbers`` such a byte knows whether a number follows it."""
-    after_sign = (batch.inputs == ord("-")) | (batch.inputs == 0x92)
+    after_sign = _sign_bytes(batch.inputs)
     return Batch(batch.inputs, batch.targets, batch.target_mask, batch.prompt_mask * ~after_sign)
+
+
+def _sign_bytes(tokens: np.ndarray) -> np.ndarray:
+    """Where ``tokens`` hold a '-' or 0x92 (U+2212's last byte): the bytes a minus sign ends with."""
+    return (tokens == ord("-")) | (tokens == 0x92)
 
 
 def padding_share(batches) -> float:
@@ -186,7 +191,7 @@ def permute_digits(
     for i in chosen:
         lut = np.arange(256, dtype=inputs.dtype)
         if zero:
-            free = _may_become_zero(inputs[i]) & _may_become_zero(targets[i])
+            free = _may_become_zero(np.concatenate([inputs[i, :1], targets[i]]))  # the whole row, once
             z = rng.choice(np.flatnonzero(free))  # the digit written 0 from now on
             rest = np.delete(np.arange(10), z)
             lut[ord("0") + z] = ord("0")
@@ -206,7 +211,7 @@ def _may_become_zero(row: np.ndarray) -> np.ndarray:
     before = np.concatenate([[-1], row[:-1]])
     starts = digit & ~np.concatenate([[False], digit[:-1]])
     longer = np.concatenate([digit[1:], [False]])
-    signed = (before == ord("-")) | (before == 0x92)
+    signed = _sign_bytes(before)
     free = np.ones(10, dtype=bool)
     free[row[starts & (longer | signed)] - ord("0")] = False
     return free
