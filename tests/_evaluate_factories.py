@@ -18,6 +18,7 @@ def example(
     split: str = "val",
     template_id: str = "t_what_is",
     magnitude_pair: str = "core/core",
+    numerals: str = "digits/digits",
     prompt: str | None = None,
 ) -> Example:
     return Example(
@@ -32,6 +33,7 @@ def example(
         target=patch_text(a, b),
         sign_pattern=sign_pattern(a, b),
         magnitude_pair=magnitude_pair,
+        numerals=numerals,
         binary_path="",
         binary_sha256=hashlib.sha256(f"{a},{b}".encode()).hexdigest(),
     )

@@ -39,7 +39,7 @@ def make_examples(n: int, split: str, seed: int, lo: int = -20, hi: int = 20) ->
             Example(
                 id=f"{split}-{i}", split=split, prompt=TEMPLATES[t].format(a=a, b=b), template_id=f"t{t}", program="add",
                 a=a, b=b, expected_stdout=f"{a + b}\n", target=patch_text(a, b),
-                sign_pattern=sign_pattern(a, b), magnitude_pair="core/core", binary_path="",
+                sign_pattern=sign_pattern(a, b), magnitude_pair="core/core", numerals="digits/digits", binary_path="",
                 binary_sha256="0" * 64,
             )
         )

@@ -20,7 +20,7 @@ def _example(a: int = 17, b: int = -4) -> Example:
     return Example(
         id="val-00000", split="val", prompt=f"What is {a} plus {b}?", template_id="t1", program="add", a=a, b=b,
         expected_stdout=f"{a + b}\n", target=patch_text(a, b), sign_pattern="+-", magnitude_pair="core/core",
-        binary_path="", binary_sha256="0" * 64,
+        numerals="digits/digits", binary_path="", binary_sha256="0" * 64,
     )
 
 

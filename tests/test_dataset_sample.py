@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exe_coder.dataset.numwords import from_words
+from exe_coder.dataset.numwords import WordStyle, from_words, to_grouped, to_mixed, to_words
+from exe_coder.dataset.operand_spans import plan
 from exe_coder.dataset.sample import quotas, sample_stage
 from exe_coder.errors import UserError
 from exe_coder.paths import SPECS_DIR
 from exe_coder.spec import load_spec
-from exe_coder.spec.model import cells, sign_pattern
+from exe_coder.spec.model import NUMERAL_STYLES, SPLITS, cells, sign_pattern
 from tests._spec_text import SPEC, write_spec
 
 SIGNS = ["++", "+-", "-+", "--"]
@@ -160,6 +161,41 @@ def test_stage3_writes_numbers_in_words_that_read_back():
         assert (from_words(left), from_words(right)) == (d.a, d.b)
 
 
+def _written(magnitude: int, style: str) -> set[str]:
+    """Every text a numeral style writes for ``magnitude`` (sign aside), lower case."""
+    word_styles = [WordStyle(use_and=u, commas=c) for u in (True, False) for c in (True, False)]
+    if style in ("digits", "unicode"):
+        return {str(magnitude)}
+    if style == "grouped":
+        return {to_grouped(magnitude)}
+    render = to_words if style == "words" else to_mixed
+    return {render(magnitude, w) for w in word_styles}
+
+
+def test_numerals_name_how_each_operand_is_written():
+    spec = load_spec(SPECS_DIR / "stage4.spec")  # every numeral style, distractors, any case
+    draws = [d for s in sample_stage(spec, {"train": 600, "val": 200, "test": 200}).values() for d in s]
+    subtracts = {t.id for split in SPLITS for t in spec.templates_for(split) if getattr(t, "op", None) == "sub"}
+    seen: Counter[str] = Counter()
+    checked = 0
+    for d in draws:
+        styles = d.numerals.split("/")
+        seen.update(styles)
+        spans = plan(d.prompt, d.a, d.b)  # found independently of the sampler, from a and b alone
+        if spans is None:
+            continue  # an operand written twice or hidden by a distractor: no one span to check
+        written = (d.a, -d.b if d.template_id in subtracts else d.b)  # "take 4 away from 17": b = -4
+        for span, value, style in zip(spans, written, styles):
+            assert d.prompt[span.start : span.end].lower() in _written(abs(value), style), (d.prompt, d.numerals)
+            if style == "unicode" and value < 0:
+                assert d.prompt[span.start - 1] == "\u2212"
+        checked += 1
+    assert checked > 0.8 * len(draws)
+    assert set(seen) == set(NUMERAL_STYLES)
+    only_digits = sample_stage(load_spec(SPECS_DIR / "stage1.spec"), {"train": 50, "val": 20, "test": 20})
+    assert {d.numerals for s in only_digits.values() for d in s} == {"digits/digits"}
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     lo=st.integers(-400, -20),
@@ -187,7 +223,7 @@ def test_any_feasible_spec_samples_to_a_dataset_that_passes_its_quality_checks(t
             Example(
                 id=d.id, split=d.split, prompt=d.prompt, template_id=d.template_id, program=spec.program, a=d.a, b=d.b,
                 expected_stdout=f"{d.a + d.b}\n", target=patch_text(d.a, d.b), sign_pattern=d.sign_pattern,
-                magnitude_pair=d.magnitude_pair, binary_path="", binary_sha256="0" * 64,
+                magnitude_pair=d.magnitude_pair, numerals=d.numerals, binary_path="", binary_sha256="0" * 64,
             )
             for d in ds
         ]

@@ -61,6 +61,7 @@ def example(a: int, b: int, i: int = 0, prompt: str | None = None) -> Example:
         target=patch_text(a, b),
         sign_pattern=sign_pattern(a, b),
         magnitude_pair="core/core",
+        numerals="digits/digits",
         binary_path="",
         binary_sha256=hashlib.sha256(golden(a, b)).hexdigest(),
     )

@@ -25,11 +25,11 @@ def _preds(n_right: int, n_wrong: int, *, offset: int = 0, **kw) -> list:
 def test_slices_group_by_each_axis():
     preds = (
         _preds(3, 1, template_id="t_b", magnitude_pair="core/core")
-        + [oracle(example(a=-5, b=7, i=50, template_id="t_a", magnitude_pair="heldout/core"))]
+        + [oracle(example(a=-5, b=7, i=50, template_id="t_a", magnitude_pair="heldout/core", numerals="words/digits"))]
         + [unparsed(example(a=-5, b=-7, i=51, template_id="t_a", magnitude_pair="heldout/heldout"))]
     )
     s = compute_slices(preds)
-    assert list(s) == ["template", "magnitude_pair", "sign_pattern"]
+    assert list(s) == ["template", "magnitude_pair", "sign_pattern", "numerals"]
     assert list(s["template"]) == ["t_a", "t_b"]
     assert s["template"]["t_b"].n == 4 and s["template"]["t_b"].answer_accuracy == 0.75
     assert s["template"]["t_a"].n == 2 and s["template"]["t_a"].parse_success_rate == 0.5
@@ -37,9 +37,11 @@ def test_slices_group_by_each_axis():
     assert s["magnitude_pair"]["heldout/heldout"].answer_accuracy == 0.0
     assert s["sign_pattern"]["++"].n == 4
     assert s["sign_pattern"]["-+"].n == 1 and s["sign_pattern"]["--"].n == 1
+    assert list(s["numerals"]) == ["digits/digits", "words/digits"]  # the pairs that occur, sorted
+    assert s["numerals"]["words/digits"].n == 1 and s["numerals"]["words/digits"].answer_accuracy == 1.0
     # every slice metric equals the metric over exactly that slice's predictions
     for axis, key in (("template", "template_id"), ("magnitude_pair", "magnitude_pair"),
-                      ("sign_pattern", "sign_pattern")):
+                      ("sign_pattern", "sign_pattern"), ("numerals", "numerals")):
         for value, m in s[axis].items():
             assert m == compute_metrics([p for p in preds if getattr(p.example, key) == value])
     assert sum(m.n for m in s["sign_pattern"].values()) == len(preds)
@@ -58,7 +60,7 @@ def test_closed_axes_report_empty_slices():
 def test_collapse_rule_needs_twenty_examples_below_a_quarter():
     # 20 examples at 4/20 = 0.20 accuracy: a collapse
     assert collapsed_slices(compute_slices(_preds(4, 16, template_id="t_x"))) == [
-        "template=t_x", "magnitude_pair=core/core", "sign_pattern=++"
+        "template=t_x", "magnitude_pair=core/core", "sign_pattern=++", "numerals=digits/digits"
     ]
     # 20 examples at exactly 0.25: not below the floor
     assert collapsed_slices(compute_slices(_preds(5, 15))) == []

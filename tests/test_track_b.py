@@ -27,7 +27,7 @@ def example(a: int, b: int, i: int = 0, program: str = "add") -> Example:
     return Example(
         id=f"ex-{i}", split="train", prompt=f"what is {a} plus {b}", template_id="t0", program=program,
         a=a, b=b, expected_stdout=f"{a + b}\n", target=patch_text(a, b), sign_pattern=sign_pattern(a, b),
-        magnitude_pair="core/core", binary_path="", binary_sha256=hashlib.sha256(golden_image(program, a, b)).hexdigest(),
+        magnitude_pair="core/core", numerals="digits/digits", binary_path="", binary_sha256=hashlib.sha256(golden_image(program, a, b)).hexdigest(),
     )
 
 

@@ -41,7 +41,7 @@ def _example(prompt: str, a: int, b: int, i: int = 0) -> Example:
     return Example(
         id=f"train-{i}", split="train", prompt=prompt, template_id="t", program="add", a=a, b=b,
         expected_stdout=f"{a + b}\n", target=patch_text(a, b), sign_pattern=sign_pattern(a, b),
-        magnitude_pair="core/core", binary_path="", binary_sha256="0" * 64,
+        magnitude_pair="core/core", numerals="digits/digits", binary_path="", binary_sha256="0" * 64,
     )
 
 

@@ -43,8 +43,9 @@ from exe_coder.spec.model import SPLITS, Spec, Split
 MANIFEST = "manifest.json"
 QUALITY = "quality.json"
 CARD = "README.md"
-# 2: binary_path relative to the data folder and "" (not null) where no file is stored
-RECORD_FORMAT = 2
+# 2: binary_path relative to the data folder and "" (not null) where no file is stored;
+# 3: numerals, how the prompt writes each operand
+RECORD_FORMAT = 3
 DATA_LICENSE = "CC0-1.0"  # generated data: no rights reserved (see dataset_card)
 WRITTEN_SPLITS: tuple[Split, ...] = ("val", "test")  # splits whose binaries are files on disk
 CHUNK_MAX = 256

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from exe_coder import files
 from exe_coder.errors import UserError
@@ -33,11 +33,21 @@ class Example(BaseModel):
     target: str  # patch_text(a, b)
     sign_pattern: SignPattern
     magnitude_pair: MagnitudePair
+    # How the prompt writes a and b, "<style of a>/<style of b>" with styles from the spec's
+    # numerals (digits, words, grouped, unicode, mixed): what evaluate's numerals slice groups by.
+    numerals: str
     # The golden binary's file, relative to the folder holding this JSONL (POSIX separators);
     # "" where none is stored (train: rebuilt on demand from program, a and b). Never null, so
     # every split has one column type and the splits load together (Hugging Face ``datasets``).
     binary_path: str
     binary_sha256: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _has_numerals(cls, data: object) -> object:
+        if isinstance(data, dict) and "numerals" not in data:  # record format 2
+            raise ValueError("no numerals: this build predates record format 3; rebuild it with `exe-coder build --force`")
+        return data
 
     @field_validator("binary_path", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from exe_coder.dataset.numwords import WordStyle, to_grouped, to_mixed, to_words
 from exe_coder.errors import UserError
 from exe_coder.spec import phrasing
 from exe_coder.spec.model import (
+    NUMERAL_STYLES,
     SPLITS,
     Frame,
     IntRange,
@@ -51,6 +52,7 @@ class Draw:
     b: int
     sign_pattern: SignPattern
     magnitude_pair: MagnitudePair
+    numerals: str  # how a and b are written, "<style of a>/<style of b>" (NUMERAL_STYLES)
 
 
 def quotas(spec: Spec, split: Split, size: int) -> list[tuple[tuple[SignPattern, MagnitudePair], int]]:
@@ -95,32 +97,36 @@ class _Renderer:
         self.weights = spec.numerals.weights()
         self.books = {f.id: p for p in spec.prompt_sets if isinstance(p, Phrasebook) for f in p.frames}
 
-    def number(self, x: int, rng: random.Random) -> str:
+    def number(self, x: int, rng: random.Random) -> tuple[str, str]:
+        """(x written out, the name of its numeral style)."""
         if not any(self.weights[1:]):
-            return str(x)  # digits only: no draw, so digit-only stages sample as they always did
-        style = rng.choices(range(len(self.weights)), weights=self.weights)[0]
-        if style == 0:
-            return str(x)
-        if style == 1:
-            return to_words(x, rng.choice(self.STYLES))
-        if style == 2:
-            return to_grouped(x)
-        if style == 3:
-            return str(x).replace("-", "\u2212")
-        return to_mixed(x, rng.choice(self.STYLES))
+            return str(x), "digits"  # digits only: no draw, so digit-only stages sample as they always did
+        style = NUMERAL_STYLES[rng.choices(range(len(self.weights)), weights=self.weights)[0]]
+        if style == "digits":
+            return str(x), style
+        if style == "words":
+            return to_words(x, rng.choice(self.STYLES)), style
+        if style == "grouped":
+            return to_grouped(x), style
+        if style == "unicode":
+            return str(x).replace("-", "\u2212"), style
+        return to_mixed(x, rng.choice(self.STYLES)), style
 
-    def prompt(self, template: PromptTemplate, a: int, b: int, rng: random.Random) -> str:
+    def prompt(self, template: PromptTemplate, a: int, b: int, rng: random.Random) -> tuple[str, str]:
+        """(the prompt, its numeral pair "<style of a>/<style of b>")."""
         book = self.books.get(template.id) if isinstance(template, Frame) else None
         text = template.text if book is None else phrasing.fill(book, template.text, rng)
         # a sub frame writes the subtrahend: "take 4 away from 17" is a=17, b=-4
         second = -b if isinstance(template, Frame) and template.op == "sub" else b
-        text_a, text_b = self.number(a, rng), self.number(second, rng)
+        (text_a, style_a), (text_b, style_b) = self.number(a, rng), self.number(second, rng)
         if _JUXTAPOSED.search(text) and not _is_digits(text_a) and not _is_digits(text_b):
             # "sum {a} {b}" with both in words can be split two ways ("one thousand two hundred
             # three" is 1000 + 203 or 1200 + 3): keep one operand in digits so it cannot.
-            text_b = str(second)
+            text_b, style_b = str(second), "digits"
         prompt = text.replace("{a}", text_a).replace("{b}", text_b)
-        return prompt if book is None else phrasing.apply_case(prompt, phrasing.pick_case(book, rng))
+        if book is not None:
+            prompt = phrasing.apply_case(prompt, phrasing.pick_case(book, rng))
+        return prompt, f"{style_a}/{style_b}"
 
 
 _JUXTAPOSED = re.compile(r"\{a\}\s+\{b\}|\{b\}\s+\{a\}")
@@ -168,9 +174,9 @@ def _sample_split(
             a, b = pool_a.draw(rng), pool_b.draw(rng)
             if (template.id, a, b) in used_keys:
                 continue
-            text = renderer.prompt(template, a, b, rng)
+            text, numerals = renderer.prompt(template, a, b, rng)
             if text not in used_texts:
-                picked = (a, b, text)
+                picked = (a, b, text, numerals)
                 break
         if picked is None:  # a crowded cell: this template first, then the split's others
             for k in range(len(templates)):
@@ -187,7 +193,7 @@ def _sample_split(
                 spec.path if where is None else where.file,
                 None if where is None else where.line,
             )
-        a, b, text = picked
+        a, b, text, numerals = picked
         used_keys.add((template.id, a, b))
         used_texts.add(text)
         assert sign_pattern(a, b) == signs
@@ -201,6 +207,7 @@ def _sample_split(
                 b=b,
                 sign_pattern=signs,
                 magnitude_pair=pair,
+                numerals=numerals,
             )
         )
     return draws
@@ -213,7 +220,7 @@ def _first_unused(spec, split, template, pool_a, pool_b, renderer, rng, used_key
     free = [(a, b) for a, b in product(pool_a.values(), pool_b.values()) if (template.id, a, b) not in used_keys]
     rng.shuffle(free)
     for a, b in free:
-        text = renderer.prompt(template, a, b, rng)
+        text, numerals = renderer.prompt(template, a, b, rng)
         if text not in used_texts:
-            return a, b, text
+            return a, b, text, numerals
     return None

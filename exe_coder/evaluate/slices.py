@@ -1,9 +1,10 @@
-"""The metrics per slice: prompt template, magnitude pair and sign pattern.
+"""The metrics per slice: prompt template, magnitude pair, sign pattern and numerals.
 
 Magnitude pairs and sign patterns are closed sets, so every one is reported, with ``n = 0``
 and undefined metrics where a split has none (stage0 has no held-out magnitudes): a reader
-sees that a slice is empty rather than wondering whether it was forgotten. Templates are an
-open set: the ones that occur, sorted by id.
+sees that a slice is empty rather than wondering whether it was forgotten. Templates and
+numeral pairs ("words/digits": a in words, b in digits) are open sets, the ones that occur,
+sorted: a stage uses a few of the 25 numeral pairs, and digit-only stages one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ SLICE_AXES: dict[str, tuple[Callable[[Example], str], tuple[str, ...]]] = {
     "template": (lambda e: e.template_id, ()),
     "magnitude_pair": (lambda e: e.magnitude_pair, MAGNITUDE_PAIRS),
     "sign_pattern": (lambda e: e.sign_pattern, SIGN_PATTERNS),
+    "numerals": (lambda e: e.numerals, ()),
 }
 
 Slices = dict[str, dict[str, Metrics]]
