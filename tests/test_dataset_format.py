@@ -64,6 +64,14 @@ def test_a_record_of_the_older_format_asks_for_a_rebuild(built, tmp_path):
         load_examples(old)
 
 
+def test_records_without_numerals_ask_for_a_rebuild(built, tmp_path):
+    _, _, data = built
+    old = tmp_path / "val.jsonl"
+    old.write_text((data / "val.jsonl").read_text().replace('"numerals":"digits/digits",', ""))
+    with pytest.raises(UserError, match=r"val\.jsonl:1: .*record format 3.*exe-coder build --force"):
+        load_examples(old)
+
+
 def test_a_build_of_the_older_format_is_not_reused(built, tmp_path):
     spec, root, data = built
     assert existing_build(spec, data, SIZES)["record_format"] == RECORD_FORMAT
@@ -86,4 +94,5 @@ def test_the_dataset_card_states_sizes_templates_magnitudes_spec_hash_and_licenc
     assert "3 train templates; 2 held out (never in train): h1, h2." in card
     assert "| h1 | held out | 0 |" in card and "| t1 | train |" in card
     assert "magnitudes core 0..39; held out 40..50" in card and "Operands -50..50" in card
+    assert "Numerals (relative weights): digits 1;" in card
     assert "(sizes overridden: a smoke build)" in card and manifest["license"] == DATA_LICENSE

@@ -38,7 +38,7 @@ from exe_coder.dataset.sample import Draw, sample_stage
 from exe_coder.errors import UserError
 from exe_coder.paths import RESOURCES_ROOT, TEMPLATES_DIR
 from exe_coder.spec.load import load_spec
-from exe_coder.spec.model import SPLITS, Spec, Split
+from exe_coder.spec.model import NUMERAL_STYLES, SPLITS, Spec, Split
 
 MANIFEST = "manifest.json"
 QUALITY = "quality.json"
@@ -475,6 +475,7 @@ def dataset_card(spec: Spec, manifest: dict, quality: QualityReport) -> str:
     if spec.magnitudes.heldout:
         magnitudes += f"; held out {', '.join(map(str, spec.magnitudes.heldout))}"
     pairs = "; ".join(f"{s}: {' '.join(spec.split(s).pairs)}" for s in SPLITS)
+    numerals = ", ".join(f"{style} {w}" for style, w in zip(NUMERAL_STYLES, spec.numerals.weights()) if w)
     limited = " (sizes overridden: a smoke build)" if manifest["limited"] else ""
     return f"""---
 license: {DATA_LICENSE.lower()}
@@ -516,7 +517,8 @@ it is `""` where no file is stored (train), and `binary_sha256` always names the
 ## Operands
 
 Operands {spec.operands}; magnitudes {magnitudes}; sign patterns {" ".join(spec.signs)};
-magnitude pairs by split: {pairs}. Numerals (relative weights): digits {spec.numerals.digits}, words {spec.numerals.words}.
+magnitude pairs by split: {pairs}. Numerals (relative weights): {numerals}; each record's
+`numerals` names the style of a and of b ("words/digits").
 
 ## Licence
 
