@@ -56,19 +56,18 @@ def test_binary_path_resolves_from_the_data_folder_even_after_a_move(built):
     assert {ex.binary_file(data) for ex in load_examples(data / "train.jsonl")} == {None}
 
 
-def test_a_record_of_the_older_format_asks_for_a_rebuild(built, tmp_path):
+@pytest.mark.parametrize(
+    ("split", "field", "older", "message"),
+    [
+        ("train", '"binary_path":""', '"binary_path":null', "binary_path"),  # record format 1
+        ("val", '"numerals":"digits/digits",', "", "record format 3"),  # format 2: no numerals
+    ],
+)
+def test_a_record_of_an_older_format_asks_for_a_rebuild(built, tmp_path, split, field, older, message):
     _, _, data = built
-    old = tmp_path / "train.jsonl"
-    old.write_text((data / "train.jsonl").read_text().replace('"binary_path":""', '"binary_path":null'))
-    with pytest.raises(UserError, match=r"train\.jsonl:1: .*binary_path.*exe-coder build --force"):
-        load_examples(old)
-
-
-def test_records_without_numerals_ask_for_a_rebuild(built, tmp_path):
-    _, _, data = built
-    old = tmp_path / "val.jsonl"
-    old.write_text((data / "val.jsonl").read_text().replace('"numerals":"digits/digits",', ""))
-    with pytest.raises(UserError, match=r"val\.jsonl:1: .*record format 3.*exe-coder build --force"):
+    old = tmp_path / f"{split}.jsonl"
+    old.write_text((data / f"{split}.jsonl").read_text().replace(field, older))
+    with pytest.raises(UserError, match=rf"{split}\.jsonl:1: .*{message}.*exe-coder build --force"):
         load_examples(old)
 
 
