@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import mlx.core as mx
+from mlx.utils import tree_flatten
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -25,7 +26,7 @@ from exe_coder.runtime.reward import reward, reward_parts
 from exe_coder.train.config import dump_toml, parse_config
 from exe_coder.train.loop import check_supported, train
 from exe_coder.train.rl import (
-    PromptSampler, completions, group_advantages, kl_k2, kl_k3, token_logprobs, train_rl,
+    PromptSampler, _models, completions, group_advantages, kl_k2, kl_k3, token_logprobs, train_rl,
 )
 
 QUIET = Console(quiet=True)
@@ -166,6 +167,8 @@ def test_rl_config_refusals(tmp_path: Path):
         check_supported(parse_config(dump_toml(raw)))
     with pytest.raises(UserError, match="not an SFT config"):
         train(_rl_config(tmp_path, tmp_path / "o", None), show_progress=False, console=QUIET)
+    with pytest.raises(UserError, match=r"the one placeholder it may hold is \{seed\}"):
+        _rl_config(tmp_path, tmp_path / "o", tmp_path / "sft_{name}")
 
 
 # --- tiny runs -------------------------------------------------------------------------------------
@@ -226,6 +229,32 @@ def test_a_tiny_rl_run_raises_the_reward(toy, tmp_path: Path):
     log = read_training_log(out)
     assert log.series["signal_groups"] and log.series["kl"]
     assert training_curves_png(log).startswith(b"\x89PNG")
+
+
+def test_seed_placeholder_starts_each_seed_from_its_own_sft_run(toy, tmp_path: Path):
+    """rl.init_ckpt = ".../sft_seed{seed}": seed 7 loads sft_seed7 (the toy SFT run), seed 8 would
+    load sft_seed8 (absent here, so it says so), and both seeds share one config hash."""
+    import shutil
+
+    from exe_coder.model.checkpoint import load_checkpoint
+    from exe_coder.train.runcard import config_hashes
+
+    data, sft = toy
+    shutil.copytree(sft, tmp_path / "sft_seed7")
+    seven = _rl_config(data, tmp_path / "rl", tmp_path / "sft_seed{seed}")
+    assert seven.run.seed == 7
+    policy, reference = _models(seven)
+    want = dict(tree_flatten(load_checkpoint(sft).model.parameters()))
+    got = dict(tree_flatten(policy.parameters()))
+    assert reference is not None and want.keys() == got.keys()
+    assert all(mx.array_equal(want[k], got[k]).item() for k in want)
+
+    raw = seven.model_dump(mode="json", exclude_none=True)
+    raw["run"]["seed"] = 8
+    eight = parse_config(dump_toml(raw))
+    with pytest.raises(UserError, match="sft_seed8"):
+        _models(eight)
+    assert config_hashes(seven)[1] == config_hashes(eight)[1]
 
 
 def _curve(out: Path) -> list[dict]:

@@ -91,13 +91,19 @@ class InitConfig(ConfigTable):
         return self
 
 
+SEED_PLACEHOLDER = "{seed}"
+
+
 class RLConfig(ConfigTable):
     """Group-relative policy gradient from the verifier (``train/rl.py`` documents the algorithm)."""
 
     beta: float = Field(default=0.01, ge=0.0)  # weight of kl_to_sft in the reward contract
     rollout_samples: int = Field(default=32, ge=2)  # samples a prompt: the group advantages are relative to
     mode: Literal["mainline", "scratch_exploratory"] = "mainline"
-    init_ckpt: str = ""  # mainline: the SFT run dir or weights file RL starts from and holds to (KL)
+    # mainline: the SFT run dir or weights file RL starts from and holds to (KL); "{seed}" in it is
+    # replaced by run.seed, so one config starts each seed from that seed's SFT run and the seeds
+    # of it share one config hash (`run-stage --seeds` names SFT seed N's folder <output_dir>_seedN)
+    init_ckpt: str = ""
     prompts_per_step: int = Field(default=8, ge=1)  # groups a step
     temperature: float = Field(default=1.0, gt=0.0)  # sampling temperature of the rollouts
     advantage: Literal["dr_grpo", "grpo", "rloo"] = "dr_grpo"  # r - mean; (r - mean)/std; leave-one-out
@@ -110,11 +116,17 @@ class RLConfig(ConfigTable):
 
     @model_validator(mode="after")
     def _mode(self) -> RLConfig:
+        if re.search(r"[{}]", self.init_ckpt.replace(SEED_PLACEHOLDER, "")):
+            raise ValueError(f"init_ckpt {self.init_ckpt!r}: the one placeholder it may hold is {SEED_PLACEHOLDER}")
         if self.mode == "scratch_exploratory" and self.init_ckpt:
             raise ValueError("mode = 'scratch_exploratory' starts from random weights; remove init_ckpt")
         if self.mode == "scratch_exploratory" and self.beta != 0.0:
             raise ValueError("mode = 'scratch_exploratory' has no SFT model to hold to; set beta = 0")
         return self
+
+    def start_checkpoint(self, seed: int) -> str:
+        """init_ckpt with its {seed} placeholder filled: the SFT run a run of this seed starts from."""
+        return self.init_ckpt.replace(SEED_PLACEHOLDER, str(seed))
 
 
 class TrainSection(ConfigTable):

@@ -258,12 +258,13 @@ def _models(config: TrainConfig) -> tuple[Transformer, Transformer | None]:
         model = Transformer.from_config(config.model)
         mx.eval(model.parameters())
         return model, None
-    source = load_checkpoint(rl.init_ckpt)
+    start = rl.start_checkpoint(config.run.seed)
+    source = load_checkpoint(start)
     if source.model_config != config.model:
-        raise UserError("[rl].init_ckpt's [model] differs from this config's [model]; copy the SFT run's [model] table", rl.init_ckpt)
+        raise UserError("[rl].init_ckpt's [model] differs from this config's [model]; copy the SFT run's [model] table", start)
     if source.decoding is not None and source.decoding["track"] != config.data.track:
-        raise UserError(f"[rl].init_ckpt was trained for track {source.decoding['track']!r}, this config is {config.data.track!r}", rl.init_ckpt)
-    reference = load_checkpoint(rl.init_ckpt).model  # a second copy: never updated
+        raise UserError(f"[rl].init_ckpt was trained for track {source.decoding['track']!r}, this config is {config.data.track!r}", start)
+    reference = load_checkpoint(start).model  # a second copy: never updated
     reference.freeze()
     return source.model, reference
 
@@ -344,7 +345,7 @@ def train_rl(
         f"RL {config.run.name} ({rl.mode}, {rl.advantage}): {count_parameters(model):,} parameters, "
         f"{len(train_examples)} train prompts, {rl.prompts_per_step} x {rl.rollout_samples} rollouts a step at "
         f"temperature {rl.temperature:g}, beta {rl.beta:g}, {total_steps} steps, from "
-        f"{rl.init_ckpt or 'random weights'} -> {out}"
+        f"{rl.start_checkpoint(config.run.seed) or 'random weights'} -> {out}"
     )
     console.print(f"device: {device_line(group.size)}")
     best_acc = state.extra.get("best_val_answer_accuracy")
