@@ -12,7 +12,7 @@ from collections import Counter
 from pydantic import BaseModel
 
 from exe_coder.dataset.records import Example, patch_text
-from exe_coder.spec.model import SPLITS, Spec, Split, sign_pattern
+from exe_coder.spec.model import SPLITS, Phrasebook, Spec, Split, sign_pattern
 
 
 class Check(BaseModel):
@@ -125,16 +125,20 @@ def assess(spec: Spec, records: dict[Split, list[Example]], sizes: dict[Split, i
             f"{s}: templates only from its prompt sets",
             sorted({f"{r.template_id} is not in {', '.join(split.prompt_sets)}" for r in rs if r.template_id not in templates}),
         )
+        # a phrasebook weighting its subtrahends' written sign skews b's sign on purpose
+        balanced = not any(isinstance(p, Phrasebook) and p.subtrahend is not None
+                           for p in spec.prompt_sets if p.name in split.prompt_sets)
+        how = "balanced" if balanced else "b's sign skewed by subtrahend weights"
         check(
-            f"{s}: sign patterns {' '.join(spec.signs)} all present and balanced",
-            _coverage(quality.sign_pattern, spec.signs, n),
+            f"{s}: sign patterns {' '.join(spec.signs)} all present and {how}",
+            _coverage(quality.sign_pattern, spec.signs, n, balanced),
         )
         check(
             f"{s}: magnitude slices {' '.join(split.pairs)} all present and balanced",
             _coverage(quality.magnitude_pair, split.pairs, n),
         )
         cell_names = [f"{sp} {mp}" for sp in spec.signs for mp in split.pairs]
-        check(f"{s}: every cell sign x magnitude present and balanced", _coverage(quality.cells, cell_names, n))
+        check(f"{s}: every cell sign x magnitude present and {how}", _coverage(quality.cells, cell_names, n, balanced))
         check(
             f"{s}: every template present",
             [f"{t!r} missing" for t in sorted(templates) if n >= len(templates) and t not in quality.templates],
@@ -149,12 +153,13 @@ def _bucket(spec: Spec, x: int) -> str:
         return "none"
 
 
-def _coverage(counts: dict[str, int], declared: list[str], n: int) -> list[str]:
-    """Declared keys present (as far as n allows), counts within one of each other, nothing else."""
+def _coverage(counts: dict[str, int], declared: list[str], n: int, balanced: bool = True) -> list[str]:
+    """Declared keys present (as far as n allows), counts within one of each other (if
+    ``balanced``), nothing else."""
     problems = [f"unexpected {k!r}" for k in counts if k not in declared]
     if n >= len(declared):
         problems += [f"{k!r} missing" for k in declared if counts.get(k, 0) == 0]
     present = [counts.get(k, 0) for k in declared]
-    if present and max(present) - min(present) > 1:
+    if balanced and present and max(present) - min(present) > 1:
         problems.append(f"unbalanced: {min(present)}..{max(present)} per key")
     return problems

@@ -6,7 +6,8 @@ on the number of workers, and stages that share a seed and a train declaration s
 train split exactly (stage1, stage1a and stage1b differ only where they are meant to).
 
 Each split is stratified: its size is shared out evenly over the cells sign pattern x
-magnitude pair it declares, and over its templates. No (template, a, b) and no prompt text
+magnitude pair it declares, and over its templates (a phrasebook that weights the sign its sub
+frames write the subtrahend with re-draws b's sign for those frames). No (template, a, b) and no prompt text
 is drawn twice in a stage, so no prompt text is in two splits.
 """
 
@@ -23,6 +24,7 @@ from exe_coder.spec import phrasing
 from exe_coder.spec.model import (
     NUMERAL_STYLES,
     SPLITS,
+    SUBTRAHEND_SIGNS,
     Frame,
     IntRange,
     MagnitudePair,
@@ -112,6 +114,15 @@ class _Renderer:
             return str(x).replace("-", "\u2212"), style
         return to_mixed(x, rng.choice(self.STYLES)), style
 
+    def signs(self, template: PromptTemplate, signs: SignPattern, rng: random.Random) -> SignPattern:
+        """The slot's sign pattern, except where the frame's phrasebook weights the sign its sub
+        frames write the subtrahend with: then b's sign is the opposite of the one drawn."""
+        book = self.books.get(template.id) if isinstance(template, Frame) and template.op == "sub" else None
+        if book is None or book.subtrahend is None:
+            return signs  # no draw: stages without the table sample as they always did
+        written = SUBTRAHEND_SIGNS[rng.choices(range(2), weights=book.subtrahend.weights())[0]]
+        return signs[0] + ("-" if written == "positive" else "+")  # type: ignore[return-value]
+
     def prompt(self, template: PromptTemplate, a: int, b: int, rng: random.Random) -> tuple[str, str]:
         """(the prompt, its numeral pair "<style of a>/<style of b>")."""
         book = self.books.get(template.id) if isinstance(template, Frame) else None
@@ -167,6 +178,7 @@ def _sample_split(
     draws: list[Draw] = []
     for i, (signs, pair) in enumerate(slots):
         template = templates[i % len(templates)]
+        signs = renderer.signs(template, signs, rng)
         bucket_a, bucket_b = pair.split("/")
         pool_a, pool_b = pools[(signs[0], bucket_a)], pools[(signs[1], bucket_b)]
         picked = None

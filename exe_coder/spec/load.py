@@ -19,6 +19,7 @@ from exe_coder.spec.model import (
     NUMERAL_STYLES,
     PLACEHOLDER,
     SPLITS,
+    SUBTRAHEND_SIGNS,
     CaseWeights,
     Frame,
     IntRange,
@@ -30,6 +31,7 @@ from exe_coder.spec.model import (
     Slot,
     Spec,
     SplitSpec,
+    SubtrahendWeights,
     Where,
     cells,
     operand_intervals,
@@ -187,21 +189,27 @@ def _numerals(d: Decl) -> Numerals:
 def _phrasebook(d: Decl) -> Phrasebook:
     name, items = d.value
     slots: dict[str, Slot] = {}
-    cases: list[Decl] = []
+    tables: dict[str, list[Decl]] = {"case": [], "subtrahend": []}
     for item in items:
         if isinstance(item, Slot):
             if item.name in slots:
                 raise _fail(f"phrasebook {excerpt(name)}: slot {excerpt(item.name)} declared twice", item.where)
             slots[item.name] = item
         elif isinstance(item, Decl):
-            cases.append(item)
-    if len(cases) > 1:
-        raise _fail(f"phrasebook {excerpt(name)}: `case` declared twice", cases[1].where)
+            tables[item.keyword].append(item)
+    for keyword, decls in tables.items():
+        if len(decls) > 1:
+            raise _fail(f"phrasebook {excerpt(name)}: `{keyword}` declared twice", decls[1].where)
     case = CaseWeights()
-    if cases:
-        case = CaseWeights(**_weights(cases[0], "letter case", "case", CASE_STYLES), where=cases[0].where)
+    if tables["case"]:
+        d_case = tables["case"][0]
+        case = CaseWeights(**_weights(d_case, "letter case", "case", CASE_STYLES), where=d_case.where)
+    subtrahend = None
+    if tables["subtrahend"]:
+        d_sub = tables["subtrahend"][0]
+        subtrahend = SubtrahendWeights(**_weights(d_sub, "subtrahend sign", "subtrahend", SUBTRAHEND_SIGNS), where=d_sub.where)
     frames = [item for item in items if isinstance(item, Frame)]
-    return Phrasebook(name=name, slots=list(slots.values()), case=case, frames=frames, where=d.where)
+    return Phrasebook(name=name, slots=list(slots.values()), case=case, subtrahend=subtrahend, frames=frames, where=d.where)
 
 
 def _split(d: Decl) -> SplitSpec:

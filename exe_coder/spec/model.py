@@ -21,6 +21,7 @@ Operation = Literal["add", "sub"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
 NUMERAL_STYLES = ("digits", "words", "grouped", "unicode", "mixed")
 CASE_STYLES = ("asis", "lower", "upper", "title", "sentence")
+SUBTRAHEND_SIGNS = ("positive", "negative")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
@@ -148,12 +149,34 @@ class CaseWeights(_Node):
         return tuple(getattr(self, style) for style in CASE_STYLES)
 
 
+class SubtrahendWeights(_Node):
+    """Relative weights of the sign a sub frame writes its subtrahend with ("take 4 away" is
+    positive, "take -4 away" negative). Without them the written sign follows the split's
+    balanced sign patterns, so a sub frame writes -b as often as b: then the sign of the patch's
+    b is the written sign XOR the operation, and neither alone tells anything about it."""
+
+    positive: int = 1
+    negative: int = 1
+
+    def weights(self) -> tuple[int, ...]:
+        return tuple(getattr(self, sign) for sign in SUBTRAHEND_SIGNS)
+
+
 class Phrasebook(_Node):
     """A compositional prompt set: frames whose slots expand to many phrasings."""
 
     name: str
     slots: list[Slot]
     case: CaseWeights = CaseWeights()
+    subtrahend: SubtrahendWeights | None = None  # None: the split's sign patterns decide
+
+    @model_serializer(mode="wrap")
+    def _without_absent_subtrahend(self, handler):
+        """Leave an undeclared table out, so specs without it hash as before it existed."""
+        data = handler(self)
+        if self.subtrahend is None:
+            data.pop("subtrahend", None)
+        return data
     frames: list[Frame]
 
     @property

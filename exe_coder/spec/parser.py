@@ -20,7 +20,7 @@ from lark.lexer import PatternStr
 from exe_coder import files
 from exe_coder.errors import UserError, excerpt
 from exe_coder.paths import GRAMMAR_DIR
-from exe_coder.spec.model import CASE_STYLES, NUMERAL_STYLES, SPLITS, Frame, IntRange, PromptTemplate, Slot, Where
+from exe_coder.spec.model import CASE_STYLES, NUMERAL_STYLES, SPLITS, SUBTRAHEND_SIGNS, Frame, IntRange, PromptTemplate, Slot, Where
 
 GRAMMAR_PATH = GRAMMAR_DIR / "spec.lark"
 MAX_SPEC_BYTES = 64 << 20  # a spec is a few KB; this bounds what a mistaken path can cost
@@ -132,6 +132,12 @@ class SpecTransformer(Transformer):
 
     def case_weight(self, meta, c):
         return self._decl(_one_of(c[0], CASE_STYLES, "letter case"), int(c[1]), meta)
+
+    def subtrahend(self, meta, weights):
+        return self._decl("subtrahend", list(weights), meta)
+
+    def subtrahend_weight(self, meta, c):
+        return self._decl(_one_of(c[0], SUBTRAHEND_SIGNS, "subtrahend sign"), int(c[1]), meta)
 
     def frame(self, meta, c):
         op = _one_of(c[1], ("add", "sub"), "operation") if len(c) == 3 else "add"
