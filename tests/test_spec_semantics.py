@@ -145,6 +145,11 @@ BOOK_CASES = [
     ("unknown operation", ("frame m2 sub", "frame m2 mul"), "unknown operation 'mul'", 16),
     ("unknown letter case", ("slot n = 1..9", "slot n = 1..9\n    case { shout 1 }"), "unknown letter case 'shout'", 14),
     ("no letter case weighted", ("slot n = 1..9", "slot n = 1..9\n    case { upper 0 }"), "at least one letter case", 14),
+    ("unknown subtrahend sign", ("slot n = 1..9", "slot n = 1..9\n    subtrahend { zero 1 }"), "unknown subtrahend sign 'zero'", 14),
+    ("subtrahend declared twice", ("slot n = 1..9", "slot n = 1..9\n    subtrahend { positive 1 }\n    subtrahend { negative 1 }"),
+     "`subtrahend` declared twice", 15),
+    ("subtrahend sign weighted twice", ("slot n = 1..9", "slot n = 1..9\n    subtrahend { positive 1  positive 2 }"),
+     "subtrahend sign 'positive' weighted twice", 14),
     ("held-out phrasing in train", ('t3 "{a} + {b}"', 't3 "MERGE {a} with {b}!"'), "held-out frame m1 leaks into train", 15),
 ]
 

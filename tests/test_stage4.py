@@ -144,6 +144,41 @@ def test_subtraction_examples_are_consistent(tmp_path, seed):
     assert seen == {"take", "subtract", "add"}
 
 
+def test_subtrahend_weights_set_the_written_sign_of_sub_frames_only(tmp_path):
+    """`subtrahend { positive 1  negative 0 }`: every sub frame writes a subtrahend >= 0 (so the
+    patch's b <= 0), add frames keep both signs of b, and the held-out book (no table) keeps both
+    written signs; the split still covers every sign pattern, and the build's quality report
+    says b's sign is skewed on purpose, and passes."""
+    weighted = SUB_PROMPTS.replace('    frame s1 sub', '    subtrahend { positive 1  negative 0 }\n    frame s1 sub', 1)
+    spec = load_spec(write_spec(tmp_path, SPEC_TEXT.replace("split train 40", "split train 400"), weighted))
+    assert spec.prompt_set("train").subtrahend.weights() == (1, 0)
+    draws = sample_stage(spec)
+    written = lambda d: int(re.search(r"-?\d+", d.prompt[4:] if d.prompt.startswith("take") else d.prompt)[0])  # noqa: E731
+    sub_train = [d for d in draws["train"] if d.template_id == "s1"]
+    add_train = [d for d in draws["train"] if d.template_id == "s2"]
+    assert sub_train and all(d.b <= 0 and written(d) == -d.b for d in sub_train)
+    assert {d.b < 0 for d in add_train} == {True, False}
+    assert {d.b < 0 for d in draws["test"]} == {True, False}  # s3, no table: both written signs
+    assert {d.sign_pattern for d in draws["train"]} == {"++", "+-", "-+", "--"}
+    report = build_stage(spec.path, tmp_path / "data", tmp_path / "bin", jobs=1, progress=False).quality
+    assert report.ok
+    names = {c.name for c in report.checks}
+    assert "train: sign patterns ++ +- -+ -- all present and b's sign skewed by subtrahend weights" in names
+    assert "test: sign patterns ++ +- -+ -- all present and balanced" in names
+    card = (tmp_path / "data" / "README.md").read_text()
+    assert "Sub frames of phrasebook `train` write the subtrahend positive 1 : negative 0" in card
+
+
+def test_stage4_trains_on_mostly_positive_subtrahends_and_tests_on_balanced_ones(spec, draws):
+    """The training book writes subtrahends positive 3 times in 4, so the sign of the patch's b
+    is not the written sign XOR the operation alone; val and test (no table) stay balanced."""
+    sub_ids = {t.id for split in ("train", "test") for t in spec.templates_for(split) if t.op == "sub"}
+    share = lambda rows: sum(d.b < 0 for d in rows) / len(rows)  # noqa: E731  b < 0: written positive
+    assert 0.70 < share([d for d in draws["train"] if d.template_id in sub_ids]) < 0.80
+    assert 0.45 < share([d for d in draws["train"] if d.template_id not in sub_ids]) < 0.55
+    assert 0.44 < share([d for d in draws["test"] if d.template_id in sub_ids]) < 0.56
+
+
 def test_stage4_sub_frames_are_marked(spec):
     sub = {t.text for t in spec.templates_for("train") + spec.templates_for("test") if t.op == "sub"}
     assert any("take {b} away from {a}" in t for t in sub) and any("subtract {b} from {a}" in t for t in sub)

@@ -38,7 +38,7 @@ from exe_coder.dataset.sample import Draw, sample_stage
 from exe_coder.errors import UserError
 from exe_coder.paths import RESOURCES_ROOT, TEMPLATES_DIR
 from exe_coder.spec.load import load_spec
-from exe_coder.spec.model import NUMERAL_STYLES, SPLITS, Spec, Split
+from exe_coder.spec.model import NUMERAL_STYLES, SPLITS, Phrasebook, Spec, Split
 
 MANIFEST = "manifest.json"
 QUALITY = "quality.json"
@@ -477,6 +477,11 @@ def dataset_card(spec: Spec, manifest: dict, quality: QualityReport) -> str:
     pairs = "; ".join(f"{s}: {' '.join(spec.split(s).pairs)}" for s in SPLITS)
     numerals = ", ".join(f"{style} {w}" for style, w in zip(NUMERAL_STYLES, spec.numerals.weights()) if w)
     limited = " (sizes overridden: a smoke build)" if manifest["limited"] else ""
+    skewed = "".join(
+        f" Sub frames of phrasebook `{p.name}` write the subtrahend positive {p.subtrahend.positive}"
+        f" : negative {p.subtrahend.negative}, so its splits' sign patterns are skewed in b on purpose."
+        for p in spec.prompt_sets if isinstance(p, Phrasebook) and p.subtrahend is not None
+    )
     return f"""---
 license: {DATA_LICENSE.lower()}
 pretty_name: exe-coder {stage}
@@ -518,7 +523,7 @@ it is `""` where no file is stored (train), and `binary_sha256` always names the
 
 Operands {spec.operands}; magnitudes {magnitudes}; sign patterns {" ".join(spec.signs)};
 magnitude pairs by split: {pairs}. Numerals (relative weights): {numerals}; each record's
-`numerals` names the style of a and of b ("words/digits").
+`numerals` names the style of a and of b ("words/digits").{skewed}
 
 ## Licence
 
