@@ -14,6 +14,7 @@ from exe_coder.evaluate.metrics import (
     compute_metrics,
     error_taxonomy,
     latency_stats,
+    operand_errors,
     read_predictions,
     read_training_log,
     reward,
@@ -166,6 +167,38 @@ def test_error_taxonomy_counts_most_frequent_first():
         ("parse_error", 2), ("bad_signature", 1), ("crash", 1), ("invalid_macho:uuid", 1), ("ok", 1)
     ]
     assert error_taxonomy([]) == {}
+
+
+def test_operand_errors_name_what_is_wrong_in_each_wrong_patch():
+    ex = example(a=1234, b=-56)
+    preds = [
+        oracle(ex),
+        wrong_patch(ex, -56, 1234),  # the operands the other way round: a right answer, not counted
+        wrong_patch(ex, 1234, 56),  # b's sign
+        wrong_patch(ex, -1234, 56),  # both signs
+        wrong_patch(ex, 1243, -56),  # a: the right number of digits, other digits
+        wrong_patch(ex, 1234, -5),  # b: another number of digits
+        wrong_patch(ex, 56, 1234),  # the other way round, b's sign flipped: compared that way round
+        unparsed(ex),
+    ]
+    assert operand_errors(preds) == {
+        "no patch": 1, "a sign": 1, "a digits": 1, "a places": 0, "b sign": 3, "b digits": 0, "b places": 1,
+    }
+    assert operand_errors([oracle(ex)]) == dict.fromkeys(operand_errors(preds), 0)
+    track_b = oracle(ex).model_copy(update={"track": "strict_one_shot", "parsed": False, "a": None, "b": None})
+    assert operand_errors([track_b]) == {}  # Track B writes no operands
+
+
+@given(st.integers(-5000, 5000), st.integers(-5000, 5000), st.integers(-5000, 5000), st.integers(-5000, 5000))
+def test_each_wrong_answer_has_a_wrong_operand_and_each_wrong_operand_one_kind(a, b, pa, pb):
+    """A right answer counts nothing; a wrong one has one or two wrong operands, each counted
+    under exactly one kind, and a flipped sign only where the magnitudes are right."""
+    p = wrong_patch(example(a=a, b=b), pa, pb)
+    counts = operand_errors([p])
+    total = sum(counts.values())
+    assert total == 0 if p.answer_correct else 1 <= total <= 2
+    if counts["a sign"] + counts["b sign"]:
+        assert {abs(pa), abs(pb)} & {abs(a), abs(b)}
 
 
 def test_latency_median_and_p95():

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from exe_coder.decode.prediction import Prediction
 from exe_coder.errors import UserError
 from exe_coder.evaluate.intervals import Interval, bootstrap, quantile_interval, rate_interval, too_small
+from exe_coder.evaluate.regions import TRACK_B
 from exe_coder.runtime import reward as contract
 from exe_coder.runtime.reward import REWARD_WEIGHTS  # noqa: F401  (the contract's weights, re-exported)
 LATENCY_STAGES = ("generate", "reconstruct", "verify")
@@ -126,6 +127,38 @@ def error_taxonomy(predictions: Sequence[Prediction]) -> dict[str, int]:
     """Counts per Outcome label, most frequent first (ties by label, for a stable order)."""
     counts = Counter(p.outcome.label for p in predictions)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+OPERAND_ERROR_KINDS = ("no patch", "a sign", "a digits", "a places", "b sign", "b digits", "b places")
+
+
+def operand_errors(predictions: Sequence[Prediction]) -> dict[str, int]:
+    """What is wrong in the patches of wrong answers: per operand, a flipped sign (-x for x), the
+    right number of digits with other digits, or another number of digits; and wrong answers
+    with no patch. A patch whose operands are the gold ones the other way round (a prompt-order
+    run on a b-first phrasing) is compared that way round. Empty for Track B, which writes no
+    operands (its image report breaks bytes down by region instead)."""
+    track_a = [p for p in predictions if p.track != TRACK_B]
+    if not track_a:
+        return {}
+    counts = dict.fromkeys(OPERAND_ERROR_KINDS, 0)
+    for p in (p for p in track_a if not p.answer_correct):
+        if not p.parsed or p.a is None or p.b is None:
+            counts["no patch"] += 1
+            continue
+        gold, pred = (p.example.a, p.example.b), (p.a, p.b)
+        if _same_magnitudes(gold, pred[::-1]) > _same_magnitudes(gold, pred):
+            pred = pred[::-1]
+        for name, g, x in zip("ab", gold, pred):
+            if x == g:
+                continue
+            kind = "sign" if x == -g else "places" if len(str(abs(x))) != len(str(abs(g))) else "digits"
+            counts[f"{name} {kind}"] += 1
+    return counts
+
+
+def _same_magnitudes(gold: tuple[int, int], pred: tuple[int, int]) -> int:
+    return sum(abs(g) == abs(x) for g, x in zip(gold, pred))
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:

@@ -30,6 +30,7 @@ from exe_coder.evaluate.metrics import (
     compute_metrics,
     error_taxonomy,
     latency_stats,
+    operand_errors,
     read_predictions,
     read_training_log,
 )
@@ -108,6 +109,7 @@ class EvalReport(BaseModel):
     training: TrainingLosses | None
     latency_ms: dict[str, LatencyStats]
     error_taxonomy: dict[str, int]
+    operand_errors: dict[str, int] = {}  # Track A: wrong operands of wrong answers, by kind (metrics.operand_errors)
     slices: Slices
     milestone_gates: dict[str, GateResult]
     baseline: BaselineSummary | None = None
@@ -166,6 +168,7 @@ def build_report(
         training=training,
         latency_ms=latency_stats(predictions),
         error_taxonomy=error_taxonomy(predictions),
+        operand_errors=operand_errors(predictions),
         slices=slices,
         milestone_gates=milestone_gates(metrics, training, slices),
         baseline=summary,
@@ -276,6 +279,14 @@ def render_markdown(report: EvalReport, title: str = "Evaluation report") -> str
     lines += [f"| {label} | {count} |" for label, count in r.error_taxonomy.items()]
     if base:
         lines += ["", f"Baseline ({base.mode}): " + ", ".join(f"{k} {v}" for k, v in base.error_taxonomy.items())]
+    if r.operand_errors:
+        wrong = r.metrics.n - round((r.metrics.answer_accuracy or 0.0) * r.metrics.n)
+        lines += ["", "## Wrong operands", "",
+                  f"In the {wrong} wrong answers, each wrong operand by kind: a flipped sign, the right number of digits "
+                  "with other digits, another number of digits (an operand can be wrong in one way only; "
+                  "a patch with the operands the other way round is compared that way round).", "",
+                  "| kind | count |", "|---|---:|"]
+        lines += [f"| {kind} | {count} |" for kind, count in r.operand_errors.items()]
     lines += ["", "## Wrong examples", ""]
     if not r.failures_total:
         lines.append("None: every answer right from the right patch.")
