@@ -382,6 +382,15 @@ def test_a_bad_override_is_one_line_naming_it(item: str, words: str):
     assert message.startswith(f"--set {item!r}: ") and words in message and "\n" not in message
 
 
+def test_overrides_that_depend_on_each_other_may_come_in_any_order():
+    ckpt = 'init.warmstart_ckpt="outputs/checkpoints/x"'
+    for order in (['init.mode="warmstart"', ckpt], [ckpt, 'init.mode="warmstart"']):
+        cfg = apply_overrides(parse_config(GOOD), order)
+        assert (cfg.init.mode, cfg.init.warmstart_ckpt) == ("warmstart", "outputs/checkpoints/x")
+    with pytest.raises(UserError, match=r"^--set 'init.mode=\"warmstart\"': .*needs warmstart_ckpt"):
+        apply_overrides(parse_config(GOOD), ['init.mode="warmstart"', "run.seed=3"])
+
+
 @settings(max_examples=30, deadline=None)
 @given(steps=st.integers(min_value=1, max_value=10**9), seed=st.integers(min_value=-(2**63), max_value=2**63 - 1))
 def test_integer_overrides_round_trip(steps: int, seed: int):

@@ -239,10 +239,13 @@ def _override_value(text: str) -> object:
 
 def apply_overrides(config: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
     """``config`` with each ``TABLE.KEY=VALUE`` set in order (a later one wins), validated as the
-    file is: strict types, unknown keys refused. A bad override is a ``UserError`` naming it."""
+    file is: strict types, unknown keys refused. A bad override is a ``UserError`` naming it.
+    Validation runs once all are set, so keys that depend on each other may come in any order
+    (``init.mode=warmstart`` before ``init.warmstart_ckpt=...``)."""
     if not overrides:
         return config
     raw = config.model_dump(mode="python", exclude_none=True)
+    applied: list[tuple[str, str, str]] = []  # (item, table, key)
     for item in overrides:
         m = _OVERRIDE.match(item)
         if m is None:
@@ -253,11 +256,15 @@ def apply_overrides(config: TrainConfig, overrides: list[str] | tuple[str, ...])
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UserError(f"--set {item!r}: unknown table '{table}'{hint}")
         raw.setdefault(table, {})[key] = value
-        try:
-            TrainConfig.model_validate(raw)
-        except ValidationError as err:  # checked after each one, so the message names the culprit
-            raise UserError(f"--set {item!r}: {_describe(err)[0]}") from None
-    return TrainConfig.model_validate(raw)
+        applied.append((item, table, key))
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as err:
+        what, loc = _describe(err)
+        # the culprit: the last override of the key at fault, else of its table (a rule across keys)
+        culprit = next((i for i, t, k in reversed(applied) if [t, k] == loc[:2]), None)
+        culprit = culprit or next((i for i, t, _ in reversed(applied) if loc[:1] == [t]), applied[-1][0])
+        raise UserError(f"--set {culprit!r}: {what}") from None
 
 
 # Keys ``--resume`` lets change: how long the run goes on and how often it logs, evaluates and
