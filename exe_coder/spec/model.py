@@ -169,6 +169,7 @@ class Phrasebook(_Node):
     slots: list[Slot]
     case: CaseWeights = CaseWeights()
     subtrahend: SubtrahendWeights | None = None  # None: the split's sign patterns decide
+    frames: list[Frame]
 
     @model_serializer(mode="wrap")
     def _without_absent_subtrahend(self, handler):
@@ -177,7 +178,6 @@ class Phrasebook(_Node):
         if self.subtrahend is None:
             data.pop("subtrahend", None)
         return data
-    frames: list[Frame]
 
     @property
     def templates(self) -> list[Frame]:
