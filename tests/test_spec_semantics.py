@@ -42,6 +42,12 @@ CASES = [
     ("split without pairs", ("{ prompts train pairs core/core }", "{ prompts train }"), None, "declares no `pairs`", "tiny.spec", 12),
     ("empty operand range", ("operands -50..50", "operands 50..-50"), None, "is empty", "tiny.spec", 5),
     ("negative magnitude", ("core 0..39", "core -1..39"), None, "negative", "tiny.spec", 7),
+    ("unknown subtrahend sign", ("{ prompts train pairs core/core }", "{ prompts train pairs core/core subtrahend { zero 1 } }"), None, "unknown subtrahend sign 'zero'", "tiny.spec", 12),
+    ("subtrahend given twice", ("{ prompts train pairs core/core }", "{ prompts train pairs core/core subtrahend { positive 1 } subtrahend { negative 1 } }"), None,
+     "`subtrahend` given twice", "tiny.spec", 12),
+    ("subtrahend sign weighted twice", ("{ prompts train pairs core/core }", "{ prompts train pairs core/core subtrahend { positive 1  positive 2 } }"), None,
+     "subtrahend sign 'positive' weighted twice", "tiny.spec", 12),
+    ("no subtrahend sign weighted", ("{ prompts train pairs core/core }", "{ prompts train pairs core/core subtrahend { negative 0 } }"), None, "at least one subtrahend sign", "tiny.spec", 12),
 ]
 
 
@@ -145,11 +151,6 @@ BOOK_CASES = [
     ("unknown operation", ("frame m2 sub", "frame m2 mul"), "unknown operation 'mul'", 16),
     ("unknown letter case", ("slot n = 1..9", "slot n = 1..9\n    case { shout 1 }"), "unknown letter case 'shout'", 14),
     ("no letter case weighted", ("slot n = 1..9", "slot n = 1..9\n    case { upper 0 }"), "at least one letter case", 14),
-    ("unknown subtrahend sign", ("slot n = 1..9", "slot n = 1..9\n    subtrahend { zero 1 }"), "unknown subtrahend sign 'zero'", 14),
-    ("subtrahend declared twice", ("slot n = 1..9", "slot n = 1..9\n    subtrahend { positive 1 }\n    subtrahend { negative 1 }"),
-     "`subtrahend` declared twice", 15),
-    ("subtrahend sign weighted twice", ("slot n = 1..9", "slot n = 1..9\n    subtrahend { positive 1  positive 2 }"),
-     "subtrahend sign 'positive' weighted twice", 14),
     ("held-out phrasing in train", ('t3 "{a} + {b}"', 't3 "MERGE {a} with {b}!"'), "held-out frame m1 leaks into train", 15),
 ]
 

@@ -145,13 +145,14 @@ def test_subtraction_examples_are_consistent(tmp_path, seed):
 
 
 def test_subtrahend_weights_set_the_written_sign_of_sub_frames_only(tmp_path):
-    """`subtrahend { positive 1  negative 0 }`: every sub frame writes a subtrahend >= 0 (so the
-    patch's b <= 0), add frames keep both signs of b, and the held-out book (no table) keeps both
+    """`subtrahend { positive 1  negative 0 }` on train: every sub frame there writes a subtrahend
+    >= 0 (so the patch's b <= 0), add frames keep both signs of b, and test (no table) keeps both
     written signs; the split still covers every sign pattern, and the build's quality report
     says b's sign is skewed on purpose, and passes."""
-    weighted = SUB_PROMPTS.replace('    frame s1 sub', '    subtrahend { positive 1  negative 0 }\n    frame s1 sub', 1)
-    spec = load_spec(write_spec(tmp_path, SPEC_TEXT.replace("split train 40", "split train 400"), weighted))
-    assert spec.prompt_set("train").subtrahend.weights() == (1, 0)
+    text = SPEC_TEXT.replace("split train 40 { prompts train pairs core/core }",
+                             "split train 400 { prompts train pairs core/core subtrahend { positive 1  negative 0 } }")
+    spec = load_spec(write_spec(tmp_path, text, SUB_PROMPTS))
+    assert spec.split("train").subtrahend.weights() == (1, 0) and spec.split("test").subtrahend is None
     draws = sample_stage(spec)
     written = lambda d: int(re.search(r"-?\d+", d.prompt[4:] if d.prompt.startswith("take") else d.prompt)[0])  # noqa: E731
     sub_train = [d for d in draws["train"] if d.template_id == "s1"]
@@ -166,11 +167,11 @@ def test_subtrahend_weights_set_the_written_sign_of_sub_frames_only(tmp_path):
     assert "train: sign patterns ++ +- -+ -- all present and b's sign skewed by subtrahend weights" in names
     assert "test: sign patterns ++ +- -+ -- all present and balanced" in names
     card = (tmp_path / "data" / "README.md").read_text()
-    assert "Sub frames of phrasebook `train` write the subtrahend positive 1 : negative 0" in card
+    assert "In train, sub frames write the subtrahend positive 1 : negative 0" in card
 
 
 def test_stage4_trains_on_mostly_positive_subtrahends_and_tests_on_balanced_ones(spec, draws):
-    """The training book writes subtrahends positive 3 times in 4, so the sign of the patch's b
+    """The training split writes subtrahends positive 3 times in 4, so the sign of the patch's b
     is not the written sign XOR the operation alone; val and test (no table) stay balanced."""
     sub_ids = {t.id for split in ("train", "test") for t in spec.templates_for(split) if t.op == "sub"}
     share = lambda rows: sum(d.b < 0 for d in rows) / len(rows)  # noqa: E731  b < 0: written positive

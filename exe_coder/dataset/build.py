@@ -38,7 +38,7 @@ from exe_coder.dataset.sample import Draw, sample_stage
 from exe_coder.errors import UserError
 from exe_coder.paths import RESOURCES_ROOT, TEMPLATES_DIR
 from exe_coder.spec.load import load_spec
-from exe_coder.spec.model import NUMERAL_STYLES, SPLITS, Phrasebook, Spec, Split
+from exe_coder.spec.model import NUMERAL_STYLES, SPLITS, Spec, Split
 
 MANIFEST = "manifest.json"
 QUALITY = "quality.json"
@@ -478,9 +478,9 @@ def dataset_card(spec: Spec, manifest: dict, quality: QualityReport) -> str:
     numerals = ", ".join(f"{style} {w}" for style, w in zip(NUMERAL_STYLES, spec.numerals.weights()) if w)
     limited = " (sizes overridden: a smoke build)" if manifest["limited"] else ""
     skewed = "".join(
-        f" Sub frames of phrasebook `{p.name}` write the subtrahend positive {p.subtrahend.positive}"
-        f" : negative {p.subtrahend.negative}, so its splits' sign patterns are skewed in b on purpose."
-        for p in spec.prompt_sets if isinstance(p, Phrasebook) and p.subtrahend is not None
+        f" In {s.name}, sub frames write the subtrahend positive {s.subtrahend.positive} : negative"
+        f" {s.subtrahend.negative}, so its sign patterns are skewed in b on purpose."
+        for s in spec.splits if s.subtrahend is not None
     )
     return f"""---
 license: {DATA_LICENSE.lower()}

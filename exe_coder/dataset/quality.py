@@ -12,7 +12,7 @@ from collections import Counter
 from pydantic import BaseModel
 
 from exe_coder.dataset.records import Example, patch_text
-from exe_coder.spec.model import SPLITS, Phrasebook, Spec, Split, sign_pattern
+from exe_coder.spec.model import SPLITS, Spec, Split, sign_pattern
 
 
 class Check(BaseModel):
@@ -125,9 +125,7 @@ def assess(spec: Spec, records: dict[Split, list[Example]], sizes: dict[Split, i
             f"{s}: templates only from its prompt sets",
             sorted({f"{r.template_id} is not in {', '.join(split.prompt_sets)}" for r in rs if r.template_id not in templates}),
         )
-        # a phrasebook weighting its subtrahends' written sign skews b's sign on purpose
-        balanced = not any(isinstance(p, Phrasebook) and p.subtrahend is not None
-                           for p in spec.prompt_sets if p.name in split.prompt_sets)
+        balanced = split.subtrahend is None  # weighted subtrahend signs skew b's sign on purpose
         how = "balanced" if balanced else "b's sign skewed by subtrahend weights"
         check(
             f"{s}: sign patterns {' '.join(spec.signs)} all present and {how}",

@@ -6,7 +6,7 @@ on the number of workers, and stages that share a seed and a train declaration s
 train split exactly (stage1, stage1a and stage1b differ only where they are meant to).
 
 Each split is stratified: its size is shared out evenly over the cells sign pattern x
-magnitude pair it declares, and over its templates (a phrasebook that weights the sign its sub
+magnitude pair it declares, and over its templates (a split that weights the sign its sub
 frames write the subtrahend with re-draws b's sign for those frames). No (template, a, b) and no prompt text
 is drawn twice in a stage, so no prompt text is in two splits.
 """
@@ -33,6 +33,7 @@ from exe_coder.spec.model import (
     SignPattern,
     Spec,
     Split,
+    SubtrahendWeights,
     cells,
     operand_intervals,
     sign_pattern,
@@ -114,15 +115,6 @@ class _Renderer:
             return str(x).replace("-", "\u2212"), style
         return to_mixed(x, rng.choice(self.STYLES)), style
 
-    def signs(self, template: PromptTemplate, signs: SignPattern, rng: random.Random) -> SignPattern:
-        """The slot's sign pattern, except where the frame's phrasebook weights the sign its sub
-        frames write the subtrahend with: then b's sign is the opposite of the one drawn."""
-        book = self.books.get(template.id) if isinstance(template, Frame) and template.op == "sub" else None
-        if book is None or book.subtrahend is None:
-            return signs  # no draw: stages without the table sample as they always did
-        written = SUBTRAHEND_SIGNS[rng.choices(range(2), weights=book.subtrahend.weights())[0]]
-        return signs[0] + ("-" if written == "positive" else "+")  # type: ignore[return-value]
-
     def prompt(self, template: PromptTemplate, a: int, b: int, rng: random.Random) -> tuple[str, str]:
         """(the prompt, its numeral pair "<style of a>/<style of b>")."""
         book = self.books.get(template.id) if isinstance(template, Frame) else None
@@ -138,6 +130,17 @@ class _Renderer:
         if book is not None:
             prompt = phrasing.apply_case(prompt, phrasing.pick_case(book, rng))
         return prompt, f"{style_a}/{style_b}"
+
+
+def _with_subtrahend_sign(
+    template: PromptTemplate, signs: SignPattern, weights: SubtrahendWeights | None, rng: random.Random
+) -> SignPattern:
+    """The slot's sign pattern, except in a sub frame of a split that weights the sign its
+    subtrahend is written with: then b's sign is the opposite of the written sign drawn."""
+    if weights is None or not (isinstance(template, Frame) and template.op == "sub"):
+        return signs  # no draw: splits without the table sample as they always did
+    written = SUBTRAHEND_SIGNS[rng.choices(range(2), weights=weights.weights())[0]]
+    return signs[0] + ("-" if written == "positive" else "+")  # type: ignore[return-value]
 
 
 _JUXTAPOSED = re.compile(r"\{a\}\s+\{b\}|\{b\}\s+\{a\}")
@@ -178,7 +181,7 @@ def _sample_split(
     draws: list[Draw] = []
     for i, (signs, pair) in enumerate(slots):
         template = templates[i % len(templates)]
-        signs = renderer.signs(template, signs, rng)
+        signs = _with_subtrahend_sign(template, signs, spec.split(split).subtrahend, rng)
         bucket_a, bucket_b = pair.split("/")
         pool_a, pool_b = pools[(signs[0], bucket_a)], pools[(signs[1], bucket_b)]
         picked = None

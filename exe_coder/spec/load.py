@@ -189,27 +189,21 @@ def _numerals(d: Decl) -> Numerals:
 def _phrasebook(d: Decl) -> Phrasebook:
     name, items = d.value
     slots: dict[str, Slot] = {}
-    tables: dict[str, list[Decl]] = {"case": [], "subtrahend": []}
+    cases: list[Decl] = []
     for item in items:
         if isinstance(item, Slot):
             if item.name in slots:
                 raise _fail(f"phrasebook {excerpt(name)}: slot {excerpt(item.name)} declared twice", item.where)
             slots[item.name] = item
         elif isinstance(item, Decl):
-            tables[item.keyword].append(item)
-    for keyword, decls in tables.items():
-        if len(decls) > 1:
-            raise _fail(f"phrasebook {excerpt(name)}: `{keyword}` declared twice", decls[1].where)
+            cases.append(item)
+    if len(cases) > 1:
+        raise _fail(f"phrasebook {excerpt(name)}: `case` declared twice", cases[1].where)
     case = CaseWeights()
-    if tables["case"]:
-        d_case = tables["case"][0]
-        case = CaseWeights(**_weights(d_case, "letter case", "case", CASE_STYLES), where=d_case.where)
-    subtrahend = None
-    if tables["subtrahend"]:
-        d_sub = tables["subtrahend"][0]
-        subtrahend = SubtrahendWeights(**_weights(d_sub, "subtrahend sign", "subtrahend", SUBTRAHEND_SIGNS), where=d_sub.where)
+    if cases:
+        case = CaseWeights(**_weights(cases[0], "letter case", "case", CASE_STYLES), where=cases[0].where)
     frames = [item for item in items if isinstance(item, Frame)]
-    return Phrasebook(name=name, slots=list(slots.values()), case=case, subtrahend=subtrahend, frames=frames, where=d.where)
+    return Phrasebook(name=name, slots=list(slots.values()), case=case, frames=frames, where=d.where)
 
 
 def _split(d: Decl) -> SplitSpec:
@@ -228,7 +222,13 @@ def _split(d: Decl) -> SplitSpec:
             raise _fail(f"split {name}: magnitude pair {p} listed twice", got["pairs"].where)
     if size <= 0:
         raise _fail(f"split {name}: size must be positive", d.where)
-    return SplitSpec(name=name, size=size, prompt_sets=got["prompts"].value, pairs=pairs, where=d.where)
+    subtrahend = None
+    if "subtrahend" in got:
+        weights = _weights(got["subtrahend"], "subtrahend sign", "subtrahend", SUBTRAHEND_SIGNS)
+        subtrahend = SubtrahendWeights(**weights, where=got["subtrahend"].where)
+    return SplitSpec(
+        name=name, size=size, prompt_sets=got["prompts"].value, pairs=pairs, subtrahend=subtrahend, where=d.where
+    )
 
 
 # --- semantic checks ------------------------------------------------------------------------

@@ -150,10 +150,10 @@ class CaseWeights(_Node):
 
 
 class SubtrahendWeights(_Node):
-    """Relative weights of the sign a sub frame writes its subtrahend with ("take 4 away" is
-    positive, "take -4 away" negative). Without them the written sign follows the split's
-    balanced sign patterns, so a sub frame writes -b as often as b: then the sign of the patch's
-    b is the written sign XOR the operation, and neither alone tells anything about it."""
+    """Relative weights of the sign a split's sub frames write the subtrahend with ("take 4
+    away" is positive, "take -4 away" negative). Without them the written sign follows the
+    split's balanced sign patterns, so a sub frame writes -b as often as b: then the sign of the
+    patch's b is the written sign XOR the operation, and neither alone tells anything about it."""
 
     positive: int = 1
     negative: int = 1
@@ -168,16 +168,7 @@ class Phrasebook(_Node):
     name: str
     slots: list[Slot]
     case: CaseWeights = CaseWeights()
-    subtrahend: SubtrahendWeights | None = None  # None: the split's sign patterns decide
     frames: list[Frame]
-
-    @model_serializer(mode="wrap")
-    def _without_absent_subtrahend(self, handler):
-        """Leave an undeclared table out, so specs without it hash as before it existed."""
-        data = handler(self)
-        if self.subtrahend is None:
-            data.pop("subtrahend", None)
-        return data
 
     @property
     def templates(self) -> list[Frame]:
@@ -191,12 +182,22 @@ class Phrasebook(_Node):
 
 
 class SplitSpec(_Node):
-    """One split: its size, the prompt sets it draws from, the magnitude pairs it balances."""
+    """One split: its size, the prompt sets it draws from, the magnitude pairs it balances, and
+    the sign its sub frames write the subtrahend with."""
 
     name: Split
     size: int
     prompt_sets: list[str]
     pairs: list[MagnitudePair]
+    subtrahend: SubtrahendWeights | None = None  # None: b's sign balanced like a's
+
+    @model_serializer(mode="wrap")
+    def _without_absent_subtrahend(self, handler):
+        """Leave an undeclared table out, so specs without it hash as before it existed."""
+        data = handler(self)
+        if self.subtrahend is None:
+            data.pop("subtrahend", None)
+        return data
 
 
 class Spec(_Node):
