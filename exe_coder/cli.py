@@ -473,9 +473,12 @@ def compare_cmd(
     from rich.text import Text
 
     from exe_coder import files
-    from exe_coder.evaluate.compare import HEADERS, compare, csv_text, markdown, table_cells
+    from exe_coder.evaluate.compare import HEADERS, compare, csv_text, markdown, seed_clashes, table_cells
 
     rows, groups, skipped = compare(reports, split.value)
+    for kept, other in seed_clashes(rows):
+        typer.echo(f"warning: {other.source} is seed {other.seed} of {kept.run}'s config again, with other "
+                   f"figures; the mean uses {kept.source}", err=True)
     table = Table(*HEADERS, title=f"exe-coder compare ({split.value})")
     for cells in table_cells(rows, groups):
         table.add_row(*(Text(c) for c in cells))  # Text: "[lo, hi]" is not markup

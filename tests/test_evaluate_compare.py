@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from exe_coder import files
 from exe_coder.cli import app
 from exe_coder.errors import UserError
-from exe_coder.evaluate.compare import compare, csv_text, markdown
+from exe_coder.evaluate.compare import compare, csv_text, markdown, seed_clashes
 from exe_coder.evaluate.report import build_report
 from exe_coder.train.runcard import RunCard
 
@@ -54,6 +54,24 @@ def test_rows_per_run_and_mean_sd_per_config_across_seeds(reports):
     mean, sd = group.mean_sd["answer_accuracy"]
     assert mean == pytest.approx(0.7) and sd == pytest.approx(statistics.stdev([0.8, 0.6]))
     assert group.train_s == 110.0
+
+
+def test_a_seed_seen_twice_with_other_figures_is_named_not_averaged(reports, tmp_path):
+    # an older run of config A, seed 1 (its data since changed): same hash, other figures
+    old = _report(tmp_path / "old" / "a-s1" / "stage1_test.json", right=2, card=_card("a-s1", 1, "A", 90.0))
+    rows, groups, _ = compare([reports, old.parent.parent])
+    ((kept, other),) = seed_clashes(rows)
+    assert kept.source.startswith(str(reports)) and other.source == str(old)
+    (group,) = groups
+    assert group.seeds == [1, 2] and group.mean_sd["answer_accuracy"][0] == pytest.approx(0.7)
+    # one report read twice (its folder and itself) is no clash
+    again = reports / "stage1" / "a-s1" / "stage1_test.json"
+    assert seed_clashes(compare([reports, again])[0]) == []
+    res = CliRunner().invoke(app, ["compare", str(reports), str(old)])
+    assert res.exit_code == 0 and f"warning: {old} is seed 1 of a-s1's config again" in res.stderr
+    # config B has one seed, so no mean: another B seed-1 report is only another row
+    other_b = _report(tmp_path / "old" / "b" / "stage1_test.json", right=3, card=_card("b", 1, "B", 50.0))
+    assert seed_clashes(compare([reports, other_b])[0]) == []
 
 
 def test_markdown_and_csv(reports):

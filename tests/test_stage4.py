@@ -14,7 +14,7 @@ from exe_coder.dataset.sample import sample_stage
 from exe_coder.decode.infer import RegexBaselinePredictor, run_inference, summarize
 from exe_coder.decode.track import PatchTrack
 from exe_coder.errors import UserError
-from exe_coder.paths import CONFIGS_DIR, SPECS_DIR
+from exe_coder.paths import CONFIGS_DIR, REPO_ROOT, SPECS_DIR
 from exe_coder.spec import load_spec
 from exe_coder.spec.load import normalized_wording
 from exe_coder.spec.phrasing import cased_phrasings, expand
@@ -51,6 +51,11 @@ def _phrasings(spec, split):
     return out
 
 
+def _wordings(spec, split):
+    """A split's phrasings up to case and punctuation."""
+    return {normalized_wording(p) for t in spec.templates_for(split) for p in expand(spec.book_of(t.id), t.text)}
+
+
 def test_stage4_loads_with_held_out_families_only_in_val_and_test(spec):
     assert {s.name: s.size for s in spec.splits} == {"train": 20000, "val": 2000, "test": 2000}
     assert (spec.operands.lo, spec.operands.hi) == (-5000, 5000)
@@ -71,10 +76,17 @@ def test_thousands_of_distinct_phrasings_and_none_held_out_in_train(spec):
     assert len(train) >= 2000 and len(heldout) >= 2000
     # isolation in wording, not only in ids: no held-out phrasing, whatever its case and
     # punctuation, is a training phrasing
-    words = lambda spec, split: {  # noqa: E731
-        normalized_wording(p) for t in spec.templates_for(split) for p in expand(spec.book_of(t.id), t.text)
-    }
-    assert not words(spec, "train") & words(spec, "test")
+    assert not _wordings(spec, "train") & _wordings(spec, "test")
+
+
+def test_fresh_probe_shares_no_wording_with_either_stage4_phrasebook(spec):
+    # docs/probes/stage4_fresh.spec: frames written apart from stage4's, for a one-off check of
+    # reading beyond both phrasebooks; it loads only while its wording stays out of training
+    probe = load_spec(REPO_ROOT / "docs" / "probes" / "stage4_fresh.spec")
+    fresh = {t.id for t in probe.templates_for("test")}
+    stage4_ids = set(spec.train_template_ids) | set(spec.heldout_template_ids)
+    assert len(fresh) == 15 and not fresh & (stage4_ids | set(probe.train_template_ids))
+    assert not _wordings(probe, "test") & (_wordings(spec, "train") | _wordings(spec, "test"))
 
 
 def test_a_held_out_family_leaking_into_train_fails_to_load(tmp_path):

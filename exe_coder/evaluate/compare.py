@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,13 +145,34 @@ def _metric_source(report: EvalReport, name: str):
     return report.metrics, name
 
 
+def _seed_key(r: Row) -> tuple | None:
+    return None if r.family is None or r.seed is None else (r.family, r.split, r.mode, r.seed)
+
+
+def seed_clashes(rows: list[Row]) -> list[tuple[Row, Row]]:
+    """(kept, left out) for each report that is a seed of a config already seen with other
+    figures (an older run of a config whose data has since changed, say) where that config has a
+    mean ± sd row: the mean uses the first, so a reader must be told."""
+    first: dict[tuple, Row] = {}
+    out = []
+    for r in rows:
+        key = _seed_key(r)
+        if key is None:
+            continue
+        kept = first.setdefault(key, r)
+        if kept is not r and kept.values != r.values:
+            out.append((kept, r))
+    seeds = Counter(key[:3] for key in first)
+    return [(kept, r) for kept, r in out if seeds[_seed_key(kept)[:3]] >= 2]  # type: ignore[index]
+
+
 def seed_groups(rows: list[Row]) -> list[SeedGroup]:
     """Rows of one config (same hash without the seed), split and mode, with two or more seeds;
     one row a seed (the first), so a report read twice does not count twice."""
     by_key: dict[tuple, dict[int, Row]] = {}
     for r in rows:
-        if r.family is not None and r.seed is not None:
-            by_key.setdefault((r.family, r.split, r.mode), {}).setdefault(r.seed, r)
+        if (key := _seed_key(r)) is not None:
+            by_key.setdefault(key[:3], {}).setdefault(r.seed, r)
     groups = []
     for per_seed in by_key.values():
         if len(per_seed) < 2:
