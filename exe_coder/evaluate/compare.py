@@ -161,9 +161,9 @@ def seed_clashes(rows: list[Row]) -> list[tuple[Row, Row]]:
             continue
         kept = first.setdefault(key, r)
         if kept is not r and kept.values != r.values:
-            out.append((kept, r))
+            out.append((key, kept, r))
     seeds = Counter(key[:3] for key in first)
-    return [(kept, r) for kept, r in out if seeds[_seed_key(kept)[:3]] >= 2]  # type: ignore[index]
+    return [(kept, r) for key, kept, r in out if seeds[key[:3]] >= 2]
 
 
 def seed_groups(rows: list[Row]) -> list[SeedGroup]:
