@@ -149,30 +149,35 @@ def _seed_key(r: Row) -> tuple | None:
     return None if r.family is None or r.seed is None else (r.family, r.split, r.mode, r.seed)
 
 
+def _first_per_seed(rows: list[Row]) -> tuple[dict[tuple, Row], list[tuple[tuple, Row, Row]]]:
+    """The first row of each (config, split, mode, seed), so a report read twice counts once; and
+    (key, kept, other) for each later row of a key with other figures."""
+    first: dict[tuple, Row] = {}
+    clashes = []
+    for r in rows:
+        if (key := _seed_key(r)) is None:
+            continue
+        kept = first.setdefault(key, r)
+        if kept is not r and kept.values != r.values:
+            clashes.append((key, kept, r))
+    return first, clashes
+
+
 def seed_clashes(rows: list[Row]) -> list[tuple[Row, Row]]:
     """(kept, left out) for each report that is a seed of a config already seen with other
     figures (an older run of a config whose data has since changed, say) where that config has a
     mean ± sd row: the mean uses the first, so a reader must be told."""
-    first: dict[tuple, Row] = {}
-    out = []
-    for r in rows:
-        key = _seed_key(r)
-        if key is None:
-            continue
-        kept = first.setdefault(key, r)
-        if kept is not r and kept.values != r.values:
-            out.append((key, kept, r))
+    first, clashes = _first_per_seed(rows)
     seeds = Counter(key[:3] for key in first)
-    return [(kept, r) for key, kept, r in out if seeds[key[:3]] >= 2]
+    return [(kept, r) for key, kept, r in clashes if seeds[key[:3]] >= 2]
 
 
 def seed_groups(rows: list[Row]) -> list[SeedGroup]:
     """Rows of one config (same hash without the seed), split and mode, with two or more seeds;
     one row a seed (the first), so a report read twice does not count twice."""
     by_key: dict[tuple, dict[int, Row]] = {}
-    for r in rows:
-        if (key := _seed_key(r)) is not None:
-            by_key.setdefault(key[:3], {}).setdefault(r.seed, r)
+    for key, r in _first_per_seed(rows)[0].items():
+        by_key.setdefault(key[:3], {})[key[3]] = r
     groups = []
     for per_seed in by_key.values():
         if len(per_seed) < 2:
