@@ -278,7 +278,7 @@ def test_a_sequence_longer_than_a_block_gives_the_logits_of_unblocked_attention(
     """The model takes the blocked path past ATTENTION_BLOCK tokens (training, Track B's long
     images) and computes what one causal attention would; incremental decoding agrees with it."""
     model = MODELS["partial_rope"]
-    tokens = mx.array(np.random.default_rng(0).integers(0, 300, size=(2, 50)))
+    tokens = mx.array(np.random.default_rng(0).integers(0, VOCAB_SIZE, size=(2, 50)))
     monkeypatch.setattr(transformer, "ATTENTION_BLOCK", 16)
     calls = []
     real = transformer.blocked_causal_attention
