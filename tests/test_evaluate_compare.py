@@ -7,13 +7,15 @@ import io
 import statistics
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from _evaluate_factories import example, oracle, wrong_patch
 from typer.testing import CliRunner
 
 from exe_coder import files
 from exe_coder.cli import app
 from exe_coder.errors import UserError
-from exe_coder.evaluate.compare import compare, csv_text, markdown, seed_clashes
+from exe_coder.evaluate.compare import compare, csv_text, group_name, markdown, seed_clashes
 from exe_coder.evaluate.report import build_report
 from exe_coder.train.runcard import RunCard
 
@@ -50,7 +52,7 @@ def test_rows_per_run_and_mean_sd_per_config_across_seeds(reports):
     assert rows[0].values["answer_accuracy"][0] == 0.8 and rows[0].values["answer_accuracy"][1] < 0.8
     assert rows[2].train_s == 50.0 and rows[2].gates["g1_pilot_success"] is True
     (group,) = groups  # B has one seed: no group
-    assert group.seeds == [1, 2] and group.run == "a-s1"
+    assert group.seeds == [1, 2] and group.run == "a-s{1,2}"
     mean, sd = group.mean_sd["answer_accuracy"]
     assert mean == pytest.approx(0.7) and sd == pytest.approx(statistics.stdev([0.8, 0.6]))
     assert group.train_s == 110.0
@@ -78,7 +80,7 @@ def test_markdown_and_csv(reports):
     rows, groups, _ = compare([reports])
     md = markdown(rows, groups)
     assert "| a-s1 | stage1 | test | 1 | 10 | 0.800 [0.490, 0.943] |" in md
-    assert "| a-s1 (mean ± sd) | stage1 | test | 2 seeds | 10 | 0.700 ± 0.141 |" in md
+    assert "| a-s{1,2} (mean ± sd) | stage1 | test | 2 seeds | 10 | 0.700 ± 0.141 |" in md
     table = list(csv.DictReader(io.StringIO(csv_text(rows, groups))))
     assert [t["kind"] for t in table] == ["run", "run", "run", "seed_mean"]
     assert float(table[1]["answer_accuracy"]) == 0.6 and float(table[1]["train_s"]) == 120.0
@@ -110,7 +112,7 @@ def test_bad_inputs_are_one_line_errors(reports, tmp_path):
 def test_cli_compare_prints_and_writes(reports, tmp_path):
     res = CliRunner().invoke(app, ["compare", str(reports), "-o", str(tmp_path / "out" / "results")])
     assert res.exit_code == 0, res.output
-    assert "a-s1 (mean ± sd)" in res.output and "0.800 [0.490, 0.943]" in res.output  # brackets are not markup
+    assert "a-s{1,2} (mean ± sd)" in res.output and "0.800 [0.490, 0.943]" in res.output  # brackets are not markup
     assert "1 reports of another split left out" in res.output
     assert (tmp_path / "out" / "results.md").read_text() == markdown(*compare([reports])[:2])
     assert (tmp_path / "out" / "results.csv").read_text().startswith("kind,run,data,split")
@@ -163,3 +165,24 @@ def test_seeds_group_by_their_config_as_read_now_where_the_run_folders_are_here(
     rows, groups, _ = compare([tmp_path / "reports"])
     (group,) = groups
     assert group.seeds == [1, 2] and len(rows) == 3
+
+
+def _brace_expand(label: str) -> list[str]:
+    head, rest = label.split("{", 1)
+    middles, foot = rest.rsplit("}", 1)
+    return [head + m + foot for m in middles.split(",")]
+
+
+@given(st.lists(st.text("ab_-12", max_size=8), min_size=2, max_size=5, unique=True))
+def test_a_seed_groups_name_expands_to_its_runs_names(names):
+    """Every run a mean averages is named in its row, in order, and one run's name is not the
+    group's: "sft_stage4_read (mean ± sd)" read as that one run's figure."""
+    label = group_name(names)
+    assert _brace_expand(label) == names
+    assert label not in names
+
+
+def test_seed_group_names_read_as_in_the_readme():
+    assert group_name(["sft_stage4_read", "sft_stage4_read_seed1"]) == "sft_stage4_read{,_seed1}"
+    assert group_name(["run_seed1", "run_seed2", "run_seed1337"]) == "run_seed{1,2,1337}"
+    assert group_name(["same", "same"]) == "same"

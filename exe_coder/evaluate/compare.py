@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ class Row:
 
 @dataclass
 class SeedGroup:
-    run: str
+    run: str  # every member's run name, in brace form (group_name)
     data: str
     split: str
     mode: str
@@ -172,6 +173,17 @@ def seed_clashes(rows: list[Row]) -> list[tuple[Row, Row]]:
     return [(kept, r) for key, kept, r in clashes if seeds[key[:3]] >= 2]
 
 
+def group_name(names: list[str]) -> str:
+    """The runs' names in shell brace form, "sft_s4{,_seed1}" for "sft_s4" and "sft_s4_seed1":
+    the group's row then names every run it averages and no single one of them."""
+    if len(set(names)) == 1:
+        return names[0]
+    head = os.path.commonprefix(names)
+    tails = [n[len(head):] for n in names]
+    foot = os.path.commonprefix([t[::-1] for t in tails])[::-1]
+    return head + "{" + ",".join(t[: len(t) - len(foot)] for t in tails) + "}" + foot
+
+
 def seed_groups(rows: list[Row]) -> list[SeedGroup]:
     """Rows of one config (same hash without the seed), split and mode, with two or more seeds;
     one row a seed (the first), so a report read twice does not count twice."""
@@ -182,7 +194,7 @@ def seed_groups(rows: list[Row]) -> list[SeedGroup]:
     for per_seed in by_key.values():
         if len(per_seed) < 2:
             continue
-        members = list(per_seed.values())
+        members = [per_seed[seed] for seed in sorted(per_seed)]
         mean_sd: dict[str, tuple[float, float] | None] = {}
         for name in METRICS:
             vals = [m.values[name][0] for m in members]
@@ -191,7 +203,7 @@ def seed_groups(rows: list[Row]) -> list[SeedGroup]:
         times = [m.train_s for m in members]
         first = members[0]
         groups.append(SeedGroup(
-            run=first.run, data=first.data, split=first.split, mode=first.mode, seeds=sorted(per_seed),
+            run=group_name([m.run for m in members]), data=first.data, split=first.split, mode=first.mode, seeds=sorted(per_seed),
             n=first.n, mean_sd=mean_sd,
             gates_passed={g: sum(m.gates.get(g, False) for m in members) for g in first.gates},
             train_s=statistics.fmean(times) if all(t is not None for t in times) else None,  # type: ignore[arg-type]
