@@ -174,8 +174,9 @@ def seed_clashes(rows: list[Row]) -> list[tuple[Row, Row]]:
 
 
 def group_name(names: list[str]) -> str:
-    """The runs' names in shell brace form, "sft_s4{,_seed1}" for "sft_s4" and "sft_s4_seed1":
+    """The runs' names, sorted, in shell brace form: "sft_s4{,_seed1}" for "sft_s4_seed1" and "sft_s4":
     the group's row then names every run it averages and no single one of them."""
+    names = sorted(names)
     if len(set(names)) == 1:
         return names[0]
     head = os.path.commonprefix(names)
