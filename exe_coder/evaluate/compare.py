@@ -195,7 +195,7 @@ def seed_groups(rows: list[Row]) -> list[SeedGroup]:
     for per_seed in by_key.values():
         if len(per_seed) < 2:
             continue
-        members = [per_seed[seed] for seed in sorted(per_seed)]
+        members = list(per_seed.values())  # group_name sorts the names, the mean needs no order
         mean_sd: dict[str, tuple[float, float] | None] = {}
         for name in METRICS:
             vals = [m.values[name][0] for m in members]
@@ -204,7 +204,8 @@ def seed_groups(rows: list[Row]) -> list[SeedGroup]:
         times = [m.train_s for m in members]
         first = members[0]
         groups.append(SeedGroup(
-            run=group_name([m.run for m in members]), data=first.data, split=first.split, mode=first.mode, seeds=sorted(per_seed),
+            run=group_name([m.run for m in members]), data=first.data, split=first.split, mode=first.mode,
+            seeds=sorted(per_seed),
             n=first.n, mean_sd=mean_sd,
             gates_passed={g: sum(m.gates.get(g, False) for m in members) for g in first.gates},
             train_s=statistics.fmean(times) if all(t is not None for t in times) else None,  # type: ignore[arg-type]
