@@ -409,9 +409,7 @@ def train(
                     progress.console.print(_format_record(record))
                     window_t0 = time.perf_counter() if "loss" in record else window_t0
                 if saving and main:
-                    run_dir.save_weights(out / run_dir.step_weights_name(state.step), model, config, state.step, program)
-                    run_dir.save_weights(out / run_dir.LATEST, model, config, state.step, program)
-                    run_dir.save_training_state(out, model, optimizer, config, state, program)
+                    run_dir.save_checkpoint(out, model, optimizer, config, state, program)
         group.barrier()  # the others wait for rank 0's last eval and save, then all exit together
     finally:
         if metrics_file is not None:

@@ -430,9 +430,7 @@ def train_rl(
                 if state.step % tc.log_interval == 0 or evaluating:
                     progress.console.print(_format(record))
                 if saving and main:
-                    run_dir.save_weights(out / run_dir.step_weights_name(state.step), model, config, state.step, program)
-                    run_dir.save_weights(out / run_dir.LATEST, model, config, state.step, program)
-                    run_dir.save_training_state(out, model, optimizer, config, state, program)
+                    run_dir.save_checkpoint(out, model, optimizer, config, state, program)
         group.barrier()  # the others wait for rank 0's last eval and save, then all exit together
     finally:
         for f in (metrics_file, rollouts_file):

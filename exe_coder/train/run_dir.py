@@ -99,6 +99,15 @@ def save_training_state(
     write_text(out_dir / RUN_JSON, state.to_json() + "\n")
 
 
+def save_checkpoint(
+    out_dir: Path, model: nn.Module, optimizer, config: TrainConfig, state: TrainingState, program: str
+) -> None:
+    """A checkpoint step's files: the step's weights, the latest weights and the state to resume from."""
+    save_weights(out_dir / step_weights_name(state.step), model, config, state.step, program)
+    save_weights(out_dir / LATEST, model, config, state.step, program)
+    save_training_state(out_dir, model, optimizer, config, state, program)
+
+
 def load_training_state(out_dir: Path, model: nn.Module, optimizer) -> TrainingState:
     """Restore weights and optimizer state in place; return the bookkeeping."""
     path = out_dir / STATE
