@@ -14,7 +14,7 @@ from exe_coder.dataset.golden import golden_image
 from exe_coder.dataset.records import Example, patch_text
 from exe_coder.decode import image_text
 from exe_coder.decode.image_text import ImageTextError, encode_image, expand, text_to_tokens, tokens_to_text
-from exe_coder.decode.infer import run_inference
+from exe_coder.decode.infer import run_inference, verify_reconstruction
 from exe_coder.decode.track import FullImageTrack, PatchTrack, track_for
 from exe_coder.evaluate.regions import image_report, layout_regions, markdown_lines, region_errors
 from exe_coder.model.tokenizer import EOS, SEP
@@ -128,6 +128,20 @@ def test_add_text_target_spells_the_operands_digits(a, b):
     assert field(a) + field(b) in tokens
     assert 560 <= len(tokens) <= 590  # measured: 567 (0, 0) .. 587 (both -2147483648)
     assert track.realize(track.target(ex), "add").image == golden
+
+
+@pytest.mark.parametrize("a,b", [(17, -4), (-250, 3), (905, 905)])
+def test_prompt_order_target_is_the_image_of_the_operands_as_the_prompt_writes_them(a, b):
+    """``target_order = "prompt"``: a b-first phrasing's target is the golden image of (b, a) --
+    the same sum, so the same output; an a-first one (or |a| == |b|) keeps the image as built."""
+    ordered = FullImageTrack(program="add_text", target_order="prompt")
+    b_first = example(a, b, program="add_text").model_copy(update={"prompt": f"add {b} to {a}"})
+    want = (a, b) if abs(a) == abs(b) else (b, a)
+    assert expand(bytes(ordered.target_tokens(b_first))) == unsigned_image(golden_image("add_text", *want))
+    a_first = example(a, b, program="add_text")
+    assert ordered.target_tokens(a_first) == FullImageTrack().target_tokens(a_first)
+    rec = ordered.realize(ordered.target(b_first), "add_text")
+    assert verify_reconstruction(rec, b_first.expected_stdout).answers(b_first.expected_stdout)
 
 
 def test_every_shipped_program_has_a_generation_budget_with_room():

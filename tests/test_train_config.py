@@ -430,14 +430,12 @@ def test_later_model_keys_are_dumped_only_when_used():
     assert "signed_numbers = true" in signed.to_toml() and parse_config(signed.to_toml()) == signed
 
 
-def test_target_order_is_dumped_only_when_set_and_is_track_a_only():
+def test_target_order_is_dumped_only_when_set():
     plain = parse_config(GOOD)
     assert "target_order" not in plain.to_toml() and plain.data.target_order == "as_given"
     ordered = parse_config(GOOD.replace("decode_max_int = 200", 'decode_max_int = 200\ntarget_order = "prompt"'))
     assert 'target_order = "prompt"' in ordered.to_toml() and parse_config(ordered.to_toml()) == ordered
     assert ordered.sha256() != plain.sha256()
-    text = GOOD.replace("decode_max_int = 200", 'decode_max_int = 200\ntarget_order = "prompt"\ntrack = "strict_one_shot"')
+    text = GOOD.replace("decode_max_int = 200", 'decode_max_int = 200\ntarget_order = "sorted"')
     err = _error(text)
     assert "target_order" in str(err) and err.line is not None
-    with pytest.raises(UserError, match="target_order"):
-        track_for("strict_one_shot", target_order="prompt")

@@ -119,17 +119,21 @@ class FullImageTrack(Track):
     def __init__(
         self, min_int: int = INT32_MIN, max_int: int = INT32_MAX, program: str | None = None, target_order: str = "as_given"
     ) -> None:
-        if target_order != "as_given":
-            raise UserError("Track B writes the image as built; target_order applies to Track A's patch")
         self.min_int, self.max_int = min_int, max_int
         self.max_tokens = self.PROGRAM_MAX_TOKENS.get(program, type(self).max_tokens)
+        self.target_order = target_order
 
     def target(self, example: Example) -> str:
         return image_text.tokens_to_text(self.target_tokens(example))
 
     def target_tokens(self, example: Example) -> list[int]:
-        golden = golden_image(example.program, example.a, example.b)
-        return list(image_text.encode_image(unsigned_image(golden)))
+        """The golden unsigned image of the example's operands, or with ``target_order =
+        "prompt"`` of the same operands in the prompt's order (the same sum, so the same program
+        output; found with the gold operands in hand: training's label, never an input)."""
+        a, b = example.a, example.b
+        if self.target_order == "prompt":
+            a, b = prompt_order(example.prompt, a, b)
+        return list(image_text.encode_image(unsigned_image(golden_image(example.program, a, b))))
 
     def decode_tokens(self, ids: list[int]) -> str:
         return image_text.tokens_to_text(ids)
@@ -176,7 +180,7 @@ def track_for(
 ) -> Track:
     """The track a config names, with its decode bounds (the template's int32 range by default),
     when known the program it realizes (Track B sizes its generation budget by it), and the
-    order training's targets write the operands in (Track A)."""
+    order training's targets write the operands in."""
     if name not in TRACKS:
         raise UserError(f"track {name!r} is not implemented; implemented: {', '.join(TRACKS)}")
     lo, hi = INT32_MIN if min_int is None else min_int, INT32_MAX if max_int is None else max_int

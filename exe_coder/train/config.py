@@ -40,8 +40,9 @@ class DataConfig(ConfigTable):
     target_mode: Literal["patch_text", "full_hex"] = "patch_text"
     decode_min_int: int
     decode_max_int: int
-    # Track A's target: "as_given" writes A=a;B=b; "prompt" writes the operands in the order the
-    # prompt does (a sum is the same either way), so a phrasing never decides which comes first.
+    # "as_given" writes A=a;B=b (Track B: the image of a then b); "prompt" writes the operands in
+    # the order the prompt does (a sum is the same either way), so a phrasing never decides which
+    # comes first.
     target_order: Literal["as_given", "prompt"] = "as_given"
     later_keys = ("target_order",)
 
@@ -49,8 +50,6 @@ class DataConfig(ConfigTable):
     def _bounds(self) -> DataConfig:
         if self.decode_min_int > self.decode_max_int:
             raise ValueError("decode_min_int must not exceed decode_max_int")
-        if self.target_order != "as_given" and self.track != "template_delta_operand_patch":
-            raise ValueError("target_order orders Track A's patch; Track B writes the image as built")
         return self
 
 
