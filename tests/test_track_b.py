@@ -187,6 +187,27 @@ def test_region_breakdown_of_an_add_text_image():
     assert "### Operand text fields read back" in markdown_lines(report)
 
 
+def test_a_swapped_image_is_exact_in_either_order_and_wrong_nowhere():
+    """An image of (b, a) prints the same sum: the strict exact rate misses it, the either-order
+    rate counts it, and the regions compare it with the swapped golden image (no wrong field);
+    a wrong digit in a swapped image is still one wrong field, not three."""
+    from exe_coder.decode.infer import predict_one
+
+    ex = example(17, -4, program="add_text")
+    track = FullImageTrack()
+    swapped = unsigned_image(golden_image("add_text", -4, 17))
+    bad = bytearray(swapped)
+    b_text = next(r for r in layout_regions("add_text") if r.name == "b text")
+    bad[b_text.start] = ord("9")  # "97" for 17, in the second field
+    preds = [predict_one(ex, tokens_to_text(list(encode_image(img))), track, "fixed") for img in (swapped, bytes(bad))]
+    assert preds[0].answer_correct and not preds[0].exact_byte_match
+    report = image_report(preds)
+    assert report.image_exact_match_rate == 0.0 and report.image_exact_either_order_rate == 0.5
+    wrong = {r.region: r.wrong_predictions for r in report.regions if r.wrong_predictions}
+    assert wrong == {"b text": 1}
+    assert "with the operands in either order: 0.500" in markdown_lines(report)[2]
+
+
 def test_track_for_names_both_tracks():
     assert isinstance(track_for("strict_one_shot", min_int=-5, max_int=5), FullImageTrack)
     assert FullImageTrack().constraint is None and PatchTrack().max_tokens is None

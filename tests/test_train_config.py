@@ -118,7 +118,7 @@ def test_track_b_starts_from_the_track_a_run_on_the_same_prompts(name):
     (ta,) = start
     assert ta.data.track == "template_delta_operand_patch" and tb.data.track == "strict_one_shot"
     assert ta.data.train_jsonl == tb.data.train_jsonl.replace("_text/", "/")
-    free = ("dropout", "seq_len", "output_ordinals", "max_number_ordinal")
+    free = ("dropout", "seq_len", "output_ordinals", "max_number_ordinal", "signed_numbers")
     assert ta.model.model_copy(update={k: getattr(tb.model, k) for k in free}) == tb.model
     assert tb.model.max_number_ordinal >= ta.model.max_number_ordinal
 

@@ -4,6 +4,11 @@ For each Track B prediction the model's image (the expanded token stream, before
 signature are filled in) is compared with the golden unsigned image of its example:
 
 - ``image_exact_match_rate``: every byte equal;
+- ``image_exact_either_order_rate``: every byte equal to the golden image of (a, b) or of (b, a):
+  the same sum, so the same output -- what a run trained with ``target_order = "prompt"`` writes
+  for a b-first phrasing. The regions and text fields below compare the model's image with the
+  nearer of the two (fewer wrong bytes; as given on a tie), so a swap is not counted as two
+  wrong fields;
 - ``image_structural_ok_rate``: the verifier's structural rules except the two that involve the
   signature (``uuid``, ``code_signature``) hold for the model's image (its signature space zeroed);
 - a breakdown of byte errors by region of the golden layout: the Mach-O header, each load
@@ -79,6 +84,7 @@ class ImageReport(BaseModel):
 
     n: int
     image_exact_match_rate: float
+    image_exact_either_order_rate: float | None = None  # None in reports written before it
     image_structural_ok_rate: float
     expanded_rate: float  # the token stream expanded to bytes at all
     length_mismatch: int  # predictions whose image is not the golden image's length
@@ -182,33 +188,37 @@ def image_report(predictions: Sequence[Prediction]) -> ImageReport | None:
     preds = [p for p in predictions if p.track == TRACK_B]
     if not preds:
         return None
-    exact = structural = expanded = mismatch = 0
+    exact = either = structural = expanded = mismatch = 0
     program = preds[0].example.program
     regions = layout_regions(program)
     wrong_preds, wrong_bytes = [0] * len(regions), [0] * len(regions)
     pairs = []  # (model image, golden image) of the predictions laid out like the first
     for p in preds:
-        gold = unsigned_image(golden_image(p.example.program, p.example.a, p.example.b))
         image = model_image(p)
         if image is None:
             image = b""
         else:
             expanded += 1
-        exact += image == gold
+        regs = regions if p.example.program == program else layout_regions(p.example.program)
+        given, swapped = (unsigned_image(golden_image(p.example.program, *ab)) for ab in
+                          ((p.example.a, p.example.b), (p.example.b, p.example.a)))
+        errors = [region_errors(image, gold, regs) for gold in (given, swapped)]
+        nearer = 1 if sum(errors[1]) < sum(errors[0]) else 0
+        gold = (given, swapped)[nearer]
+        exact += image == given
+        either += image in (given, swapped)
         mismatch += len(image) != len(gold)
         structural += bool(image) and structural_ok(image)
-        if p.example.program == program:
-            regs = regions
+        if regs is regions:
             pairs.append((image, gold))
-        else:
-            regs = layout_regions(p.example.program)
-        for i, n in enumerate(region_errors(image, gold, regs)):
-            wrong_preds[i] += n > 0
-            wrong_bytes[i] += n
+        for i, k in enumerate(errors[nearer]):
+            wrong_preds[i] += k > 0
+            wrong_bytes[i] += k
     n = len(preds)
     return ImageReport(
         n=n,
         image_exact_match_rate=exact / n,
+        image_exact_either_order_rate=either / n,
         image_structural_ok_rate=structural / n,
         expanded_rate=expanded / n,
         length_mismatch=mismatch,
@@ -225,13 +235,16 @@ def markdown_lines(report: ImageReport) -> list[str]:
     lines = [
         "## The model's image (Track B, before finalize)",
         "",
-        f"- image exact match (golden unsigned image): {report.image_exact_match_rate:.3f} of {report.n}",
+        f"- image exact match (golden unsigned image): {report.image_exact_match_rate:.3f} of {report.n}"
+        + ("" if report.image_exact_either_order_rate is None
+           else f"; with the operands in either order: {report.image_exact_either_order_rate:.3f}"),
         f"- structural rules without the signature's (uuid, code_signature): {report.image_structural_ok_rate:.3f}",
         f"- token stream expanded to bytes: {report.expanded_rate:.3f}; wrong length: {report.length_mismatch}",
         "",
         "### Byte errors by region",
         "",
-        "Predictions with a wrong byte in the region (operand fields: a wrong bit), and the wrong bytes (bits) summed.",
+        "Predictions with a wrong byte in the region (operand fields: a wrong bit), and the wrong bytes (bits) summed;",
+        "each image against the golden image of its operands in the nearer order (a sum's two orders print the same).",
         "",
         "| region | offset | bytes | predictions wrong | bytes (bits) wrong |",
         "|---|---|---|---|---|",
