@@ -58,6 +58,15 @@ class Track(ABC):
     # one whose tokens are not text (Track B's image bytes) spells them its own way.
     max_tokens: ClassVar[int | None] = None  # generation's limit; None: the grammar's longest sentence
 
+    target_order: str = "as_given"  # the config's [data].target_order
+
+    def target_operands(self, example: Example) -> tuple[int, int]:
+        """(a, b) as the target writes them: as given, or with ``target_order = "prompt"`` in the
+        prompt's order (found with the gold operands in hand: training's label, never an input)."""
+        if self.target_order == "prompt":
+            return prompt_order(example.prompt, example.a, example.b)
+        return example.a, example.b
+
     def target_tokens(self, example: Example) -> list[int]:
         """The token ids of ``target(example)`` (EOS not included): what training reads."""
         return list(self.target(example).encode("utf-8"))
@@ -81,11 +90,8 @@ class PatchTrack(Track):
         self.target_order = target_order
 
     def target(self, example: Example) -> str:
-        """``A=a;B=b``, or with ``target_order = "prompt"`` the operands in the prompt's order
-        (found with the gold operands in hand: training's label, never an input)."""
-        if self.target_order == "prompt":
-            return patch_text(*prompt_order(example.prompt, example.a, example.b))
-        return patch_text(example.a, example.b)
+        """``A=a;B=b``, the operands in ``target_operands``' order."""
+        return patch_text(*self.target_operands(example))
 
     @property
     def constraint(self) -> DecodeGrammar:
@@ -127,13 +133,10 @@ class FullImageTrack(Track):
         return image_text.tokens_to_text(self.target_tokens(example))
 
     def target_tokens(self, example: Example) -> list[int]:
-        """The golden unsigned image of the example's operands, or with ``target_order =
-        "prompt"`` of the same operands in the prompt's order (the same sum, so the same program
-        output; found with the gold operands in hand: training's label, never an input)."""
-        a, b = example.a, example.b
-        if self.target_order == "prompt":
-            a, b = prompt_order(example.prompt, a, b)
-        return list(image_text.encode_image(unsigned_image(golden_image(example.program, a, b))))
+        """The golden unsigned image of the operands in ``target_operands``' order (either order
+        is the same sum, so the same program output)."""
+        golden = golden_image(example.program, *self.target_operands(example))
+        return list(image_text.encode_image(unsigned_image(golden)))
 
     def decode_tokens(self, ids: list[int]) -> str:
         return image_text.tokens_to_text(ids)

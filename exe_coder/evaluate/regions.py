@@ -209,7 +209,7 @@ def image_report(predictions: Sequence[Prediction]) -> ImageReport | None:
         either += image in (given, swapped)
         mismatch += len(image) != len(gold)
         structural += bool(image) and structural_ok(image)
-        if regs is regions:
+        if p.example.program == program:
             pairs.append((image, gold))
         for i, k in enumerate(errors[nearer]):
             wrong_preds[i] += k > 0
