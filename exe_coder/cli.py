@@ -308,6 +308,10 @@ def infer_cmd(
     save_binaries: Path | None = typer.Option(
         None, "--save-binaries", help="Keep every executable built, as DIR/<example id> (mode 0755)."
     ),
+    track: str | None = typer.Option(
+        None, "--track", help="Decode under another track of the same target (default: the weights'), "
+        "e.g. strict_one_shot_structured: Track B with the image's structure held fixed (an ablation).",
+    ),
 ) -> None:
     """Decode every example (grammar-constrained), reconstruct, verify; write one Prediction a line."""
     _use_fast_blas()
@@ -319,7 +323,7 @@ def infer_cmd(
     sampling = Sampling(temperature=temperature, top_k=top_k, seed=seed)
     files.check_destination(out)  # before the slow part, not after it
     predictor, track = make_predictor(
-        mode.value, weights, sampling=sampling, min_int=decode_min_int, max_int=decode_max_int
+        mode.value, weights, sampling=sampling, min_int=decode_min_int, max_int=decode_max_int, track=track
     )
     examples = load_examples(input)[:limit]
     if save_binaries is not None and save_binaries.exists() and not save_binaries.is_dir():

@@ -439,3 +439,23 @@ def test_target_order_is_dumped_only_when_set():
     text = GOOD.replace("decode_max_int = 200", 'decode_max_int = 200\ntarget_order = "sorted"')
     err = _error(text)
     assert "target_order" in str(err) and err.line is not None
+
+
+def test_a_seeded_chain_starts_each_seed_from_its_own_start_and_is_one_family():
+    """``{seed}`` in warmstart_ckpt names seed N's start; the start's own seed suffix is a label in
+    the family hash, so seeds 1 and 2 (from <start>_seed1, _seed2) group with the seed whose start
+    has no suffix, and a start of another seed does not."""
+    from exe_coder.train.runcard import config_hashes
+
+    base = load_config(CONFIGS_DIR / "sft_stage1b_text_trackb.toml")
+    start = base.init.warmstart_ckpt
+
+    def family(seed: int, ckpt: str) -> str:
+        return config_hashes(apply_overrides(base, [f"run.seed={seed}", f'init.warmstart_ckpt="{ckpt}"']))[1]
+
+    seeded = apply_overrides(base, ["run.seed=2", f'init.warmstart_ckpt="{start}_seed{{seed}}"'])
+    assert seeded.init.start_checkpoint(seeded.run.seed) == f"{start}_seed2"
+    assert family(base.run.seed, start) == family(1, f"{start}_seed1") == family(2, f"{start}_seed{{seed}}")
+    assert family(1, f"{start}_seed2") != family(base.run.seed, start)
+    with pytest.raises(UserError, match=r"the one placeholder it may hold is \{seed\}"):
+        apply_overrides(base, [f'init.warmstart_ckpt="{start}_{{name}}"'])

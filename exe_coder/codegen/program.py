@@ -201,6 +201,19 @@ class ProgramTemplate:
             values[text.operand] = text.extract(image[offset : offset + text.width])
         return values
 
+    def operand_bits(self) -> dict[int, int]:
+        """Image offset -> the bits of that byte an operand's value decides (a bit site's field,
+        every byte of a text field); every other byte of the image is the same for all operands."""
+        bits: dict[int, int] = {}
+        for offset, site in self._site_offsets:
+            word = ((1 << site.field_width) - 1) << site.field_lsb
+            for k in range(4):  # little-endian instruction words
+                if (word >> (8 * k)) & 0xFF:
+                    bits[offset + k] = bits.get(offset + k, 0) | (word >> (8 * k)) & 0xFF
+        for offset, text in self._text_offsets:
+            bits.update((offset + k, 0xFF) for k in range(text.width))
+        return bits
+
     @property
     def text_offset(self) -> int:
         return self._golden.text_offset

@@ -1,4 +1,4 @@
-"""Batched generation with a key-value cache in MLX, optionally constrained by a ``DecodeGrammar``.
+"""Batched generation with a key-value cache in MLX, optionally under a track's ``TokenMasks``.
 
 Prompts are encoded ``BOS prompt SEP`` and left-padded with PAD; ``pad_left[B]`` tells the model
 how many pads each row has, so a padded row computes what it would alone. Each step is
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import mlx.core as mx
 
-from exe_coder.decode.grammar import DecodeGrammar
+from exe_coder.decode.grammar import TokenMasks
 from exe_coder.model.tokenizer import EOS, PAD, Tokenizer
 
 UNCONSTRAINED_MAX_TOKENS = 32  # a Track A patch is at most ~25 characters at int32 bounds
@@ -114,7 +114,7 @@ def _step_fn(constrained: bool, temperature: float, top_k: int, vocab: int):
 def generate(
     model: CausalLM,
     prompts: list[str],
-    grammar: DecodeGrammar | None,
+    grammar: TokenMasks | None,
     *,
     sampling: Sampling = GREEDY,
     max_tokens: int | None = None,

@@ -235,14 +235,12 @@ def _trim(trans: list[dict[str, int]], accepting: list[bool]) -> list[dict[str, 
 # --- the compiled grammar ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class DecodeGrammar:
-    """Token masks for one grammar file and one pair of operand bounds (build with ``compile_grammar``)."""
+@dataclass(frozen=True, eq=False, kw_only=True)
+class TokenMasks:
+    """A deterministic automaton over token ids as the dense tables generation masks with: what
+    a track's decoding may write next in each state (``DecodeGrammar``: Track A's patch grammar;
+    ``image_structure``: Track B's structural-constraint ablation)."""
 
-    path: Path
-    grammar_sha256: str
-    min_int: int
-    max_int: int
     allowed: np.ndarray  # bool [states, vocab]
     next_state: np.ndarray  # int32 [states, vocab]
     accepting: np.ndarray  # bool [states]: EOS allowed here
@@ -250,7 +248,6 @@ class DecodeGrammar:
     done_state: int  # after EOS: only EOS again
     dead_state: int  # where a disallowed token leads: nothing allowed
     max_tokens: int  # the longest sentence in tokens, EOS included
-    _parser: lark.Lark = field(repr=False)
     _mx: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -281,6 +278,17 @@ class DecodeGrammar:
         for tok in tokens:
             s = int(self.next_state[s, tok])
         return s
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class DecodeGrammar(TokenMasks):
+    """Token masks for one grammar file and one pair of operand bounds (build with ``compile_grammar``)."""
+
+    path: Path
+    grammar_sha256: str
+    min_int: int
+    max_int: int
+    _parser: lark.Lark = field(repr=False)
 
     def accepts_text(self, text: str) -> bool:
         """The automaton's verdict on a whole output (the text, then EOS)."""

@@ -41,12 +41,12 @@ def encode_image(data: bytes) -> bytes:
         while j < n and data[j] == ZERO:
             j += 1
         out.append(ZERO)
-        out += _leb128(j - i - 1)
+        out += leb128(j - i - 1)
         i = j
     return bytes(out)
 
 
-def _leb128(value: int) -> bytes:
+def leb128(value: int) -> bytes:
     out = bytearray()
     while True:
         low, value = value & 0x7F, value >> 7

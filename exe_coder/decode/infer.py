@@ -28,10 +28,11 @@ from exe_coder import files
 from exe_coder.codegen.emit import write_executable
 from exe_coder.dataset.records import Example, load_examples, patch_text
 from exe_coder.decode.generate import GREEDY, CausalLM, PromptTooLong, Sampling, generate
+from exe_coder.decode.grammar import DecodeGrammar
 from exe_coder.decode.prediction import Latency, Prediction
 from exe_coder.decode.prompt_check import prompt_warnings
 from exe_coder.decode.reconstruct import Reconstruction
-from exe_coder.decode.track import PatchTrack, Track, program_of, track_for
+from exe_coder.decode.track import TRACKS, PatchTrack, Track, program_of, track_for
 from exe_coder.errors import UserError
 from exe_coder.model.checkpoint import load_checkpoint
 from exe_coder.runtime.outcome import Outcome, OutcomeKind
@@ -239,16 +240,27 @@ def eval_hook_for(config) -> Callable[[CausalLM, int], dict[str, float]]:
 
 
 def load_trained(
-    weights: str | Path, *, min_int: int | None = None, max_int: int | None = None
+    weights: str | Path, *, min_int: int | None = None, max_int: int | None = None, track: str | None = None
 ) -> tuple[CausalLM, Track, str]:
     """A trained model, the track it decodes under and the program template it realizes, all
-    read from the weights file (its ``decoding`` record); ``min_int``/``max_int`` override the bounds."""
+    read from the weights file (its ``decoding`` record); ``min_int``/``max_int`` override the
+    bounds, ``track`` the track (one with the same target language: an ablation's decoding)."""
     ckpt = load_checkpoint(weights)
     d = ckpt.decoding
     if d is None:
         raise UserError("these weights carry no decoding record (track, bounds, program); retrain them", ckpt.path)
+    if track is not None:
+        if track not in TRACKS:
+            raise UserError(f"track {track!r} is not implemented; implemented: {', '.join(TRACKS)}")
+        if TRACKS[track].language != TRACKS[d["track"]].language:
+            same = [name for name, t in TRACKS.items() if t.language == TRACKS[d["track"]].language]
+            raise UserError(
+                f"these weights write {TRACKS[d['track']].language} targets ({d['track']}); "
+                f"track {track} decodes {TRACKS[track].language} targets: choose one of {', '.join(same)}",
+                ckpt.path,
+            )
     track = track_for(
-        d["track"],
+        d["track"] if track is None else track,
         min_int=d["min_int"] if min_int is None else min_int,
         max_int=d["max_int"] if max_int is None else max_int,
         program=d["program"],
@@ -263,20 +275,23 @@ def make_predictor(
     sampling: Sampling = GREEDY,
     min_int: int | None = None,
     max_int: int | None = None,
+    track: str | None = None,
 ) -> tuple[Predictor, Track]:
     """The predictor for ``mode`` and the track its texts are realized and scored with.
 
     The model mode takes its track and bounds from the weights; the oracle and the baseline are
     Track A within the template's signed 32-bit operand range. ``min_int``/``max_int`` override
-    the bounds of either.
+    the bounds of either; ``track`` the model's track (``load_trained``).
     """
     if mode not in MODES:
         raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode == "sft_patch_model":
         if weights is None:
             raise UserError("--mode sft_patch_model needs --weights")
-        model, track, _ = load_trained(weights, min_int=min_int, max_int=max_int)
-        return ModelPredictor(model, track, sampling), track
+        model, decoder, _ = load_trained(weights, min_int=min_int, max_int=max_int, track=track)
+        return ModelPredictor(model, decoder, sampling), decoder
+    if track is not None:
+        raise UserError(f"--track is for --mode sft_patch_model; {mode} writes Track A patches")
     track = track_for(PatchTrack.name, min_int=min_int, max_int=max_int)
     return (OraclePredictor(track) if mode == "oracle" else RegexBaselinePredictor()), track
 
@@ -319,7 +334,7 @@ def generate_executable(
     text = track.decode_tokens(ids)
     rec = track.realize(text, program)
     bounds = track.constraint
-    warnings = tuple(prompt_warnings(prompt, rec.operands, bounds.min_int, bounds.max_int)) if bounds else ()
+    warnings = tuple(prompt_warnings(prompt, rec.operands, bounds.min_int, bounds.max_int)) if isinstance(bounds, DecodeGrammar) else ()
     if rec.image is None:
         outcome = verify_reconstruction(rec, "")
         return GeneratedExecutable(text, rec.operands, None, None, outcome, generate_ms, warnings)

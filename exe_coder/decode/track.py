@@ -28,7 +28,8 @@ from exe_coder.dataset.golden import golden_image
 from exe_coder.dataset.operand_spans import prompt_order
 from exe_coder.dataset.records import Example, patch_text
 from exe_coder.decode import image_text
-from exe_coder.decode.grammar import DecodeGrammar, compile_grammar
+from exe_coder.decode.grammar import DecodeGrammar, TokenMasks, compile_grammar
+from exe_coder.decode.image_structure import structure_masks
 from exe_coder.decode.reconstruct import Reconstruction, reconstruct
 from exe_coder.errors import UserError
 from exe_coder.model.tokenizer import Tokenizer
@@ -40,6 +41,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 class Track(ABC):
     name: ClassVar[str]  # the config's [data].track value
+    language: ClassVar[str]  # what its targets are ("patch", "image"): weights decode under any track of theirs
 
     @abstractmethod
     def target(self, example: Example) -> str:
@@ -47,8 +49,8 @@ class Track(ABC):
 
     @property
     @abstractmethod
-    def constraint(self) -> DecodeGrammar | None:
-        """The grammar decoding runs under (token masks), or None for unconstrained decoding."""
+    def constraint(self) -> TokenMasks | None:
+        """The token masks decoding runs under, or None for unconstrained decoding."""
 
     @abstractmethod
     def realize(self, text: str, program: str) -> Reconstruction:
@@ -81,6 +83,7 @@ class PatchTrack(Track):
     [min_int, max_int]; the binary is the program template patched and finalized."""
 
     name = "template_delta_operand_patch"
+    language = "patch"
 
     def __init__(
         self, min_int: int = INT32_MIN, max_int: int = INT32_MAX, program: str | None = None, target_order: str = "as_given"
@@ -117,6 +120,7 @@ class FullImageTrack(Track):
     """
 
     name = "strict_one_shot"
+    language = "image"
     max_tokens = 600  # add's golden targets are 506-510 tokens (int32 extremes: 510); room for a longer wrong one
     # Programs with longer images, each with ~15% room (a test holds every shipped template to it).
     # A table, not a measurement: decoding never builds a golden image, even to count its tokens.
@@ -161,6 +165,31 @@ class FullImageTrack(Track):
         return f"{self.name}, unconstrained, full image"
 
 
+class StructuredImageTrack(FullImageTrack):
+    """Track B's structural-constraint ablation: the same target and realization, decoded under
+    ``image_structure.structure_masks(program)``: every byte no operand decides is held to the
+    program's, the operand fields and zero-run lengths are the model's. Reported beside the
+    unconstrained result under its own name, never in its place."""
+
+    name = "strict_one_shot_structured"
+
+    def __init__(
+        self, min_int: int = INT32_MIN, max_int: int = INT32_MAX, program: str | None = None, target_order: str = "as_given"
+    ) -> None:
+        super().__init__(min_int, max_int, program, target_order)
+        if program is None:
+            raise UserError(f"track {self.name} holds a program's structure fixed: it needs the program")
+        self.masks = structure_masks(program)
+        self.max_tokens = self.masks.max_tokens  # every sentence ends by then
+
+    @property
+    def constraint(self) -> TokenMasks:
+        return self.masks
+
+    def __str__(self) -> str:
+        return f"{self.name}, structure held fixed, operand fields free"
+
+
 class ImageRealization(Reconstruction):
     """Track B's result: no operands were written, so 'parsed' means the stream became an image."""
 
@@ -169,7 +198,9 @@ class ImageRealization(Reconstruction):
         return self.image is not None
 
 
-TRACKS: dict[str, type[Track]] = {PatchTrack.name: PatchTrack, FullImageTrack.name: FullImageTrack}
+TRACKS: dict[str, type[Track]] = {
+    t.name: t for t in (PatchTrack, FullImageTrack, StructuredImageTrack)
+}
 TRACK_ALIASES = {"a": PatchTrack.name, "b": FullImageTrack.name}  # run-stage --track
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from exe_coder.errors import UserError
+from exe_coder.evaluate.regions import DECODING_ABLATIONS
 from exe_coder.evaluate.report import EvalReport
 
 REPORT_PREFIX = "exe-coder.eval-report/"
@@ -44,6 +45,7 @@ class Row:
     train_s: float | None
     family: str | None  # config hash without the seed
     source: str
+    track: str | None = None  # what the predictions were decoded under (None: reports before it was kept)
 
 
 @dataclass
@@ -104,7 +106,9 @@ def row_of(path: Path, report: EvalReport) -> Row:
         value = None if source is None else getattr(source, field_name)
         values[name] = (value, None if iv is None else iv.lo, None if iv is None else iv.hi)
     return Row(
-        run=(card.run_name if card and card.run_name else path.stem),
+        # an ablation's decoding of a run is a row of its own, named apart from the run's own
+        run=(card.run_name if card and card.run_name else path.stem)
+        + (f" ({report.track})" if report.track in DECODING_ABLATIONS else ""),
         data=(Path(card.dataset).name if card and card.dataset else "–"),
         split=str(report.split),
         mode=report.mode,
@@ -115,6 +119,7 @@ def row_of(path: Path, report: EvalReport) -> Row:
         train_s=card.phases_s.get("train") if card else None,
         family=_family(report),
         source=str(path),
+        track=report.track,
     )
 
 
@@ -147,11 +152,11 @@ def _metric_source(report: EvalReport, name: str):
 
 
 def _seed_key(r: Row) -> tuple | None:
-    return None if r.family is None or r.seed is None else (r.family, r.split, r.mode, r.seed)
+    return None if r.family is None or r.seed is None else (r.family, r.split, r.mode, r.track, r.seed)
 
 
 def _first_per_seed(rows: list[Row]) -> tuple[dict[tuple, Row], list[tuple[tuple, Row, Row]]]:
-    """The first row of each (config, split, mode, seed), so a report read twice counts once; and
+    """The first row of each (config, split, mode, track, seed), so a report read twice counts once; and
     (key, kept, other) for each later row of a key with other figures."""
     first: dict[tuple, Row] = {}
     clashes = []
@@ -169,8 +174,8 @@ def seed_clashes(rows: list[Row]) -> list[tuple[Row, Row]]:
     figures (an older run of a config whose data has since changed, say) where that config has a
     mean ± sd row: the mean uses the first, so a reader must be told."""
     first, clashes = _first_per_seed(rows)
-    seeds = Counter(key[:3] for key in first)
-    return [(kept, r) for key, kept, r in clashes if seeds[key[:3]] >= 2]
+    seeds = Counter(key[:-1] for key in first)
+    return [(kept, r) for key, kept, r in clashes if seeds[key[:-1]] >= 2]
 
 
 def group_name(names: list[str]) -> str:
@@ -190,7 +195,7 @@ def seed_groups(rows: list[Row]) -> list[SeedGroup]:
     one row a seed (the first), so a report read twice does not count twice."""
     by_key: dict[tuple, dict[int, Row]] = {}
     for key, r in _first_per_seed(rows)[0].items():
-        by_key.setdefault(key[:3], {})[key[3]] = r
+        by_key.setdefault(key[:-1], {})[key[-1]] = r
     groups = []
     for per_seed in by_key.values():
         if len(per_seed) < 2:

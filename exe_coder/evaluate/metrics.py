@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from exe_coder.decode.prediction import Prediction
 from exe_coder.errors import UserError
 from exe_coder.evaluate.intervals import Interval, bootstrap, quantile_interval, rate_interval, too_small
-from exe_coder.evaluate.regions import TRACK_B
+from exe_coder.evaluate.regions import IMAGE_TRACKS
 from exe_coder.runtime import reward as contract
 from exe_coder.runtime.reward import REWARD_WEIGHTS  # noqa: F401  (the contract's weights, re-exported)
 LATENCY_STAGES = ("generate", "reconstruct", "verify")
@@ -138,7 +138,7 @@ def operand_errors(predictions: Sequence[Prediction]) -> dict[str, int]:
     with no patch. A patch whose operands are the gold ones the other way round (a prompt-order
     run on a b-first phrasing) is compared that way round. Empty for Track B, which writes no
     operands (its image report breaks bytes down by region instead)."""
-    track_a = [p for p in predictions if p.track != TRACK_B]
+    track_a = [p for p in predictions if p.track not in IMAGE_TRACKS]
     if not track_a:
         return {}
     counts = dict.fromkeys(OPERAND_ERROR_KINDS, 0)

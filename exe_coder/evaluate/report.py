@@ -36,7 +36,7 @@ from exe_coder.evaluate.metrics import (
 )
 from exe_coder.evaluate.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, MIN_JUDGE_N, Interval
 from exe_coder.evaluate.plots import slice_accuracy_png, training_curves_png
-from exe_coder.evaluate.regions import TRACK_B, ImageReport, image_report
+from exe_coder.evaluate.regions import IMAGE_TRACKS, ImageReport, image_report
 from exe_coder.evaluate.regions import markdown_lines as image_markdown_lines
 from exe_coder.evaluate.slices import Slices, compute_slices
 from exe_coder.train.runcard import RunCard, make_run_card, read_run_card, run_card_lines
@@ -102,6 +102,7 @@ class EvalReport(BaseModel):
     split: str | None
     split_role: str | None = None  # SPLIT_ROLES[split]
     mode: str
+    track: str | None = None  # the track(s) the predictions were decoded and realized under
     predictions: str
     ckpt: str | None
     reward_beta: float
@@ -156,11 +157,12 @@ def build_report(
     # Track B writes no patch: a right answer from other bytes than the golden ones is still listed,
     # after every wrong answer (a prompt-order run writes b first wherever the prompt does)
     wrong = [p for p in predictions if not p.answer_correct]
-    wrong += [p for p in predictions if p.answer_correct and not (p.exact_byte_match if p.track == TRACK_B else p.patch_exact)]
+    wrong += [p for p in predictions if p.answer_correct and not (p.exact_byte_match if p.track in IMAGE_TRACKS else p.patch_exact)]
     return EvalReport(
         split=split,
         split_role=SPLIT_ROLES.get(split or ""),
         mode=_mode_of(predictions, predictions_path),
+        track=", ".join(sorted({p.track for p in predictions})) or None,
         predictions=predictions_path,
         ckpt=ckpt,
         reward_beta=beta,
@@ -229,7 +231,7 @@ def render_markdown(report: EvalReport, title: str = "Evaluation report") -> str
     if r.split_role:
         lines += [f"**{r.split}: {r.split_role}.**", ""]
     lines += [
-        f"- split: `{r.split}`  mode: `{r.mode}`  examples: {r.metrics.n}"
+        f"- split: `{r.split}`  mode: `{r.mode}`" + (f"  track: `{r.track}`" if r.track else "") + f"  examples: {r.metrics.n}"
         + (" (too small to judge)" if r.metrics.too_small_to_judge else ""),
         f"- predictions: `{r.predictions}`" + (f"  checkpoint: `{r.ckpt}`" if r.ckpt else ""),
         f"- reward beta: {r.reward_beta:g} (kl_to_sft = 0 for SFT predictions)",

@@ -73,8 +73,13 @@ class OptimizerConfig(ConfigTable):
         return self
 
 
+SEED_PLACEHOLDER = "{seed}"
+
+
 class InitConfig(ConfigTable):
     mode: Literal["scratch", "warmstart", "warmstart_textmix"] = "scratch"
+    # the run dir or weights file to start from; "{seed}" in it is replaced by run.seed, so seed N
+    # of a chain starts from seed N of the run before (`run-stage --seeds` names it <output_dir>_seedN)
     warmstart_ckpt: str = ""
     # warmstart_textmix: weight of the language-modelling loss on prompt tokens (see train/loop.py)
     textmix_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -83,14 +88,17 @@ class InitConfig(ConfigTable):
     def _warmstart(self) -> InitConfig:
         if self.mode != "scratch" and not self.warmstart_ckpt:
             raise ValueError(f"mode = {self.mode!r} needs warmstart_ckpt")
+        if re.search(r"[{}]", self.warmstart_ckpt.replace(SEED_PLACEHOLDER, "")):
+            raise ValueError(f"warmstart_ckpt {self.warmstart_ckpt!r}: the one placeholder it may hold is {SEED_PLACEHOLDER}")
         if self.mode == "warmstart_textmix" and self.textmix_ratio <= 0.0:
             raise ValueError("mode = 'warmstart_textmix' needs textmix_ratio > 0")
         if self.mode != "warmstart_textmix" and self.textmix_ratio != 0.0:
             raise ValueError("textmix_ratio is only used with mode = 'warmstart_textmix'")
         return self
 
-
-SEED_PLACEHOLDER = "{seed}"
+    def start_checkpoint(self, seed: int) -> str:
+        """warmstart_ckpt with its {seed} placeholder filled: the run a run of this seed starts from."""
+        return self.warmstart_ckpt.replace(SEED_PLACEHOLDER, str(seed))
 
 
 class RLConfig(ConfigTable):

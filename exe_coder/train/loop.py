@@ -145,7 +145,7 @@ def _init_model(config: TrainConfig) -> Transformer:
     model = Transformer.from_config(config.model)
     if config.init.mode != "scratch":
         try:
-            source = load_checkpoint(config.init.warmstart_ckpt)
+            source = load_checkpoint(config.init.start_checkpoint(config.run.seed))
         except UserError as err:  # most often: the run it starts from was not trained yet
             raise UserError(f"[init].warmstart_ckpt: {err} (train the run it names first)") from None
         # dropout is how a run trains, not what the weights are; seq_len is no weight either unless
@@ -166,7 +166,7 @@ def _init_model(config: TrainConfig) -> Transformer:
             names = ["a larger " + k if k == "max_number_ordinal" else k for k in free]
             raise UserError(
                 f"warmstart checkpoint's [model] differs from this config's [model] beyond {', '.join(names)}",
-                config.init.warmstart_ckpt,
+                config.init.start_checkpoint(config.run.seed),
             )
         weights = dict(tree_flatten(source.model.parameters()))
         if "number_embed.weight" in weights:  # grow the table: the source's rows first
