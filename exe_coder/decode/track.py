@@ -14,8 +14,10 @@ track is a new subclass and a new ``TRACKS`` entry, not a fork of those modules.
 (``template_delta_operand_patch``) is the first: the model writes ``A=<int>;B=<int>\\n`` and the
 toolchain patches the program template's golden image (``reconstruct``). Track B
 (``strict_one_shot``, ``FullImageTrack``) is the second: the model writes the whole image and
-only ``finalize`` runs after it. A track whose tokens are not UTF-8 text also says how its token
-ids become text (``target_tokens``, ``decode_tokens``) and how many it may generate (``max_tokens``).
+only ``finalize`` runs after it; ``StructuredImageTrack`` decodes Track B's weights under masks
+that hold the image's structure fixed (an ablation: ``infer --track``). A track whose tokens are
+not UTF-8 text also says how its token ids become text (``target_tokens``, ``decode_tokens``)
+and how many it may generate (``max_tokens``).
 """
 
 from __future__ import annotations
@@ -169,7 +171,8 @@ class StructuredImageTrack(FullImageTrack):
     """Track B's structural-constraint ablation: the same target and realization, decoded under
     ``image_structure.structure_masks(program)``: every byte no operand decides is held to the
     program's, the operand fields and zero-run lengths are the model's. Reported beside the
-    unconstrained result under its own name, never in its place."""
+    unconstrained result under its own name, never in its place. Unlike plain Track B it reads
+    the program template: the masks are built from it."""
 
     name = "strict_one_shot_structured"
 
