@@ -4,6 +4,7 @@ fixed, leaving the operand fields and zero-run lengths to the model."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import mlx.core as mx
 import pytest
@@ -18,7 +19,7 @@ from exe_coder.dataset.golden import golden_image
 from exe_coder.decode.image_structure import structure_masks
 from exe_coder.decode.image_text import encode_image, expand
 from exe_coder.decode.track import TRACKS, FullImageTrack, StructuredImageTrack, track_for
-from exe_coder.evaluate.compare import compare
+from exe_coder.evaluate.compare import compare, seed_groups
 from exe_coder.evaluate.regions import DECODING_ABLATIONS, IMAGE_TRACKS, structural_ok
 from exe_coder.model.tokenizer import EOS
 from exe_coder.model.transformer import Transformer
@@ -142,6 +143,13 @@ def test_infer_track_decodes_track_b_weights_under_the_ablation(tmp_path):
     rows_, _, _ = compare([tmp_path / "reports"])
     assert sorted(r.track for r in rows_) == ["strict_one_shot", "strict_one_shot_structured"]  # two rows, not one seed twice
     assert any(r.run.endswith("(strict_one_shot_structured)") for r in rows_)
+    assert all(r.values["patch_exact_match_rate"][0] is None for r in rows_)  # no patch in either
+    # seeds group by config; an ablation's decoding of a seed is never another seed of it
+    plain, ablation = (replace(next(r for r in rows_ if r.track == t), family="f") for t in sorted(IMAGE_TRACKS))
+    older = replace(plain, seed=(plain.seed or 0) + 1, track=None)  # a report from before reports named their track
+    plain = replace(plain, seed=plain.seed or 0)
+    groups = seed_groups([plain, older, replace(ablation, seed=plain.seed)])
+    assert len(groups) == 1 and {m.track for m in groups[0].rows} == {"strict_one_shot", None}
 
 
 def test_infer_track_refuses_a_track_of_another_target(tmp_path):

@@ -152,7 +152,9 @@ def _metric_source(report: EvalReport, name: str):
 
 
 def _seed_key(r: Row) -> tuple | None:
-    return None if r.family is None or r.seed is None else (r.family, r.split, r.mode, r.track, r.seed)
+    # the config's hash names its track; only an ablation's decoding of it is another row
+    ablation = r.track if r.track in DECODING_ABLATIONS else None
+    return None if r.family is None or r.seed is None else (r.family, r.split, r.mode, ablation, r.seed)
 
 
 def _first_per_seed(rows: list[Row]) -> tuple[dict[tuple, Row], list[tuple[tuple, Row, Row]]]:

@@ -100,7 +100,7 @@ def compute_metrics(
     rewards = [reward(p, beta, kl) for p, kl in zip(predictions, kls)]
     # Track B writes no patch: the patch metrics are undefined there (its image metrics are in the
     # report's image section)
-    patches = [p for p in predictions if p.track != "strict_one_shot"]
+    patches = [p for p in predictions if p.track not in IMAGE_TRACKS]
     flags = {
         "parse_success_rate": [p.parsed for p in predictions],
         "patch_exact_match_rate": [p.patch_exact for p in patches],
