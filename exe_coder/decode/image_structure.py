@@ -82,8 +82,8 @@ def structure_masks(program: str) -> TokenMasks:
             for end in _run_ends(start, n, can_zero, nonzero_at, zero_end):
                 spelling = leb128(end - start - 1)
                 if spelling.startswith(spelled) and len(spelling) > len(spelled):
-                    tok = spelling[len(spelled)]
-                    out[tok] = ("at", end, True) if len(spelling) == len(spelled) + 1 else ("run", start, spelling[: len(spelled) + 1])
+                    tok, longer = spelling[len(spelled)], spelling[: len(spelled) + 1]
+                    out[tok] = ("at", end, True) if longer == spelling else ("run", start, longer)
         for tok, target in out.items():
             state(target)
         edges[index[key]] = {tok: index[target] for tok, target in out.items()}

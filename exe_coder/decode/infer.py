@@ -333,8 +333,10 @@ def generate_executable(
     generate_ms = (time.perf_counter() - t0) * 1e3
     text = track.decode_tokens(ids)
     rec = track.realize(text, program)
-    bounds = track.constraint
-    warnings = tuple(prompt_warnings(prompt, rec.operands, bounds.min_int, bounds.max_int)) if isinstance(bounds, DecodeGrammar) else ()
+    bounds = track.constraint  # Track A's grammar holds the operand bounds; Track B has none
+    warnings = ()
+    if isinstance(bounds, DecodeGrammar):
+        warnings = tuple(prompt_warnings(prompt, rec.operands, bounds.min_int, bounds.max_int))
     if rec.image is None:
         outcome = verify_reconstruction(rec, "")
         return GeneratedExecutable(text, rec.operands, None, None, outcome, generate_ms, warnings)

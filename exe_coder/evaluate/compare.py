@@ -158,7 +158,7 @@ def _seed_key(r: Row) -> tuple | None:
 
 
 def _first_per_seed(rows: list[Row]) -> tuple[dict[tuple, Row], list[tuple[tuple, Row, Row]]]:
-    """The first row of each (config, split, mode, track, seed), so a report read twice counts once; and
+    """The first row of each (config, split, mode, decoding ablation, seed), so a report read twice counts once; and
     (key, kept, other) for each later row of a key with other figures."""
     first: dict[tuple, Row] = {}
     clashes = []
