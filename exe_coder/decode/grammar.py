@@ -280,6 +280,30 @@ class TokenMasks:
         return s
 
 
+def token_tables(edges: list[dict[int, int]], accepting: list[bool]) -> dict:
+    """``TokenMasks``' tables (all but ``max_tokens``) of an automaton whose states are numbered
+    from 0 (the start): ``edges[s]`` maps each allowed token id to the next state. Two states are
+    added after them: done (after EOS, which accepting states allow: only EOS again) and dead."""
+    vocab = Tokenizer().vocab_size
+    n = len(edges)
+    done, dead = n, n + 1
+    allowed = np.zeros((n + 2, vocab), dtype=bool)
+    next_state = np.full((n + 2, vocab), dead, dtype=np.int32)
+    for s, row in enumerate(edges):
+        for tid, t in row.items():
+            allowed[s, tid] = True
+            next_state[s, tid] = t
+        if accepting[s]:
+            allowed[s, EOS] = True
+            next_state[s, EOS] = done
+    allowed[done, EOS] = True
+    next_state[done, EOS] = done
+    return dict(
+        allowed=allowed, next_state=next_state, accepting=np.array(list(accepting) + [False, False]),
+        start_state=0, done_state=done, dead_state=dead,
+    )
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class DecodeGrammar(TokenMasks):
     """Token masks for one grammar file and one pair of operand bounds (build with ``compile_grammar``)."""
@@ -340,37 +364,24 @@ def _compile(text: str, digest: str, min_int: int, max_int: int, path: Path) -> 
     trans = _trim(trans, accepting)
 
     tok = Tokenizer()
-    n = len(trans)
-    done, dead = n, n + 1
-    allowed = np.zeros((n + 2, tok.vocab_size), dtype=bool)
-    next_state = np.full((n + 2, tok.vocab_size), dead, dtype=np.int32)
-    for s, row in enumerate(trans):
+    edges = []
+    for s in range(len(trans)):
+        row = {}
         for tid in range(tok.vocab_size):
             text_of = tok.token_text(tid)
             t = s
             for ch in text_of:  # one char per byte token; the loop keeps multi-char vocabularies honest
                 t = trans[t].get(ch, -1) if t >= 0 else -1
             if text_of and t >= 0:
-                allowed[s, tid] = True
-                next_state[s, tid] = t
-        if accepting[s]:
-            allowed[s, EOS] = True
-            next_state[s, EOS] = done
-    allowed[done, EOS] = True
-    next_state[done, EOS] = done
-    accepting_arr = np.array(accepting + [False, False])
+                row[tid] = t
+        edges.append(row)
 
     return DecodeGrammar(
         path=path,
         grammar_sha256=digest,
         min_int=min_int,
         max_int=max_int,
-        allowed=allowed,
-        next_state=next_state,
-        accepting=accepting_arr,
-        start_state=0,
-        done_state=done,
-        dead_state=dead,
+        **token_tables(edges, accepting),
         max_tokens=_longest_path(trans) + 1,
         _parser=parser,
     )

@@ -22,13 +22,10 @@ from __future__ import annotations
 import bisect
 from functools import lru_cache
 
-import numpy as np
-
 from exe_coder.codegen.finalize import unsigned_image
 from exe_coder.codegen.program import ProgramTemplate
-from exe_coder.decode.grammar import TokenMasks
+from exe_coder.decode.grammar import TokenMasks, token_tables
 from exe_coder.decode.image_text import ZERO, leb128
-from exe_coder.model.tokenizer import EOS, Tokenizer
 
 
 def _run_ends(start: int, n: int, can_zero: list[bool], nonzero_at: list[int], zero_end: list[int]) -> list[int]:
@@ -88,22 +85,8 @@ def structure_masks(program: str) -> TokenMasks:
             state(target)
         edges[index[key]] = {tok: index[target] for tok, target in out.items()}
 
-    vocab = Tokenizer().vocab_size
     count = len(order)
-    done, dead = count, count + 1
-    allowed = np.zeros((count + 2, vocab), dtype=bool)
-    next_state = np.full((count + 2, vocab), dead, dtype=np.int32)
-    accepting = np.zeros(count + 2, dtype=bool)
-    for s, row in enumerate(edges):
-        for tok, t in row.items():
-            allowed[s, tok] = True
-            next_state[s, tok] = t
-        if order[s][0] == "at" and order[s][1] == n:
-            accepting[s] = True
-            allowed[s, EOS] = True
-            next_state[s, EOS] = done
-    allowed[done, EOS] = True
-    next_state[done, EOS] = done
+    accepting = [key[0] == "at" and key[1] == n for key in order]
 
     # Longest sentence: every edge moves forward in (position, place in the run), so that order
     # read backwards is a topological order of the (acyclic) automaton.
@@ -113,7 +96,4 @@ def structure_masks(program: str) -> TokenMasks:
     longest = [0] * count
     for s in sorted(range(count), key=lambda s: rank(order[s]), reverse=True):
         longest[s] = max((1 + longest[t] for t in edges[s].values()), default=0)
-    return TokenMasks(
-        allowed=allowed, next_state=next_state, accepting=accepting, start_state=0,
-        done_state=done, dead_state=dead, max_tokens=longest[0] + 1,
-    )
+    return TokenMasks(**token_tables(edges, accepting), max_tokens=longest[0] + 1)

@@ -249,23 +249,21 @@ def load_trained(
     d = ckpt.decoding
     if d is None:
         raise UserError("these weights carry no decoding record (track, bounds, program); retrain them", ckpt.path)
-    if track is not None:
-        if track not in TRACKS:
-            raise UserError(f"track {track!r} is not implemented; implemented: {', '.join(TRACKS)}")
-        if TRACKS[track].language != TRACKS[d["track"]].language:
-            same = [name for name, t in TRACKS.items() if t.language == TRACKS[d["track"]].language]
-            raise UserError(
-                f"these weights write {TRACKS[d['track']].language} targets ({d['track']}); "
-                f"track {track} decodes {TRACKS[track].language} targets: choose one of {', '.join(same)}",
-                ckpt.path,
-            )
-    track = track_for(
+    decoder = track_for(
         d["track"] if track is None else track,
         min_int=d["min_int"] if min_int is None else min_int,
         max_int=d["max_int"] if max_int is None else max_int,
         program=d["program"],
     )
-    return ckpt.model, track, d["program"]
+    trained = TRACKS[d["track"]].language
+    if decoder.language != trained:
+        same = [name for name, t in TRACKS.items() if t.language == trained]
+        raise UserError(
+            f"these weights write {trained} targets ({d['track']}); track {track} decodes "
+            f"{decoder.language} targets: choose one of {', '.join(same)}",
+            ckpt.path,
+        )
+    return ckpt.model, decoder, d["program"]
 
 
 def make_predictor(
