@@ -168,6 +168,9 @@ class TrainSection(ConfigTable):
     # each row's numbers are counted from 1 + k, k uniform in 0..N, so the answer's numbers copy
     # from prompt numbers by their relative ordinal, past a two-number prompt's too
     number_ordinal_shift: int = Field(default=0, ge=0, le=8)
+    # additive: evaluate and keep an exponential moving average of the weights with this decay
+    # (0: off; 0.999 averages ~the last 1,000 steps); see train/averaging.py. SFT only
+    weight_ema: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
 class TrainConfig(ConfigTable):

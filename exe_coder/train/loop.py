@@ -18,6 +18,8 @@ printable bytes in the model's input (an augmentation against memorising templat
 k uniform in 0..N (``Batcher.place_shift_at``), so numbers longer than any in training meet
 trained embeddings; ``[train].number_ordinal_shift`` does the same for number ordinals
 (``Batcher.ordinal_shift_at``). Evaluation and decoding count both from 1.
+``[train].weight_ema`` evaluates and keeps an exponential moving average of the weights instead
+of the weights themselves (``train/averaging.py``).
 
 Determinism: parameters are initialised after ``mx.random.seed(seed)``; the batch at step s is a
 function of (seed, s) (``data.Batcher``); before step s the RNG is re-seeded from (seed, s), so
@@ -65,6 +67,7 @@ from exe_coder.model.tokenizer import Tokenizer
 from exe_coder.model.transformer import Transformer, count_parameters
 from exe_coder.train import run_dir
 from exe_coder.decode.track import PatchTrack, program_of, track_for
+from exe_coder.train.averaging import WeightAverage, averaged
 from exe_coder.train.config import RESUMABLE_KEYS, TrainConfig, load_config, resumable_differences
 from exe_coder.train.runcard import (
     make_run_card, model_card_markdown, now_iso, read_run_card, write_model_card, write_run_card,
@@ -269,12 +272,13 @@ def train(
 
     model = _init_model(config)
     optimizer = make_optimizer(config, model, total_steps)
+    average = WeightAverage(model, tc.weight_ema) if tc.weight_ema else None
 
     state = run_dir.TrainingState(manifest_sha256=manifest, config_sha256=config.sha256())
     if main:
-        state = _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, total_steps, console)
+        state = _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, total_steps, console, average)
     if resume:
-        share_resumed_state(group, model, optimizer, state)
+        share_resumed_state(group, model, optimizer, state, average)
 
     textmix = config.init.textmix_ratio if config.init.mode == "warmstart_textmix" else 0.0
     smoothing = tc.label_smoothing
@@ -366,6 +370,9 @@ def train(
                 )
                 mx.eval(compiled_state, target_loss, grad_norm)
                 state.step = step + 1
+                if average is not None:
+                    average.update(model, state.step)
+                    mx.eval(average.params)
                 loss = target_loss.item()
                 if not math.isfinite(loss):
                     raise UserError(
@@ -393,15 +400,16 @@ def train(
                     )
                     window_losses, window_norms, window_tokens = [], [], 0
                 saving, evaluating = due_at(state.step, tc, total_steps)
-                if saving or evaluating:
-                    _check_weights(model, state.step, config, out)
-                if evaluating:
-                    record.update(run_eval(state.step))
-                    if main and (record["val_exact_match"], -record["val_loss"]) > (state.best_exact_match, -state.best_val_loss):
-                        state.best_step = state.step
-                        state.best_exact_match = record["val_exact_match"]
-                        state.best_val_loss = record["val_loss"]
-                        run_dir.save_weights(out / run_dir.BEST, model, config, state.step, program)
+                with averaged(model, average):  # a run evaluates and keeps its weight average, if any
+                    if saving or evaluating:
+                        _check_weights(model, state.step, config, out)
+                    if evaluating:
+                        record.update(run_eval(state.step))
+                        if main and (record["val_exact_match"], -record["val_loss"]) > (state.best_exact_match, -state.best_val_loss):
+                            state.best_step = state.step
+                            state.best_exact_match = record["val_exact_match"]
+                            state.best_val_loss = record["val_loss"]
+                            run_dir.save_weights(out / run_dir.BEST, model, config, state.step, program)
                 if record and main:
                     record = {"step": state.step, "epoch": step // batcher.steps_per_epoch, **record}
                     metrics_file.write(metrics_line(record))
@@ -409,7 +417,7 @@ def train(
                     progress.console.print(_format_record(record))
                     window_t0 = time.perf_counter() if "loss" in record else window_t0
                 if saving and main:
-                    run_dir.save_checkpoint(out, model, optimizer, config, state, program)
+                    run_dir.save_checkpoint(out, model, optimizer, config, state, program, average)
         group.barrier()  # the others wait for rank 0's last eval and save, then all exit together
     finally:
         if metrics_file is not None:
@@ -443,13 +451,19 @@ def train(
     )
 
 
-def share_resumed_state(group, model: nn.Module, optimizer: optim.Optimizer, state: run_dir.TrainingState) -> None:
-    """Rank 0 read the resumed run; every other rank takes its weights, optimizer state, step and
-    ``extra`` (e.g. RL's pass rates, exactly: JSON keeps float64) from there (SFT and RL)."""
+def share_resumed_state(
+    group, model: nn.Module, optimizer: optim.Optimizer, state: run_dir.TrainingState, average: WeightAverage | None = None,
+) -> None:
+    """Rank 0 read the resumed run; every other rank takes its weights, optimizer state, weight
+    average, step and ``extra`` (e.g. RL's pass rates, exactly: JSON keeps float64) from there
+    (SFT and RL)."""
     if group.size == 1:
         return
     model.update(group.broadcast_tree(model.parameters()))
     optimizer.state = group.broadcast_tree(optimizer.state)
+    if average is not None:
+        average.params = group.broadcast_tree(average.params)
+        mx.eval(average.params)
     saved = group.broadcast_json({"step": state.step, "extra": state.extra})
     state.step, state.extra = saved["step"], saved["extra"]
     mx.eval(model.parameters(), optimizer.state)
@@ -474,7 +488,7 @@ def make_optimizer(config: TrainConfig, model: nn.Module, total_steps: int) -> o
     return optimizer
 
 
-def _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, total_steps, console):
+def _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, total_steps, console, average=None):
     """Rank 0: make the run folder, and restore (resume) or clear (force) the earlier run."""
     if resume and out.exists() and not out.is_dir():
         raise UserError("the output folder is a file; give a folder for the run", out)
@@ -484,7 +498,7 @@ def _prepare_out_dir(out, config, model, optimizer, state, resume, earlier, tota
         raise UserError(f"cannot make the output folder: {err.strerror or err}", out) from None
     if resume:
         manifest = state.manifest_sha256
-        state = run_dir.load_training_state(out, model, optimizer)
+        state = run_dir.load_training_state(out, model, optimizer, average)
         differ = resumable_differences(load_config(out / run_dir.CONFIG_FILE), config)
         if differ:
             raise UserError(

@@ -119,7 +119,7 @@ def check_rl_supported(config: TrainConfig) -> None:
             f"[init].mode = {config.init.mode!r} is not read by RL: it starts from [rl].init_ckpt "
             "(mainline) or random weights (scratch_exploratory); set [init].mode = 'scratch'"
         )
-    for key in ("label_smoothing", "prompt_noise", "digit_permutation", "digit_place_shift"):  # SFT's augmentations
+    for key in ("label_smoothing", "prompt_noise", "digit_permutation", "digit_place_shift", "weight_ema"):  # SFT's only
         if getattr(config.train, key, 0.0) != 0.0:
             raise UserError(f"[train].{key} = {getattr(config.train, key):g} is not read by RL; set it to 0")
 

@@ -5,7 +5,8 @@
     latest_weights.safetensors       the newest weights
     best_weights.safetensors         the weights with the best validation exact match, then loss
     training_state.safetensors       everything --resume needs: weights, optimizer state, RNG key,
-                                     step, best score, the dataset manifest's hash
+                                     weight average (if any), step, best score, the dataset
+                                     manifest's hash
     run.json                         the same bookkeeping as JSON, for people
     metrics.jsonl                    one line per log or eval event (written by the loop)
     rollouts.jsonl                   RL only: every sampled output with its reward parts (train/rl.py)
@@ -32,6 +33,7 @@ from exe_coder.errors import UserError
 from exe_coder.files import write_text
 from exe_coder.model import checkpoint as ckpt
 from exe_coder.model.transformer import Transformer
+from exe_coder.train.averaging import WeightAverage, averaged
 from exe_coder.train.config import TrainConfig, parse_config
 
 CONFIG_FILE = ckpt.CONFIG_FILE
@@ -40,6 +42,7 @@ BEST = ckpt.BEST
 STATE = "training_state.safetensors"
 RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
+AVERAGE = "average"  # the weight average's prefix in training_state ([train].weight_ema)
 step_weights_name = ckpt.step_weights_name
 
 # the files above, numbered weights, and the temporaries of an interrupted write (exe_coder.files)
@@ -89,10 +92,12 @@ def save_weights(path: Path, model: nn.Module, config: TrainConfig, step: int, p
 
 
 def save_training_state(
-    out_dir: Path, model: nn.Module, optimizer, config: TrainConfig, state: TrainingState, program: str
+    out_dir: Path, model: nn.Module, optimizer, config: TrainConfig, state: TrainingState, program: str,
+    average: WeightAverage | None = None,
 ) -> None:
     arrays = {f"model.{k}": v for k, v in tree_flatten(model.parameters())}
     arrays.update({f"optimizer.{k}": v for k, v in tree_flatten(optimizer.state)})
+    arrays.update({f"{AVERAGE}.{k}": v for k, v in (average.arrays() if average else [])})
     arrays["rng.key"] = mx.random.state[0]
     metadata = {"config": config.to_toml(), "state": state.to_json(), ckpt.DECODING: json.dumps(decoding(config, program), sort_keys=True)}
     ckpt.save_arrays(out_dir / STATE, arrays, metadata)
@@ -100,16 +105,20 @@ def save_training_state(
 
 
 def save_checkpoint(
-    out_dir: Path, model: nn.Module, optimizer, config: TrainConfig, state: TrainingState, program: str
+    out_dir: Path, model: nn.Module, optimizer, config: TrainConfig, state: TrainingState, program: str,
+    average: WeightAverage | None = None,
 ) -> None:
-    """A checkpoint step's files: the step's weights, the latest weights and the state to resume from."""
-    save_weights(out_dir / step_weights_name(state.step), model, config, state.step, program)
-    save_weights(out_dir / LATEST, model, config, state.step, program)
-    save_training_state(out_dir, model, optimizer, config, state, program)
+    """A checkpoint step's files: the step's weights, the latest weights and the state to resume
+    from. With a weight average the weights files hold the average (what the run evaluates) and
+    the state holds both."""
+    with averaged(model, average):
+        save_weights(out_dir / step_weights_name(state.step), model, config, state.step, program)
+        save_weights(out_dir / LATEST, model, config, state.step, program)
+    save_training_state(out_dir, model, optimizer, config, state, program, average)
 
 
-def load_training_state(out_dir: Path, model: nn.Module, optimizer) -> TrainingState:
-    """Restore weights and optimizer state in place; return the bookkeeping."""
+def load_training_state(out_dir: Path, model: nn.Module, optimizer, average: WeightAverage | None = None) -> TrainingState:
+    """Restore weights, optimizer state and weight average in place; return the bookkeeping."""
     path = out_dir / STATE
     if not path.is_file():
         raise UserError("nothing to resume: no training_state.safetensors in the run directory", out_dir)
@@ -118,6 +127,11 @@ def load_training_state(out_dir: Path, model: nn.Module, optimizer) -> TrainingS
     optimizer.state = tree_unflatten(
         [(k[len("optimizer.") :], v) for k, v in arrays.items() if k.startswith("optimizer.")]
     )
+    if average is not None:
+        saved = [(k[len(AVERAGE) + 1 :], v) for k, v in arrays.items() if k.startswith(f"{AVERAGE}.")]
+        if not saved:
+            raise UserError("the run to resume kept no weight average; resume it without [train].weight_ema", path)
+        average.load(saved)
     return TrainingState.from_json(metadata["state"])
 
 
