@@ -162,3 +162,15 @@ def test_weight_ema_is_refused_by_rl_and_out_of_range(data_dir: Path, tmp_path: 
         check_rl_supported(parse_config(dump_toml(raw)))
     with pytest.raises(UserError, match="weight_ema"):
         tiny_config(data_dir, tmp_path, weight_ema=1.0)
+
+
+def test_a_two_rank_resume_hands_every_rank_the_saved_average(data_dir: Path, tmp_path: Path):
+    cfg = tiny_config(data_dir, tmp_path, weight_ema=0.9)
+    full = cfg.model_copy(update={"run": cfg.run.model_copy(update={"output_dir": str(tmp_path / "full")})})
+    cut = cfg.model_copy(update={"run": cfg.run.model_copy(update={"output_dir": str(tmp_path / "cut")})})
+    train_on_ranks(full, 2, eval_hook=False)
+    train_on_ranks(cut, 2, eval_hook=False, stop_after=12)  # last save: step 8
+    train_on_ranks(cut, 2, eval_hook=False, resume=True)
+    assert curve(tmp_path / "cut") == curve(tmp_path / "full")  # val loss is sharded: both ranks' averages count
+    a, b = weights(tmp_path / "full" / run_dir.LATEST), weights(tmp_path / "cut" / run_dir.LATEST)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
