@@ -13,3 +13,11 @@ def _no_blas_reexec(monkeypatch):
     (train/blas.py); under CliRunner that would replace the test process itself. The tests of the
     re-exec (test_train_cli.py) clear this again."""
     monkeypatch.setenv(OPT_OUT, "1")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A tiny Example dataset (``_train_fixtures.write_dataset``), one per test module."""
+    from _train_fixtures import write_dataset  # lazily: it loads MLX, which most modules never need
+
+    return write_dataset(tmp_path_factory.mktemp("data"))

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlx.utils import tree_flatten
 
-from _train_fixtures import curve, rl_config, tiny_config, weights, write_dataset
+from _train_fixtures import curve, rl_config, tiny_config, weights
 from exe_coder.dataset.records import load_examples
 from exe_coder.decode.track import track_for
 from exe_coder.errors import UserError
@@ -25,11 +25,6 @@ from exe_coder.train.data import tokenize
 from exe_coder.train.distributed import train_on_ranks
 from exe_coder.train.loop import evaluate, train
 from exe_coder.train.rl import check_rl_supported
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

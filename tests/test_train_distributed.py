@@ -16,7 +16,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from _train_fixtures import curve, tiny_config, weights, write_dataset
+from _train_fixtures import curve, tiny_config, weights
 from exe_coder.errors import UserError
 from exe_coder.train.distributed import run_ranks, train_on_ranks
 
@@ -27,13 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 def _config(data_dir: Path, out: Path, dropout: float = 0.0, **train):
     cfg = tiny_config(data_dir, out, max_steps=16, **train)
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"dropout": dropout})})
-
-
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

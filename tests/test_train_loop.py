@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _train_fixtures import curve, tiny_config, weights, write_dataset
+from _train_fixtures import curve, tiny_config, weights
 from exe_coder.dataset.records import load_examples
 from exe_coder.errors import UserError
 from exe_coder.train import run_dir as ckpt
@@ -22,14 +22,6 @@ from exe_coder.train.data import Batcher, make_batch, tokenize
 from exe_coder.train.loop import evaluate, train
 from exe_coder.train.runcard import read_run_card
 from exe_coder.train.schedule import warmup_cosine
-
-
-
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

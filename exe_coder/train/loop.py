@@ -400,16 +400,16 @@ def train(
                     )
                     window_losses, window_norms, window_tokens = [], [], 0
                 saving, evaluating = due_at(state.step, tc, total_steps)
-                with averaged(model, average):  # a run evaluates and keeps its weight average, if any
-                    if saving or evaluating:
+                if saving or evaluating:  # the only steps that read the weights: swap the average in for them
+                    with averaged(model, average):  # a run evaluates and keeps its weight average, if any
                         _check_weights(model, state.step, config, out)
-                    if evaluating:
-                        record.update(run_eval(state.step))
-                        if main and (record["val_exact_match"], -record["val_loss"]) > (state.best_exact_match, -state.best_val_loss):
-                            state.best_step = state.step
-                            state.best_exact_match = record["val_exact_match"]
-                            state.best_val_loss = record["val_loss"]
-                            run_dir.save_weights(out / run_dir.BEST, model, config, state.step, program)
+                        if evaluating:
+                            record.update(run_eval(state.step))
+                            if main and (record["val_exact_match"], -record["val_loss"]) > (state.best_exact_match, -state.best_val_loss):
+                                state.best_step = state.step
+                                state.best_exact_match = record["val_exact_match"]
+                                state.best_val_loss = record["val_loss"]
+                                run_dir.save_weights(out / run_dir.BEST, model, config, state.step, program)
                 if record and main:
                     record = {"step": state.step, "epoch": step // batcher.steps_per_epoch, **record}
                     metrics_file.write(metrics_line(record))
