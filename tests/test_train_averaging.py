@@ -131,12 +131,13 @@ def test_resume_continues_the_same_average(ema_run, data_dir: Path, tmp_path: Pa
 
 
 def test_two_ranks_keep_the_same_average_as_one(ema_run, data_dir: Path, tmp_path: Path):
-    cfg = tiny_config(data_dir, tmp_path, weight_ema=0.9)
-    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"dropout": 0.0})})
-    one = tmp_path / "one"
-    train(cfg.model_copy(update={"run": cfg.run.model_copy(update={"output_dir": str(one)})}), show_progress=False)
-    train_on_ranks(cfg.model_copy(update={"run": cfg.run.model_copy(update={"output_dir": str(tmp_path / "two")})}), 2, eval_hook=False)
-    a, b = weights(one / run_dir.LATEST), weights(tmp_path / "two" / run_dir.LATEST)
+    def config(out: Path):
+        cfg = tiny_config(data_dir, out, weight_ema=0.9)
+        return cfg.model_copy(update={"model": cfg.model.model_copy(update={"dropout": 0.0})})
+
+    train(config(tmp_path / "one"), show_progress=False)
+    train_on_ranks(config(tmp_path / "two"), 2, eval_hook=False)
+    a, b = weights(tmp_path / "one" / run_dir.LATEST), weights(tmp_path / "two" / run_dir.LATEST)
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
 
@@ -160,9 +161,8 @@ def test_weight_ema_is_refused_by_rl_and_out_of_range(data_dir: Path, tmp_path: 
 
 
 def test_a_two_rank_resume_hands_every_rank_the_saved_average(data_dir: Path, tmp_path: Path):
-    cfg = tiny_config(data_dir, tmp_path, weight_ema=0.9)
-    full = cfg.model_copy(update={"run": cfg.run.model_copy(update={"output_dir": str(tmp_path / "full")})})
-    cut = cfg.model_copy(update={"run": cfg.run.model_copy(update={"output_dir": str(tmp_path / "cut")})})
+    full = tiny_config(data_dir, tmp_path / "full", weight_ema=0.9)
+    cut = tiny_config(data_dir, tmp_path / "cut", weight_ema=0.9)
     train_on_ranks(full, 2, eval_hook=False)
     train_on_ranks(cut, 2, eval_hook=False, stop_after=12)  # last save: step 8
     train_on_ranks(cut, 2, eval_hook=False, resume=True)
