@@ -23,7 +23,7 @@ SHIPPED = sorted(CONFIGS_DIR.glob("*.toml"))
 REQUIRED = {
     "sft_stage0_overfit", "sft_stage1_pilot", "sft_stage1a_template_shift", "sft_stage1b_magnitude_shift",
     "sft_stage2_scale", "sft_scratch", "sft_warmstart", "sft_warmstart_textmix", "rl_mainline",
-    "rl_scratch_exploratory",
+    "rl_stage4", "rl_scratch_exploratory",
 }
 
 GOOD = """\
@@ -79,14 +79,20 @@ def test_shipped_config_validates(path: Path):
         assert cfg.rl is not None
 
 
-def test_shipped_rl_mainline_has_the_model_of_the_sft_run_it_starts_from():
+RL_MAINLINE = [p for p in SHIPPED if load_config(p).run.phase == "rl" and load_config(p).rl.mode == "mainline"]
+
+
+@pytest.mark.parametrize("path", RL_MAINLINE, ids=lambda p: p.stem)
+def test_shipped_rl_mainline_has_the_model_and_data_of_the_sft_run_it_starts_from(path: Path):
     """[rl].init_ckpt names a shipped SFT run; RL loads its weights into its own [model], so the
-    two tables must agree (a change to one alone would only fail when RL starts)."""
-    rl = load_config(CONFIGS_DIR / "rl_mainline.toml")
-    sft = [load_config(p) for p in SHIPPED if load_config(p).run.output_dir == rl.rl.init_ckpt]
+    two tables must agree (a change to one alone would only fail when RL starts), and RL samples
+    the prompts that run trained on, in the same decode range."""
+    rl = load_config(path)
+    sft = _shipped_runs_writing(rl.rl.init_ckpt)
     assert len(sft) == 1, f"no shipped SFT config writes {rl.rl.init_ckpt}"
     assert sft[0].model == rl.model
-    assert sft[0].data.train_jsonl == rl.data.train_jsonl
+    keys = ("train_jsonl", "val_jsonl", "test_jsonl", "decode_min_int", "decode_max_int", "track", "target_mode")
+    assert {k: getattr(rl.data, k) for k in keys} == {k: getattr(sft[0].data, k) for k in keys}
 
 
 def _shipped_runs_writing(output_dir: str) -> list[TrainConfig]:
