@@ -79,7 +79,7 @@ def test_shipped_config_validates(path: Path):
         assert cfg.rl is not None
 
 
-RL_MAINLINE = [p for p in SHIPPED if load_config(p).run.phase == "rl" and load_config(p).rl.mode == "mainline"]
+RL_MAINLINE = [p for p in SHIPPED if (c := load_config(p)).run.phase == "rl" and c.rl.mode == "mainline"]
 
 
 @pytest.mark.parametrize("path", RL_MAINLINE, ids=lambda p: p.stem)
@@ -93,6 +93,15 @@ def test_shipped_rl_mainline_has_the_model_and_data_of_the_sft_run_it_starts_fro
     assert sft[0].model == rl.model
     keys = ("train_jsonl", "val_jsonl", "test_jsonl", "decode_min_int", "decode_max_int", "track", "target_mode")
     assert {k: getattr(rl.data, k) for k in keys} == {k: getattr(sft[0].data, k) for k in keys}
+
+
+def test_rl_stage4_is_rl_mainline_on_stage4():
+    """The README calls rl_stage4 stage3's RL recipe on stage4's data: every setting but where it
+    reads, where it writes and the model it starts from must stay rl_mainline's."""
+    stage3, stage4 = load_config(CONFIGS_DIR / "rl_mainline.toml"), load_config(CONFIGS_DIR / "rl_stage4.toml")
+    own = {"run": stage4.run, "data": stage4.data, "rl": stage3.rl.model_copy(update={"init_ckpt": stage4.rl.init_ckpt})}
+    assert stage3.model_copy(update=own) == stage4
+    assert Path(stage4.data.train_jsonl).parent.name == "stage4"
 
 
 def _shipped_runs_writing(output_dir: str) -> list[TrainConfig]:
