@@ -95,6 +95,19 @@ def test_shipped_rl_mainline_has_the_model_and_data_of_the_sft_run_it_starts_fro
     assert {k: getattr(rl.data, k) for k in keys} == {k: getattr(sft[0].data, k) for k in keys}
 
 
+@pytest.mark.parametrize("path", RL_MAINLINE, ids=lambda p: p.stem)
+def test_shipped_rl_mainline_chooses_its_step_on_the_whole_val_split(path: Path):
+    """RL keeps the step its val hook reads best; on the first 256 rows that choice followed the
+    sample (docs/experiments.md, session 28), so a mainline config decodes every val row its
+    stage's spec declares."""
+    cfg = load_config(path)
+    stage = Path(cfg.data.val_jsonl).parent.name
+    spec = (CONFIGS_DIR.parent / "specs" / f"{stage}.spec").read_text()
+    m = re.search(r"^split\s+val\s+(\d+)", spec, re.MULTILINE)
+    assert m, f"no val split in {stage}.spec"
+    assert cfg.train.eval_max_samples >= int(m.group(1))
+
+
 def test_rl_stage4_is_rl_mainline_on_stage4():
     """The README calls rl_stage4 stage3's RL recipe on stage4's data: every setting but where it
     reads, where it writes and the model it starts from must stay rl_mainline's."""
