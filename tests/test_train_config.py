@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from exe_coder.decode.track import track_for
 from exe_coder.errors import UserError
-from exe_coder.paths import CONFIGS_DIR
+from exe_coder.paths import CONFIGS_DIR, SPECS_DIR
+from exe_coder.spec import load_spec
 from exe_coder.train.config import (
     RESUMABLE_KEYS, TrainConfig, apply_overrides, dump_toml, load_config, parse_config, resumable_differences,
 )
@@ -101,11 +102,8 @@ def test_shipped_rl_mainline_chooses_its_step_on_the_whole_val_split(path: Path)
     sample (docs/experiments.md, session 28), so a mainline config decodes every val row its
     stage's spec declares."""
     cfg = load_config(path)
-    stage = Path(cfg.data.val_jsonl).parent.name
-    spec = (CONFIGS_DIR.parent / "specs" / f"{stage}.spec").read_text()
-    m = re.search(r"^split\s+val\s+(\d+)", spec, re.MULTILINE)
-    assert m, f"no val split in {stage}.spec"
-    assert cfg.train.eval_max_samples >= int(m.group(1))
+    spec = load_spec(SPECS_DIR / f"{Path(cfg.data.val_jsonl).parent.name}.spec")
+    assert cfg.train.eval_max_samples >= spec.split("val").size
 
 
 def test_rl_stage4_is_rl_mainline_on_stage4():
