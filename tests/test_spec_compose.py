@@ -1,5 +1,6 @@
 """The compose phrasebook: stages 1-3 train on it, it yields thousands of phrasings, none of
-them held-out wording, and its fillers hold no number a model could read as an operand."""
+them held-out wording, and its fillers hold no number a model could read as an operand. The
+stage3 variant's shapes phrasebook (docs/variants) is held to the same rules."""
 
 from __future__ import annotations
 
@@ -34,9 +35,14 @@ def stage1():
     return load_spec(SPECS_DIR / "stage1.spec")
 
 
-@pytest.fixture(scope="module")
-def book(stage1):
-    return stage1.prompt_set("compose")
+# compose.prompts, and the shapes phrasebook of the stage3 variant in docs/variants (session 29),
+# held to the same rules
+BOOKS = {"compose": SPECS_DIR / "stage1.spec", "shapes": REPO_ROOT / "docs" / "variants" / "stage3_shapes.spec"}
+
+
+@pytest.fixture(scope="module", params=sorted(BOOKS))
+def book(request):
+    return load_spec(BOOKS[request.param]).prompt_set(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -131,12 +137,13 @@ def test_a_compose_phrasing_with_held_out_wording_fails_to_load(tmp_path):
     assert err.value.line == next(n for n, t in enumerate(heldout, 1) if t.strip().startswith("h07"))
 
 
-def test_stage3_fresh_probe_shares_no_wording_with_stage3s_phrasebooks():
+@pytest.mark.parametrize("stage3", [SPECS_DIR / "stage3.spec", BOOKS["shapes"]], ids=["stage3", "shapes"])
+def test_stage3_fresh_probe_shares_no_wording_with_stage3s_phrasebooks(stage3):
     """docs/probes/stage3_fresh.spec: frames written apart from stage3's, for a one-off check of
     reading beyond its phrasebooks; it is only a check while no training phrasing is one of its
     phrasings, nor holds one."""
     probe = load_spec(REPO_ROOT / "docs" / "probes" / "stage3_fresh.spec")
-    stage3 = load_spec(SPECS_DIR / "stage3.spec")
+    stage3 = load_spec(stage3)
 
     def wordings(spec, split):  # a fixed template has no phrasebook: it is its one phrasing
         out = set()
