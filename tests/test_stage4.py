@@ -209,3 +209,35 @@ def test_regex_baseline_fails_a_built_stage4_test_split(tmp_path):
     predictions = run_inference(test, RegexBaselinePredictor(), PatchTrack())
     accuracy = summarize(predictions)["answer_accuracy"]
     assert accuracy < 0.30, accuracy
+
+
+# docs/variants/stage4_shapes.spec (session 30): stage4 with one more training phrasebook of
+# sentence shapes, each in both operations. An experiment until three seeds have run with it.
+VARIANT = REPO_ROOT / "docs" / "variants" / "stage4_shapes.spec"
+
+
+@pytest.fixture(scope="module")
+def variant():
+    return load_spec(VARIANT)
+
+
+def test_stage4_shapes_variant_adds_training_shapes_in_both_operations(spec, variant):
+    shapes = [t for t in variant.templates_for("train") if variant.book_of(t.id).name == "shapes4"]
+    assert [t.id for t in variant.templates_for("train")] == list(spec.train_template_ids) + [t.id for t in shapes]
+    # frames come in pairs, a sum then a difference, so no shape tells the operation
+    assert len(shapes) >= 20 and [t.op for t in shapes] == ["add", "sub"] * (len(shapes) // 2)
+    # thousands of phrasings, none of them a held-out or fresh-probe phrasing (stage4's own
+    # training frames are checked above)
+    probe = load_spec(REPO_ROOT / "docs" / "probes" / "stage4_fresh.spec")
+    ours = {normalized_wording(p) for t in shapes for p in expand(variant.book_of(t.id), t.text)}
+    assert len(ours) >= 10_000
+    assert not ours & _wordings(variant, "test") and not ours & _wordings(probe, "test")
+
+
+def test_stage4_shapes_variant_keeps_stage4s_val_and_test(spec, variant):
+    """Its figures compare with stage4's because its val and test splits are stage4's own."""
+    assert [t.id for t in variant.templates_for("test")] == [t.id for t in spec.templates_for("test")]
+    sizes = {"train": 200, "val": 300, "test": 300}
+    ours, theirs = sample_stage(variant, sizes), sample_stage(spec, sizes)
+    assert ours["train"] != theirs["train"]
+    assert ours["val"] == theirs["val"] and ours["test"] == theirs["test"]
