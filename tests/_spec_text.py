@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from exe_coder.spec.load import normalized_wording
+from exe_coder.spec.phrasing import expand
+
 PROMPTS = """\
 prompts train {
     t1 "What is {a} plus {b}?"
@@ -40,3 +43,12 @@ def write_spec(folder: Path, spec: str = SPEC, prompts: str = PROMPTS, name: str
     path = folder / name
     path.write_text(spec)
     return path
+
+
+def split_wordings(spec, split: str) -> set[str]:
+    """A split's phrasings up to case and punctuation (a fixed template is its one phrasing)."""
+    out = set()
+    for t in spec.templates_for(split):
+        book = spec.book_of(t.id)
+        out |= {normalized_wording(p) for p in (expand(book, t.text) if book else [t.text])}
+    return out

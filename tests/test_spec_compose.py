@@ -19,7 +19,8 @@ from exe_coder.paths import REPO_ROOT, SPECS_DIR
 from exe_coder.spec import load_spec
 from exe_coder.spec.load import normalized_wording
 from exe_coder.spec.model import PLACEHOLDER
-from exe_coder.spec.phrasing import apply_case, cased_phrasings, expand, fill, phrasings
+from exe_coder.spec.phrasing import apply_case, cased_phrasings, fill, phrasings
+from tests._spec_text import split_wordings
 
 COMPOSED = ["stage1", "stage1a", "stage1b", "stage2", "stage3"]
 # the distinctive words of heldout.prompts: a compose phrasing may share none of them
@@ -143,15 +144,8 @@ def test_stage3_fresh_probe_shares_no_wording_with_stage3s_phrasebooks():
     probe = load_spec(REPO_ROOT / "docs" / "probes" / "stage3_fresh.spec")
     stage3 = load_spec(SPECS_DIR / "stage3.spec")
 
-    def wordings(spec, split):  # a fixed template has no phrasebook: it is its one phrasing
-        out = set()
-        for t in spec.templates_for(split):
-            book = spec.book_of(t.id)
-            out |= {normalized_wording(p) for p in (expand(book, t.text) if book else [t.text])}
-        return out
-
     fresh = {t.id for t in probe.templates_for("test")}
     assert len(fresh) == 15 and not fresh & (set(stage3.train_template_ids) | set(stage3.heldout_template_ids))
-    probed, trained = wordings(probe, "test"), wordings(stage3, "train") | wordings(stage3, "test")
+    probed, trained = split_wordings(probe, "test"), split_wordings(stage3, "train") | split_wordings(stage3, "test")
     assert not probed & trained
     assert not any(f" {p} " in f" {w} " for p in probed for w in trained)

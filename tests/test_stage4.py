@@ -20,7 +20,7 @@ from exe_coder.spec.load import normalized_wording
 from exe_coder.spec.phrasing import cased_phrasings, expand
 from exe_coder.train.config import load_config
 from tests._spec_text import SPEC as SPEC_TEXT
-from tests._spec_text import write_spec
+from tests._spec_text import split_wordings, write_spec
 
 SPEC = SPECS_DIR / "stage4.spec"
 PROMPT_FILES = ("stage4-train.prompts", "stage4-heldout.prompts")
@@ -51,11 +51,6 @@ def _phrasings(spec, split):
     return out
 
 
-def _wordings(spec, split):
-    """A split's phrasings up to case and punctuation."""
-    return {normalized_wording(p) for t in spec.templates_for(split) for p in expand(spec.book_of(t.id), t.text)}
-
-
 def test_stage4_loads_with_held_out_families_only_in_val_and_test(spec):
     assert {s.name: s.size for s in spec.splits} == {"train": 20000, "val": 2000, "test": 2000}
     assert (spec.operands.lo, spec.operands.hi) == (-5000, 5000)
@@ -76,7 +71,7 @@ def test_thousands_of_distinct_phrasings_and_none_held_out_in_train(spec):
     assert len(train) >= 2000 and len(heldout) >= 2000
     # isolation in wording, not only in ids: no held-out phrasing, whatever its case and
     # punctuation, is a training phrasing
-    assert not _wordings(spec, "train") & _wordings(spec, "test")
+    assert not split_wordings(spec, "train") & split_wordings(spec, "test")
 
 
 def test_fresh_probe_shares_no_wording_with_either_stage4_phrasebook(spec):
@@ -86,7 +81,7 @@ def test_fresh_probe_shares_no_wording_with_either_stage4_phrasebook(spec):
     fresh = {t.id for t in probe.templates_for("test")}
     stage4_ids = set(spec.train_template_ids) | set(spec.heldout_template_ids)
     assert len(fresh) == 15 and not fresh & (stage4_ids | set(probe.train_template_ids))
-    assert not _wordings(probe, "test") & (_wordings(spec, "train") | _wordings(spec, "test"))
+    assert not split_wordings(probe, "test") & (split_wordings(spec, "train") | split_wordings(spec, "test"))
 
 
 def test_a_held_out_family_leaking_into_train_fails_to_load(tmp_path):
@@ -231,7 +226,7 @@ def test_stage4_shapes_variant_adds_training_shapes_in_both_operations(spec, var
     probe = load_spec(REPO_ROOT / "docs" / "probes" / "stage4_fresh.spec")
     ours = {normalized_wording(p) for t in shapes for p in expand(variant.book_of(t.id), t.text)}
     assert len(ours) >= 10_000
-    assert not ours & _wordings(variant, "test") and not ours & _wordings(probe, "test")
+    assert not ours & split_wordings(variant, "test") and not ours & split_wordings(probe, "test")
 
 
 def test_stage4_shapes_variant_keeps_stage4s_val_and_test(spec, variant):
