@@ -207,7 +207,7 @@ def test_regex_baseline_fails_a_built_stage4_test_split(tmp_path):
 
 
 # docs/variants/stage4_shapes.spec (session 30): stage4 with one more training phrasebook of
-# sentence shapes, each in both operations. An experiment until three seeds have run with it.
+# sentence shapes, each in both operations; an experiment, not shipped (docs/experiments.md).
 VARIANT = REPO_ROOT / "docs" / "variants" / "stage4_shapes.spec"
 
 
