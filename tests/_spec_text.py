@@ -45,10 +45,15 @@ def write_spec(folder: Path, spec: str = SPEC, prompts: str = PROMPTS, name: str
     return path
 
 
-def split_wordings(spec, split: str) -> set[str]:
-    """A split's phrasings up to case and punctuation (a fixed template is its one phrasing)."""
+def wordings(spec, templates) -> set[str]:
+    """The templates' phrasings up to case and punctuation (a fixed template is its one phrasing)."""
     out = set()
-    for t in spec.templates_for(split):
+    for t in templates:
         book = spec.book_of(t.id)
         out |= {normalized_wording(p) for p in (expand(book, t.text) if book else [t.text])}
     return out
+
+
+def split_wordings(spec, split: str) -> set[str]:
+    """A split's phrasings up to case and punctuation."""
+    return wordings(spec, spec.templates_for(split))

@@ -16,11 +16,10 @@ from exe_coder.decode.track import PatchTrack
 from exe_coder.errors import UserError
 from exe_coder.paths import CONFIGS_DIR, REPO_ROOT, SPECS_DIR
 from exe_coder.spec import load_spec
-from exe_coder.spec.load import normalized_wording
-from exe_coder.spec.phrasing import cased_phrasings, expand
+from exe_coder.spec.phrasing import cased_phrasings
 from exe_coder.train.config import load_config
 from tests._spec_text import SPEC as SPEC_TEXT
-from tests._spec_text import split_wordings, write_spec
+from tests._spec_text import split_wordings, wordings, write_spec
 
 SPEC = SPECS_DIR / "stage4.spec"
 PROMPT_FILES = ("stage4-train.prompts", "stage4-heldout.prompts")
@@ -29,6 +28,13 @@ PROMPT_FILES = ("stage4-train.prompts", "stage4-heldout.prompts")
 @pytest.fixture(scope="module")
 def spec():
     return load_spec(SPEC)
+
+
+@pytest.fixture(scope="module")
+def probe():
+    # docs/probes/stage4_fresh.spec: frames written apart from stage4's, for a one-off check of
+    # reading beyond both phrasebooks; it loads only while its wording stays out of training
+    return load_spec(REPO_ROOT / "docs" / "probes" / "stage4_fresh.spec")
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +80,7 @@ def test_thousands_of_distinct_phrasings_and_none_held_out_in_train(spec):
     assert not split_wordings(spec, "train") & split_wordings(spec, "test")
 
 
-def test_fresh_probe_shares_no_wording_with_either_stage4_phrasebook(spec):
-    # docs/probes/stage4_fresh.spec: frames written apart from stage4's, for a one-off check of
-    # reading beyond both phrasebooks; it loads only while its wording stays out of training
-    probe = load_spec(REPO_ROOT / "docs" / "probes" / "stage4_fresh.spec")
+def test_fresh_probe_shares_no_wording_with_either_stage4_phrasebook(spec, probe):
     fresh = {t.id for t in probe.templates_for("test")}
     stage4_ids = set(spec.train_template_ids) | set(spec.heldout_template_ids)
     assert len(fresh) == 15 and not fresh & (stage4_ids | set(probe.train_template_ids))
@@ -216,15 +219,14 @@ def variant():
     return load_spec(VARIANT)
 
 
-def test_stage4_shapes_variant_adds_training_shapes_in_both_operations(spec, variant):
+def test_stage4_shapes_variant_adds_training_shapes_in_both_operations(spec, variant, probe):
     shapes = [t for t in variant.templates_for("train") if variant.book_of(t.id).name == "shapes4"]
     assert [t.id for t in variant.templates_for("train")] == list(spec.train_template_ids) + [t.id for t in shapes]
     # frames come in pairs, a sum then a difference, so no shape tells the operation
     assert len(shapes) >= 20 and [t.op for t in shapes] == ["add", "sub"] * (len(shapes) // 2)
     # thousands of phrasings, none of them a held-out or fresh-probe phrasing (stage4's own
     # training frames are checked above)
-    probe = load_spec(REPO_ROOT / "docs" / "probes" / "stage4_fresh.spec")
-    ours = {normalized_wording(p) for t in shapes for p in expand(variant.book_of(t.id), t.text)}
+    ours = wordings(variant, shapes)
     assert len(ours) >= 10_000
     assert not ours & split_wordings(variant, "test") and not ours & split_wordings(probe, "test")
 
