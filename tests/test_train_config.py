@@ -133,6 +133,21 @@ def test_warmstart_matrix_differs_from_its_stage_run_only_in_init(name):
         assert len(start) == 1 and start[0].model.model_copy(update=free) == arm.model
 
 
+def test_stage4_from_stage3_is_stage4s_run_started_from_stage3s_model():
+    """The curriculum arm must be sft_stage4_read but for its start, its length and where it writes,
+    or the comparison with stage4 from scratch measures something else; and it starts each seed from
+    the folder `run-stage stage3 --seeds` writes that seed's stage3 model to, whose weights load."""
+    from exe_coder.stages import _seed_dir
+
+    arm, stage4 = load_config(CONFIGS_DIR / "sft_stage4_from_stage3.toml"), load_config(CONFIGS_DIR / "sft_stage4_read.toml")
+    assert arm.init.mode == "warmstart" and arm.train.max_steps < stage4.train.max_steps
+    assert arm.train.model_copy(update={"max_steps": stage4.train.max_steps}) == stage4.train
+    assert arm.model_copy(update={"run": stage4.run, "init": stage4.init, "train": stage4.train}) == stage4
+    stage3 = load_config(CONFIGS_DIR / "sft_stage3_words.toml")
+    assert arm.init.start_checkpoint(2) == str(_seed_dir(Path(stage3.run.output_dir), 2))
+    assert stage3.model == arm.model
+
+
 @pytest.mark.parametrize("name", ["sft_stage1_trackb", "sft_stage1b_trackb", "sft_stage1_text_trackb", "sft_stage1b_text_trackb"])
 def test_track_b_starts_from_the_track_a_run_on_the_same_prompts(name):
     """Track B warm-starts from Track A's shipped run of the same stage (add_text's specs draw the
