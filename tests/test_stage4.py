@@ -89,9 +89,10 @@ def test_fresh_probe_shares_no_wording_with_either_stage4_phrasebook(spec, probe
 
 def test_stage3s_training_wording_reaches_only_h01_of_stage4s_held_out_frames(spec, probe):
     """sft_stage4_from_stage3 starts from a model trained on stage3's phrasings, so a held-out
-    stage4 frame one of those words is not held out from it: today h01 ("find / give me the total
-    of {a} and {b}", stage3's t27) and the fresh probe's f02 and f03, which the README's figures
-    leave out where they say so. A phrasebook edit that leaks another frame fails here."""
+    stage4 frame with a wording stage3 trains on is not held out from it: today h01 ("find / give
+    me the total of {a} and {b}", stage3's t27) and the fresh probe's f02 and f03, which the
+    README's figures leave out where they say so. A phrasebook edit that leaks another frame fails
+    here."""
     stage3_train = split_wordings(load_spec(SPECS_DIR / "stage3.spec"), "train")
     for split_spec, expected in ((spec, {"h01"}), (probe, {"f02", "f03"})):
         leaked = {t.id for t in split_spec.templates_for("test") if wordings(split_spec, [t]) & stage3_train}
