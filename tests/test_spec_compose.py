@@ -149,3 +149,24 @@ def test_stage3_fresh_probe_shares_no_wording_with_stage3s_phrasebooks():
     probed, trained = split_wordings(probe, "test"), split_wordings(stage3, "train") | split_wordings(stage3, "test")
     assert not probed & trained
     assert not any(f" {p} " in f" {w} " for p in probed for w in trained)
+
+
+@pytest.fixture(scope="module")
+def digit_probe():
+    # docs/probes/stage{1,2}_fresh.spec: one phrasebook of sums in digits, two number ranges
+    probes = [load_spec(REPO_ROOT / "docs" / "probes" / f"{name}_fresh.spec") for name in ("stage1", "stage2")]
+    assert [t.id for t in probes[0].templates_for("test")] == [t.id for t in probes[1].templates_for("test")]
+    return probes[1]
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage1a", "stage1b", "stage2", "stage3", "stage4"])
+def test_digit_fresh_probe_shares_no_wording_with_any_stages_phrasebooks(digit_probe, stage):
+    """The fresh digit probe (session 32) reads every model that reads digits, so none of its
+    20 frames may be, or sit inside, a phrasing any stage trains or tests on."""
+    other = load_spec(SPECS_DIR / f"{stage}.spec")
+    frames = digit_probe.templates_for("test")
+    assert len(frames) == 20 and not {t.id for t in frames} & set(other.train_template_ids)
+    probed = split_wordings(digit_probe, "test")
+    seen = split_wordings(other, "train") | split_wordings(other, "test")
+    assert not probed & seen
+    assert not any(f" {p} " in f" {w} " for p in probed for w in seen)
