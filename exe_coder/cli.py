@@ -386,6 +386,64 @@ def generate_cmd(
     raise typer.Exit(0 if result.outcome.stdout_correct else 1)
 
 
+class ProbeMode(str, Enum):
+    sft_patch_model = "sft_patch_model"
+    regex_baseline = "regex_baseline"
+
+
+@app.command("probe")
+def probe_cmd(
+    input: Path = typer.Argument(..., help='Probe JSONL: one {"prompt": "...", "answer": 13} a line ("answer" optional).'),
+    weights: Path | None = typer.Option(None, "--weights", help="Run dir or .safetensors file of a trained model."),
+    mode: ProbeMode = typer.Option(
+        ProbeMode.sft_patch_model, "--mode", case_sensitive=False,
+        help="sft_patch_model (the trained model) or regex_baseline (the first two integers in digits).",
+    ),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Write one result a line (JSONL, atomically)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Prompts decoded together."),
+    save_binaries: Path | None = typer.Option(
+        None, "--save-binaries", help="Keep every executable built, as DIR/line<N> (mode 0755)."
+    ),
+    show: int = typer.Option(10, "--show", min=0, help="Wrong answers listed."),
+) -> None:
+    """Your own prompts, with their answers, through a trained model (or the regex baseline):
+    each becomes an executable that the verifier runs; prints the answer accuracy with its 95%
+    interval and the wrong answers. For measuring on prompts written apart from exe-coder's."""
+    _use_fast_blas()
+    from exe_coder import files
+    from exe_coder.decode.infer import ModelPredictor, RegexBaselinePredictor, load_trained
+    from exe_coder.decode.probe import load_probe, run_probe, summary_lines, write_rows
+    from exe_coder.decode.track import PatchTrack, track_for
+
+    if out is not None:
+        files.check_destination(out)  # before the slow part, not after it
+    if save_binaries is not None and save_binaries.exists() and not save_binaries.is_dir():
+        raise UserError("--save-binaries needs a folder, and this is a file", save_binaries)
+    items = load_probe(input)
+    if mode is ProbeMode.sft_patch_model:
+        if weights is None:
+            raise UserError("--mode sft_patch_model needs --weights")
+        model, track, program = load_trained(weights)
+        predictor = ModelPredictor(model, track)
+    else:
+        track, program = track_for(PatchTrack.name), "add"
+        predictor = RegexBaselinePredictor()
+    rows = run_probe(items, predictor, track, program, batch_size=batch_size, progress=True,
+                     save_dir=save_binaries, source=input)
+    wrong = [r for r in rows if r.correct is False]
+    for r in wrong[:show]:
+        read = f"a={r.a}, b={r.b}" if r.a is not None else repr(r.text.strip()) if r.text.strip() else "nothing"
+        printed = "nothing" if r.printed is None else repr(r.printed.strip())
+        typer.echo(f"wrong, line {r.line}: {r.prompt!r}: read {read}, printed {printed}, want {r.answer} ({r.verdict})")
+    if len(wrong) > show:
+        typer.echo(f"... and {len(wrong) - show} more wrong")
+    for line in summary_lines(rows):
+        typer.echo(f"{mode.value}: {line}")
+    if out is not None:
+        write_rows(rows, out)
+        typer.echo(f"wrote {out}")
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     predictions: Path = typer.Option(..., "--predictions", help="Predictions JSONL written by `exe-coder infer`."),

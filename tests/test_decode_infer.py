@@ -375,3 +375,94 @@ def test_infer_save_binaries_keeps_every_executable(tmp_path, stage0_val):
     bad = CliRunner().invoke(app, ["infer", "--mode", "oracle", "--input", str(val), "-o", str(tmp_path / "p.jsonl"),
                                    "--save-binaries", str(tmp_path / "afile")])
     assert bad.exit_code != 0 and isinstance(bad.exception, UserError)
+
+
+# --- probe: your own prompts with their answers -----------------------------------------------
+
+
+def _probe_file(tmp_path, *rows: str):
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(r + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json}", "not JSON"),
+        ('{"answer": 3}', 'non-empty "prompt"'),
+        ('{"prompt": "  "}', 'non-empty "prompt"'),
+        ('["What is 1 plus 2?"]', 'non-empty "prompt"'),
+        ('{"prompt": "What is 1 plus 2?", "answer": "3"}', '"answer" must be an integer'),
+        ('{"prompt": "What is 1 plus 2?", "answer": 3.0}', '"answer" must be an integer'),
+        ('{"prompt": "What is 1 plus 2?", "answer": true}', '"answer" must be an integer'),
+        ('{"prompt": "What is 1 plus 2?", "expected": 3}', "unknown key 'expected'"),
+    ],
+)
+def test_a_bad_probe_line_is_a_one_line_error_naming_file_and_line(tmp_path, line, message):
+    path = _probe_file(tmp_path, '{"prompt": "What is 17 plus -4?", "answer": 13}', "", line)
+    out = tmp_path / "never.jsonl"
+    r = CliRunner().invoke(app, ["probe", str(path), "--mode", "regex_baseline", "-o", str(out)])
+    assert r.exit_code != 0 and isinstance(r.exception, UserError)
+    assert str(r.exception).startswith(f"{path}:3: ") and message in str(r.exception) and "\n" not in str(r.exception)
+    assert not out.exists()
+
+
+def test_an_empty_or_missing_probe_file_is_a_user_error(tmp_path):
+    empty = _probe_file(tmp_path, "", "  ")
+    for path, message in ((empty, "holds no prompt"), (tmp_path / "absent.jsonl", "no such probe file")):
+        r = CliRunner().invoke(app, ["probe", str(path), "--mode", "regex_baseline"])
+        assert isinstance(r.exception, UserError) and message in str(r.exception)
+
+
+def test_probe_scores_the_printed_answer_and_keeps_every_row(tmp_path):
+    """The regex baseline on four prompts: right, wrong (the answer differs from the sum it
+    builds), nothing to read (no binary), and no answer given (only what it printed)."""
+    path = _probe_file(
+        tmp_path,
+        '{"prompt": "What is 17 plus -4?", "answer": 13}',
+        '{"prompt": "What is 2 plus 2?", "answer": 5}',
+        '{"prompt": "seventeen plus four", "answer": 21}',
+        '{"prompt": "What is 1 plus 1?"}',
+    )
+    out, kept = tmp_path / "rows.jsonl", tmp_path / "bins"
+    r = CliRunner().invoke(app, ["probe", str(path), "--mode", "regex_baseline", "-o", str(out), "--save-binaries", str(kept)])
+    assert r.exit_code == 0, r.output
+    assert "regex_baseline: 4 prompts: 3 parsed, 3 binaries ran" in r.output
+    assert "answer_accuracy 0.3333 [" in r.output and "(1/3 with an answer)" in r.output
+    assert "wrong, line 2: 'What is 2 plus 2?': read a=2, b=2, printed '4', want 5 (wrong_output)" in r.output
+    assert "wrong, line 3: 'seventeen plus four': read nothing, printed nothing, want 21 (parse_error)" in r.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(row["line"], row["correct"], row["verdict"], row["printed"]) for row in rows] == [
+        (1, True, "ok", "13\n"), (2, False, "wrong_output", "4\n"), (3, False, "parse_error", None), (4, None, "ok", "2\n"),
+    ]
+    assert sorted(p.name for p in kept.iterdir()) == ["line00001", "line00002", "line00004"]
+    assert (kept / "line00001").read_bytes() == golden(17, -4)
+    assert hashlib.sha256((kept / "line00004").read_bytes()).hexdigest() == rows[3]["binary_sha256"]
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(-5000, 5000), st.integers(-5000, 5000), st.integers(-3, 3))
+def test_a_probe_answer_counts_the_sum_printed_not_the_patch(a, b, off):
+    """Any patch whose binary prints the answer is right: the model 'writes' (a, b) and the
+    file's answer is a + b + off."""
+    from exe_coder.decode.probe import ProbePrompt, probe_one
+
+    row = probe_one(ProbePrompt(1, "anything", a + b + off), patch_text(a, b), TRACK_A, "add")
+    assert row.correct is (off == 0) and row.printed == f"{a + b}\n" and (row.a, row.b) == (a, b)
+
+
+def test_probe_with_a_model_needs_weights_and_names_a_too_long_prompt(tmp_path, weights):
+    path = _probe_file(tmp_path, '{"prompt": "What is 1 plus 2?", "answer": 3}', json.dumps({"prompt": "z" * 200, "answer": 1}))
+    r = CliRunner().invoke(app, ["probe", str(path)])
+    assert isinstance(r.exception, UserError) and "needs --weights" in str(r.exception)
+    r = CliRunner().invoke(app, ["probe", str(path), "--weights", str(weights), "--batch-size", "1"])
+    assert isinstance(r.exception, UserError) and str(r.exception).startswith(f"{path}:2: prompt is")
+
+
+def test_probe_with_a_model_decodes_each_prompt(tmp_path, weights, monkeypatch):
+    _decodes_to(monkeypatch, "A=10;B=3\n")  # whatever the prompt
+    path = _probe_file(tmp_path, '{"prompt": "What is 6 plus 7?", "answer": 13}', '{"prompt": "What is 6 plus 6?", "answer": 12}')
+    r = CliRunner().invoke(app, ["probe", str(path), "--weights", str(weights), "--batch-size", "1"])
+    assert r.exit_code == 0, r.output
+    assert "answer_accuracy 0.5000" in r.output and "wrong, line 2: 'What is 6 plus 6?': read a=10, b=3, printed '13', want 12" in r.output

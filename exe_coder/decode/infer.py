@@ -67,11 +67,14 @@ class RegexBaselinePredictor:
     mode: str = "regex_baseline"
 
     def predict(self, examples: Sequence[Example]) -> list[str]:
+        return self.predict_prompts([e.prompt for e in examples])
+
+    def predict_prompts(self, prompts: Sequence[str]) -> list[str]:
         from exe_coder.decode.regex_baseline import extract_operands
 
         texts = []
-        for e in examples:
-            ops = extract_operands(e.prompt)
+        for prompt in prompts:
+            ops = extract_operands(prompt)
             texts.append("" if ops is None else patch_text(*ops))
         return texts
 
@@ -87,12 +90,13 @@ class ModelPredictor:
 
     def predict(self, examples: Sequence[Example]) -> list[str]:
         try:
-            gen = generate(
-                self.model, [e.prompt for e in examples], self.track.constraint,
-                sampling=self.sampling, max_tokens=self.track.max_tokens,
-            )
+            return self.predict_prompts([e.prompt for e in examples])
         except PromptTooLong as err:
             raise UserError(f"example {examples[err.row].id}: {err}") from None
+
+    def predict_prompts(self, prompts: Sequence[str]) -> list[str]:
+        """One text a prompt; ``PromptTooLong`` names the row that does not fit."""
+        gen = generate(self.model, list(prompts), self.track.constraint, sampling=self.sampling, max_tokens=self.track.max_tokens)
         return [self.track.decode_tokens(ids) for ids in gen.tokens]  # the track spells its tokens
 
 
@@ -149,7 +153,7 @@ def run_inference(
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
     out: list[Prediction] = []
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(f"infer {predictor.mode}", total=len(examples))
         for start in range(0, len(examples), batch_size):
             batch = examples[start : start + batch_size]
@@ -162,7 +166,7 @@ def run_inference(
     return out
 
 
-def _progress(enabled: bool) -> Progress:
+def progress_bar(enabled: bool) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
