@@ -414,6 +414,7 @@ def probe_cmd(
     from exe_coder.decode.infer import ModelPredictor, RegexBaselinePredictor, load_trained
     from exe_coder.decode.probe import load_probe, run_probe, summary_lines, write_rows
     from exe_coder.decode.track import PatchTrack, track_for
+    from exe_coder.errors import excerpt
 
     if out is not None:
         files.check_destination(out)  # before the slow part, not after it
@@ -432,7 +433,7 @@ def probe_cmd(
                      save_dir=save_binaries, source=input)
     wrong = [r for r in rows if r.correct is False]
     for r in wrong[:show]:
-        read = f"a={r.a}, b={r.b}" if r.a is not None else repr(r.text.strip()) if r.text.strip() else "nothing"
+        read = f"a={r.a}, b={r.b}" if r.a is not None else excerpt(r.text.strip()) if r.text.strip() else "nothing"
         printed = "nothing" if r.printed is None else repr(r.printed.strip())
         typer.echo(f"wrong, line {r.line}: {r.prompt!r}: read {read}, printed {printed}, want {r.answer} ({r.verdict})")
     if len(wrong) > show:
