@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from exe_coder import cli
-from exe_coder.cli import InferMode, app
+from exe_coder.cli import InferMode, ProbeMode, app
 from exe_coder.paths import SPEC_SUFFIX, SPECS_DIR, shipped
 
 runner = CliRunner()
@@ -48,6 +48,7 @@ def test_the_rl_table_survives_in_evaluate_help():
     "name,choices",
     [
         ("infer", "sft_patch_model|oracle|regex_baseline"),
+        ("probe", "sft_patch_model|regex_baseline"),
         ("verify", "auto|native|emulate"),
         ("evaluate", "val|test"),
         ("run-stage", "|".join(shipped(SPECS_DIR, SPEC_SUFFIX))),
@@ -61,6 +62,7 @@ def test_infer_modes_are_the_decoders_modes():
     from exe_coder.decode.infer import MODES
 
     assert [m.value for m in InferMode] == list(MODES)
+    assert [m.value for m in ProbeMode] == [m for m in MODES if m != "oracle"]  # a probe has no gold patch
 
 
 @pytest.mark.parametrize("name,command", COMMANDS, ids=[n for n, _ in COMMANDS])
@@ -143,6 +145,7 @@ class _Reexec(Exception):
 @pytest.mark.parametrize("command", [
     ["infer", "--input", "missing.jsonl", "-o", "p.jsonl"],
     ["generate", "What is 1 plus 2?", "--weights", "missing_run", "-o", "e"],
+    ["probe", "missing.jsonl", "--weights", "missing_run"],
     ["train", "--config", "missing.toml"],
     ["run-stage", "stage0"],
     ["acceptance"],
