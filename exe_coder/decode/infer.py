@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -39,6 +39,7 @@ from exe_coder.runtime.outcome import Outcome, OutcomeKind
 from exe_coder.runtime.verify import verify
 
 MODES = ("sft_patch_model", "oracle", "regex_baseline")
+T = TypeVar("T")
 
 
 class Predictor(Protocol):
@@ -150,20 +151,26 @@ def run_inference(
     ``latency.generate_ms`` is the batch's generation time divided by its rows (the amortised
     cost a prompt pays in a batch of ``batch_size``); use ``batch_size=1`` for single-prompt latency.
     """
+    out: list[Prediction] = []
+    for batch in in_batches(examples, batch_size, f"infer {predictor.mode}", progress):
+        t0 = time.perf_counter()
+        texts = predictor.predict(batch)
+        per_row_ms = (time.perf_counter() - t0) * 1e3 / len(batch)
+        for example, text in zip(batch, texts, strict=True):
+            out.append(predict_one(example, text, track, predictor.mode, per_row_ms, save_dir))
+    return out
+
+
+def in_batches(items: Sequence[T], batch_size: int, description: str, progress: bool) -> Iterator[Sequence[T]]:
+    """``items`` in order, ``batch_size`` at a time, under a progress bar that counts them."""
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
-    out: list[Prediction] = []
     with progress_bar(progress) as bar:
-        task = bar.add_task(f"infer {predictor.mode}", total=len(examples))
-        for start in range(0, len(examples), batch_size):
-            batch = examples[start : start + batch_size]
-            t0 = time.perf_counter()
-            texts = predictor.predict(batch)
-            per_row_ms = (time.perf_counter() - t0) * 1e3 / len(batch)
-            for example, text in zip(batch, texts, strict=True):
-                out.append(predict_one(example, text, track, predictor.mode, per_row_ms, save_dir))
-                bar.advance(task)
-    return out
+        task = bar.add_task(description, total=len(items))
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            yield batch
+            bar.advance(task, len(batch))
 
 
 def progress_bar(enabled: bool) -> Progress:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from exe_coder import files
 from exe_coder.decode.generate import PromptTooLong
-from exe_coder.decode.infer import progress_bar, save_binary, verify_reconstruction
+from exe_coder.decode.infer import in_batches, save_binary, verify_reconstruction
 from exe_coder.decode.track import Track
 from exe_coder.errors import UserError, excerpt
 from exe_coder.evaluate.intervals import wilson
@@ -119,20 +119,13 @@ def run_probe(
 ) -> list[ProbeRow]:
     """Every prompt through the predictor (``infer``'s model or regex baseline), then realize and
     verify, in file order; ``source``, the probe file, is named when a prompt is too long."""
-    if batch_size < 1:
-        raise UserError(f"batch size must be >= 1, got {batch_size}")
     rows: list[ProbeRow] = []
-    with progress_bar(progress) as bar:
-        task = bar.add_task(f"probe {predictor.mode}", total=len(items))
-        for start in range(0, len(items), batch_size):
-            batch = items[start : start + batch_size]
-            try:
-                texts = predictor.predict_prompts([item.prompt for item in batch])
-            except PromptTooLong as err:
-                raise UserError(str(err), source, batch[err.row].line) from None
-            for item, text in zip(batch, texts, strict=True):
-                rows.append(probe_one(item, text, track, program, save_dir))
-                bar.advance(task)
+    for batch in in_batches(items, batch_size, f"probe {predictor.mode}", progress):
+        try:
+            texts = predictor.predict_prompts([item.prompt for item in batch])
+        except PromptTooLong as err:
+            raise UserError(str(err), source, batch[err.row].line) from None
+        rows.extend(probe_one(item, text, track, program, save_dir) for item, text in zip(batch, texts, strict=True))
     return rows
 
 
