@@ -412,7 +412,7 @@ def probe_cmd(
     _use_fast_blas()
     from exe_coder import files
     from exe_coder.decode.infer import ModelPredictor, RegexBaselinePredictor, load_trained
-    from exe_coder.decode.probe import load_probe, run_probe, summary_lines, write_rows
+    from exe_coder.evaluate.probe import load_probe, run_probe, summary_lines, write_rows
     from exe_coder.decode.track import PatchTrack, track_for
     from exe_coder.errors import excerpt
 

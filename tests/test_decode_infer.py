@@ -446,7 +446,7 @@ def test_probe_scores_the_printed_answer_and_keeps_every_row(tmp_path):
 def test_a_probe_answer_counts_the_sum_printed_not_the_patch(a, b, off):
     """Any patch whose binary prints the answer is right: the model 'writes' (a, b) and the
     file's answer is a + b + off."""
-    from exe_coder.decode.probe import ProbePrompt, probe_one
+    from exe_coder.evaluate.probe import ProbePrompt, probe_one
 
     row = probe_one(ProbePrompt(1, "anything", a + b + off), patch_text(a, b), TRACK_A, "add")
     assert row.correct is (off == 0) and row.printed == f"{a + b}\n" and (row.a, row.b) == (a, b)
