@@ -408,9 +408,12 @@ def test_a_bad_probe_line_is_a_one_line_error_naming_file_and_line(tmp_path, lin
     assert not out.exists()
 
 
-def test_an_empty_or_missing_probe_file_is_a_user_error(tmp_path):
+def test_an_empty_missing_or_binary_probe_file_is_a_user_error(tmp_path):
     empty = _probe_file(tmp_path, "", "  ")
-    for path, message in ((empty, "holds no prompt"), (tmp_path / "absent.jsonl", "no such probe file")):
+    binary = tmp_path / "add"
+    binary.write_bytes(golden(1, 2))
+    cases = ((empty, "holds no prompt"), (tmp_path / "absent.jsonl", "no such probe file"), (binary, "not UTF-8 text"))
+    for path, message in cases:
         r = CliRunner().invoke(app, ["probe", str(path), "--mode", "regex_baseline"])
         assert isinstance(r.exception, UserError) and message in str(r.exception)
 

@@ -61,8 +61,12 @@ def load_probe(path: str | Path) -> list[ProbePrompt]:
     path = Path(path)
     if not path.is_file():
         raise UserError("no such probe file (JSONL: one {\"prompt\": ..., \"answer\": ...} a line)", path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"not UTF-8 text (byte {err.start}): a probe file is JSONL", path) from None
     prompts = []
-    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
         try:
