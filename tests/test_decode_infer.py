@@ -469,3 +469,14 @@ def test_probe_with_a_model_decodes_each_prompt(tmp_path, weights, monkeypatch):
     r = CliRunner().invoke(app, ["probe", str(path), "--weights", str(weights), "--batch-size", "1"])
     assert r.exit_code == 0, r.output
     assert "answer_accuracy 0.5000" in r.output and "wrong, line 2: 'What is 6 plus 6?': read a=10, b=3, printed '13', want 12" in r.output
+
+
+def test_probe_warns_when_a_prompts_number_lies_beyond_the_models_bounds(tmp_path, weights, monkeypatch):
+    _decodes_to(monkeypatch, "A=50;B=-3\n")  # bounds [-50, 50]: what a clamped 5000 looks like
+    path = _probe_file(tmp_path, '{"prompt": "What is 5000 plus -3?", "answer": 4997}')
+    out = tmp_path / "rows.jsonl"
+    r = CliRunner().invoke(app, ["probe", str(path), "--weights", str(weights), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "1 with a warning, first line 1: the prompt's number 5000 is outside the model's decode bounds [-50, 50]" in r.output
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["correct"] is False and any("a=50 sits on a decode bound" in w for w in row["warnings"])

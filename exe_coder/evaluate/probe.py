@@ -25,7 +25,9 @@ from pydantic import BaseModel, ConfigDict
 
 from exe_coder import files
 from exe_coder.decode.generate import PromptTooLong
+from exe_coder.decode.grammar import DecodeGrammar
 from exe_coder.decode.infer import in_batches, save_binary, verify_reconstruction
+from exe_coder.decode.prompt_check import prompt_warnings
 from exe_coder.decode.track import Track
 from exe_coder.errors import UserError, excerpt
 from exe_coder.evaluate.intervals import wilson
@@ -54,6 +56,9 @@ class ProbeRow(BaseModel):
     printed: str | None = None  # the binary's stdout, when it ran
     correct: bool | None = None  # printed the answer; None without an answer
     binary_sha256: str | None = None
+    # reasons to doubt the operands came from the prompt (as `generate` warns): no number in it,
+    # a number beyond the model's decode bounds, an operand on a bound
+    warnings: list[str] = []
 
 
 def load_probe(path: str | Path) -> list[ProbePrompt]:
@@ -91,9 +96,14 @@ def probe_one(item: ProbePrompt, text: str, track: Track, program: str, save_dir
     """Realize ``text`` as ``program``, run it, and judge it against the item's answer."""
     rec = track.realize(text, program)
     a, b = rec.operands if rec.operands is not None else (None, None)
+    grammar = track.constraint  # Track A's grammar holds the operand bounds; Track B has none
+    warnings = []
+    if isinstance(grammar, DecodeGrammar):
+        warnings = prompt_warnings(item.prompt, rec.operands, grammar.min_int, grammar.max_int)
     if rec.image is None:
         return ProbeRow(line=item.line, prompt=item.prompt, answer=item.answer, text=text, a=a, b=b,
-                        verdict=verify_reconstruction(rec, "").label, correct=None if item.answer is None else False)
+                        verdict=verify_reconstruction(rec, "").label, correct=None if item.answer is None else False,
+                        warnings=warnings)
     if item.answer is not None:
         expect = f"{item.answer}\n"
     else:  # no answer: the binary is checked against what the model read (Track B: only run)
@@ -106,7 +116,7 @@ def probe_one(item: ProbePrompt, text: str, track: Track, program: str, save_dir
         line=item.line, prompt=item.prompt, answer=item.answer, text=text, a=a, b=b, verdict=outcome.label,
         printed=outcome.stdout.decode("latin-1") if ran else None,
         correct=None if item.answer is None else outcome.answers(expect),
-        binary_sha256=hashlib.sha256(rec.image).hexdigest(),
+        binary_sha256=hashlib.sha256(rec.image).hexdigest(), warnings=warnings,
     )
 
 
@@ -147,6 +157,9 @@ def summary_lines(rows: Sequence[ProbeRow]) -> list[str]:
         lines.append(f"answer_accuracy {k / len(judged):.4f} [{lo:.3f}, {hi:.3f}] ({k}/{len(judged)} with an answer)")
     else:
         lines.append("no prompt gives an answer: nothing to score (each row says what its binary printed)")
+    warned = [r for r in rows if r.warnings]
+    if warned:
+        lines.append(f"{len(warned)} with a warning, first line {warned[0].line}: {warned[0].warnings[0]}")
     return lines
 
 
