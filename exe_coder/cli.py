@@ -117,6 +117,12 @@ _RANKS_HELP = (
 )
 
 
+def _check_binaries_folder(path: Path | None) -> None:
+    """``--save-binaries`` names a folder (made when absent), never an existing file."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise UserError("--save-binaries needs a folder, and this is a file", path)
+
+
 def _use_fast_blas() -> None:
     """Commands that run a model (train, infer, generate, run-stage, acceptance) re-execute once
     with OpenBLAS preloaded on Linux (see train/blas.py): Track B decodes 4.3x faster with it."""
@@ -326,8 +332,7 @@ def infer_cmd(
         mode.value, weights, sampling=sampling, min_int=decode_min_int, max_int=decode_max_int, track=track
     )
     examples = load_examples(input)[:limit]
-    if save_binaries is not None and save_binaries.exists() and not save_binaries.is_dir():
-        raise UserError("--save-binaries needs a folder, and this is a file", save_binaries)
+    _check_binaries_folder(save_binaries)
     predictions = run_inference(
         examples, predictor, track, batch_size=batch_size, progress=True, save_dir=save_binaries
     )
@@ -418,8 +423,7 @@ def probe_cmd(
 
     if out is not None:
         files.check_destination(out)  # before the slow part, not after it
-    if save_binaries is not None and save_binaries.exists() and not save_binaries.is_dir():
-        raise UserError("--save-binaries needs a folder, and this is a file", save_binaries)
+    _check_binaries_folder(save_binaries)
     items = load_probe(input)
     if mode is ProbeMode.sft_patch_model:
         if weights is None:

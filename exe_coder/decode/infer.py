@@ -101,6 +101,15 @@ class ModelPredictor:
         return [self.track.decode_tokens(ids) for ids in gen.tokens]  # the track spells its tokens
 
 
+def operand_warnings(prompt: str, operands: tuple[int, int] | None, track: Track) -> list[str]:
+    """``prompt_warnings`` within the track's decode bounds: Track A's grammar holds them; Track B
+    writes no operands and has none, so it gets no warning."""
+    grammar = track.constraint
+    if not isinstance(grammar, DecodeGrammar):
+        return []
+    return prompt_warnings(prompt, operands, grammar.min_int, grammar.max_int)
+
+
 def verify_reconstruction(rec: Reconstruction, expect_stdout: str) -> Outcome:
     """The verifier's verdict on a reconstruction; ``parse_error`` when it made no binary."""
     if rec.image is None:
@@ -342,10 +351,7 @@ def generate_executable(
     generate_ms = (time.perf_counter() - t0) * 1e3
     text = track.decode_tokens(ids)
     rec = track.realize(text, program)
-    bounds = track.constraint  # Track A's grammar holds the operand bounds; Track B has none
-    warnings = ()
-    if isinstance(bounds, DecodeGrammar):
-        warnings = tuple(prompt_warnings(prompt, rec.operands, bounds.min_int, bounds.max_int))
+    warnings = tuple(operand_warnings(prompt, rec.operands, track))
     if rec.image is None:
         outcome = verify_reconstruction(rec, "")
         return GeneratedExecutable(text, rec.operands, None, None, outcome, generate_ms, warnings)

@@ -25,9 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from exe_coder import files
 from exe_coder.decode.generate import PromptTooLong
-from exe_coder.decode.grammar import DecodeGrammar
-from exe_coder.decode.infer import in_batches, save_binary, verify_reconstruction
-from exe_coder.decode.prompt_check import prompt_warnings
+from exe_coder.decode.infer import in_batches, operand_warnings, save_binary, verify_reconstruction
 from exe_coder.decode.track import Track
 from exe_coder.errors import UserError, excerpt
 from exe_coder.evaluate.intervals import wilson
@@ -96,10 +94,7 @@ def probe_one(item: ProbePrompt, text: str, track: Track, program: str, save_dir
     """Realize ``text`` as ``program``, run it, and judge it against the item's answer."""
     rec = track.realize(text, program)
     a, b = rec.operands if rec.operands is not None else (None, None)
-    grammar = track.constraint  # Track A's grammar holds the operand bounds; Track B has none
-    warnings = []
-    if isinstance(grammar, DecodeGrammar):
-        warnings = prompt_warnings(item.prompt, rec.operands, grammar.min_int, grammar.max_int)
+    warnings = operand_warnings(item.prompt, rec.operands, track)
     if rec.image is None:
         return ProbeRow(line=item.line, prompt=item.prompt, answer=item.answer, text=text, a=a, b=b,
                         verdict=verify_reconstruction(rec, "").label, correct=None if item.answer is None else False,
@@ -111,10 +106,9 @@ def probe_one(item: ProbePrompt, text: str, track: Track, program: str, save_dir
     outcome = verify(rec.image, expect_stdout=expect)
     if save_dir is not None:
         save_binary(save_dir, f"line{item.line:05d}", rec.image)
-    ran = outcome.exec_ok
     return ProbeRow(
         line=item.line, prompt=item.prompt, answer=item.answer, text=text, a=a, b=b, verdict=outcome.label,
-        printed=outcome.stdout.decode("latin-1") if ran else None,
+        printed=outcome.stdout.decode("latin-1") if outcome.exec_ok else None,
         correct=None if item.answer is None else outcome.answers(expect),
         binary_sha256=hashlib.sha256(rec.image).hexdigest(), warnings=warnings,
     )
