@@ -250,3 +250,43 @@ def test_stage4_shapes_variant_keeps_stage4s_val_and_test(spec, variant):
     ours, theirs = sample_stage(variant, sizes), sample_stage(spec, sizes)
     assert ours["train"] != theirs["train"]
     assert ours["val"] == theirs["val"] and ours["test"] == theirs["test"]
+
+
+# docs/variants/stage4_replay.spec (session 33): stage4 whose training split also replays stages
+# 1-3's compositional sums, from a copy of compose.prompts whose c09 cannot say "the total of"
+# (a phrasing of stage4's held-out h01); an experiment (docs/experiments.md).
+REPLAY = REPO_ROOT / "docs" / "variants" / "stage4_replay.spec"
+
+
+@pytest.fixture(scope="module")
+def replay():
+    return load_spec(REPLAY)
+
+
+def _book_name(spec, template):
+    book = spec.book_of(template.id)
+    return book.name if book else None  # a fixed template belongs to no phrasebook
+
+
+def test_stage4_replay_variant_trains_on_stage4s_frames_and_compose_without_h01s_wording(spec, replay):
+    compose = load_spec(SPECS_DIR / "stage3.spec")
+    theirs = {t.id: t for t in compose.templates_for("train") if _book_name(compose, t) == "compose"}
+    ours = [t for t in replay.templates_for("train") if _book_name(replay, t) == "compose_replay"]
+    assert [t.id for t in replay.templates_for("train")] == list(spec.train_template_ids) + [t.id for t in ours]
+    # the same 30 families, all but c09 word for word
+    assert [t.id for t in ours] == list(theirs) and len(ours) == 30
+    changed = {t.id for t in ours if wordings(replay, [t]) != wordings(compose, [theirs[t.id]])}
+    assert changed == {"c09"}
+    assert wordings(replay, [next(t for t in ours if t.id == "c09")]) < wordings(compose, [theirs["c09"]])
+    # compose itself would leak h01 into stage4's training split; the copy does not
+    h01 = wordings(spec, [t for t in spec.templates_for("test") if t.id == "h01"])
+    assert wordings(compose, [theirs["c09"]]) & h01
+    assert not split_wordings(replay, "train") & split_wordings(replay, "test")
+
+
+def test_stage4_replay_variant_keeps_stage4s_val_and_test(spec, replay):
+    assert [t.id for t in replay.templates_for("test")] == [t.id for t in spec.templates_for("test")]
+    sizes = {"train": 200, "val": 300, "test": 300}
+    ours, theirs = sample_stage(replay, sizes), sample_stage(spec, sizes)
+    assert ours["train"] != theirs["train"]
+    assert ours["val"] == theirs["val"] and ours["test"] == theirs["test"]
