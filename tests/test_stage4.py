@@ -227,29 +227,20 @@ VARIANT = REPO_ROOT / "docs" / "variants" / "stage4_shapes.spec"
 
 
 @pytest.fixture(scope="module")
-def variant():
+def shapes_variant():
     return load_spec(VARIANT)
 
 
-def test_stage4_shapes_variant_adds_training_shapes_in_both_operations(spec, variant, probe):
-    shapes = [t for t in variant.templates_for("train") if variant.book_of(t.id).name == "shapes4"]
-    assert [t.id for t in variant.templates_for("train")] == list(spec.train_template_ids) + [t.id for t in shapes]
+def test_stage4_shapes_variant_adds_training_shapes_in_both_operations(spec, shapes_variant, probe):
+    shapes = [t for t in shapes_variant.templates_for("train") if shapes_variant.book_of(t.id).name == "shapes4"]
+    assert [t.id for t in shapes_variant.templates_for("train")] == list(spec.train_template_ids) + [t.id for t in shapes]
     # frames come in pairs, a sum then a difference, so no shape tells the operation
     assert len(shapes) >= 20 and [t.op for t in shapes] == ["add", "sub"] * (len(shapes) // 2)
     # thousands of phrasings, none of them a held-out or fresh-probe phrasing (stage4's own
     # training frames are checked above)
-    ours = wordings(variant, shapes)
+    ours = wordings(shapes_variant, shapes)
     assert len(ours) >= 10_000
-    assert not ours & split_wordings(variant, "test") and not ours & split_wordings(probe, "test")
-
-
-def test_stage4_shapes_variant_keeps_stage4s_val_and_test(spec, variant):
-    """Its figures compare with stage4's because its val and test splits are stage4's own."""
-    assert [t.id for t in variant.templates_for("test")] == [t.id for t in spec.templates_for("test")]
-    sizes = {"train": 200, "val": 300, "test": 300}
-    ours, theirs = sample_stage(variant, sizes), sample_stage(spec, sizes)
-    assert ours["train"] != theirs["train"]
-    assert ours["val"] == theirs["val"] and ours["test"] == theirs["test"]
+    assert not ours & split_wordings(shapes_variant, "test") and not ours & split_wordings(probe, "test")
 
 
 # docs/variants/stage4_replay.spec (session 33): stage4 whose training split also replays stages
@@ -259,7 +250,7 @@ REPLAY = REPO_ROOT / "docs" / "variants" / "stage4_replay.spec"
 
 
 @pytest.fixture(scope="module")
-def replay():
+def replay_variant():
     return load_spec(REPLAY)
 
 
@@ -268,25 +259,28 @@ def _book_name(spec, template):
     return book.name if book else None  # a fixed template belongs to no phrasebook
 
 
-def test_stage4_replay_variant_trains_on_stage4s_frames_and_compose_without_h01s_wording(spec, replay):
+def test_stage4_replay_variant_trains_on_stage4s_frames_and_compose_without_h01s_wording(spec, replay_variant):
     compose = load_spec(SPECS_DIR / "stage3.spec")
     theirs = {t.id: t for t in compose.templates_for("train") if _book_name(compose, t) == "compose"}
-    ours = [t for t in replay.templates_for("train") if _book_name(replay, t) == "compose_replay"]
-    assert [t.id for t in replay.templates_for("train")] == list(spec.train_template_ids) + [t.id for t in ours]
+    ours = [t for t in replay_variant.templates_for("train") if _book_name(replay_variant, t) == "compose_replay"]
+    assert [t.id for t in replay_variant.templates_for("train")] == list(spec.train_template_ids) + [t.id for t in ours]
     # the same 30 families, all but c09 word for word
     assert [t.id for t in ours] == list(theirs) and len(ours) == 30
-    changed = {t.id for t in ours if wordings(replay, [t]) != wordings(compose, [theirs[t.id]])}
+    changed = {t.id for t in ours if wordings(replay_variant, [t]) != wordings(compose, [theirs[t.id]])}
     assert changed == {"c09"}
-    assert wordings(replay, [next(t for t in ours if t.id == "c09")]) < wordings(compose, [theirs["c09"]])
+    c09 = wordings(replay_variant, [next(t for t in ours if t.id == "c09")])
+    assert c09 < wordings(compose, [theirs["c09"]])
     # compose itself would leak h01 into stage4's training split; the copy does not
     h01 = wordings(spec, [t for t in spec.templates_for("test") if t.id == "h01"])
-    assert wordings(compose, [theirs["c09"]]) & h01
-    assert not split_wordings(replay, "train") & split_wordings(replay, "test")
+    assert wordings(compose, [theirs["c09"]]) & h01 and not c09 & h01
 
 
-def test_stage4_replay_variant_keeps_stage4s_val_and_test(spec, replay):
-    assert [t.id for t in replay.templates_for("test")] == [t.id for t in spec.templates_for("test")]
+@pytest.mark.parametrize("name", ["shapes_variant", "replay_variant"])
+def test_stage4_variants_keep_stage4s_val_and_test(request, spec, name):
+    """A variant's figures compare with stage4's because its val and test splits are stage4's own."""
+    other = request.getfixturevalue(name)
+    assert [t.id for t in other.templates_for("test")] == [t.id for t in spec.templates_for("test")]
     sizes = {"train": 200, "val": 300, "test": 300}
-    ours, theirs = sample_stage(replay, sizes), sample_stage(spec, sizes)
+    ours, theirs = sample_stage(other, sizes), sample_stage(spec, sizes)
     assert ours["train"] != theirs["train"]
     assert ours["val"] == theirs["val"] and ours["test"] == theirs["test"]
