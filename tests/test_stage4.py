@@ -232,7 +232,7 @@ def shapes_variant():
 
 
 def test_stage4_shapes_variant_adds_training_shapes_in_both_operations(spec, shapes_variant, probe):
-    shapes = [t for t in shapes_variant.templates_for("train") if shapes_variant.book_of(t.id).name == "shapes4"]
+    shapes = shapes_variant.prompt_set("shapes4").templates
     assert [t.id for t in shapes_variant.templates_for("train")] == list(spec.train_template_ids) + [t.id for t in shapes]
     # frames come in pairs, a sum then a difference, so no shape tells the operation
     assert len(shapes) >= 20 and [t.op for t in shapes] == ["add", "sub"] * (len(shapes) // 2)
@@ -254,15 +254,10 @@ def replay_variant():
     return load_spec(REPLAY)
 
 
-def _book_name(spec, template):
-    book = spec.book_of(template.id)
-    return book.name if book else None  # a fixed template belongs to no phrasebook
-
-
 def test_stage4_replay_variant_trains_on_stage4s_frames_and_compose_without_h01s_wording(spec, replay_variant):
     compose = load_spec(SPECS_DIR / "stage3.spec")
-    theirs = {t.id: t for t in compose.templates_for("train") if _book_name(compose, t) == "compose"}
-    ours = [t for t in replay_variant.templates_for("train") if _book_name(replay_variant, t) == "compose_replay"]
+    theirs = {t.id: t for t in compose.prompt_set("compose").templates}
+    ours = replay_variant.prompt_set("compose_replay").templates
     assert [t.id for t in replay_variant.templates_for("train")] == list(spec.train_template_ids) + [t.id for t in ours]
     # the same 30 families, all but c09 word for word
     assert [t.id for t in ours] == list(theirs) and len(ours) == 30
