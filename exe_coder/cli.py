@@ -493,7 +493,7 @@ def run_stage_cmd(
     force: bool = typer.Option(False, "--force", help="Rebuild the dataset and train from scratch."),
     set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
     seed: int | None = typer.Option(None, "--seed", help="Shorthand for --set run.seed=N."),
-    seeds: str | None = typer.Option(None, "--seeds", help="Run once a seed, e.g. 1,2,3 (as <name>_seed<N>, one build), then print and write the mean ± sd table."),
+    seeds: str | None = typer.Option(None, "--seeds", help="Run once a seed, e.g. 1,2,3 or 1 (as <name>_seed<N>, one build), then print and write the table (mean ± sd for two or more)."),
     ranks: int | None = typer.Option(None, "--ranks", min=1, help=_RANKS_HELP),
     track: RunTrack = typer.Option(RunTrack.a, "--track", case_sensitive=False, help="a: the operand patch; b: the model writes the whole image (stage1, stage1b, stage1_text, stage1b_text). Ignored with --config."),
 ) -> None:

@@ -257,7 +257,8 @@ _SEED_ITEM = re.compile(r"[+-]?[0-9]+")
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``--seeds 1,2,3``: two or more distinct integers, in the order given."""
+    """``--seeds 1,2,3``: distinct integers, in the order given; one is a seed of a group compare
+    completes later (``--seeds 1`` today, ``--seeds 2,3`` tomorrow)."""
     seeds = []
     for item in text.split(","):
         if not _SEED_ITEM.fullmatch(item.strip()):
@@ -266,8 +267,6 @@ def parse_seeds(text: str) -> list[int]:
     twice = [s for i, s in enumerate(seeds) if s in seeds[:i]]
     if twice:
         raise UserError(f"--seeds {text!r}: seed {twice[0]} is given twice; each seed runs once")
-    if len(seeds) < 2:
-        raise UserError(f"--seeds {text!r}: a mean and standard deviation need two or more seeds (one seed: --seed)")
     return seeds
 
 
@@ -305,14 +304,16 @@ def run_stage_seeds(
 
     Seed N runs as ``<name>_seed<N>`` with its checkpoints in ``<output_dir>_seed<N>``, so no seed
     overwrites another, and all train on one build: the data's seed is the spec's, not the run's,
-    so only the first run may rebuild (``--force``). The table (mean ± sd a metric, test and val)
-    is written to ``<reports>/<stage>/<name>_seeds.{md,csv}``.
+    so only the first run may rebuild (``--force``). The table (mean ± sd a metric, test and val,
+    where two or more seeds ran) is written to ``<reports>/<stage>/<name>_seeds.{md,csv}``. One
+    seed runs so too, named as its group's seeds are, so a chain of stages (``{seed}`` in the
+    next config's start) can go one seed at a time.
     """
     from exe_coder.evaluate.compare import csv_text, markdown, row_of, seed_groups
     from exe_coder.train.config import apply_overrides, load_config
 
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        raise UserError(f"seeds {seeds}: give two or more distinct seeds")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"seeds {seeds}: give one or more distinct seeds")
     console = console or Console(stderr=True)
     paths = paths or default_paths(stage, config, track)
     loaded = load_config(paths.config)

@@ -24,3 +24,31 @@ def test_every_kept_report_loads_and_carries_its_run_card(folder):
         assert path.name == f"{stage}_{report.split}.json", path  # as run-stage names them
     rows, _, _ = compare([DOCS / folder], "all")
     assert len(rows) == len(files)
+
+
+@pytest.mark.parametrize(
+    "stage,config,start,runs",
+    [("stage3", "rl_mainline", "sft_stage3_shapes", "rl_stage3_from_shapes"),
+     ("stage4", "rl_stage4", "sft_stage4_from_stage3", "rl_stage4_from_stage3")],
+)
+def test_the_shipped_rl_runs_are_their_configs_and_group_as_one(stage, config, start, runs):
+    """The RL rows behind the README's stage3 and stage4 figures ran the shipped RL config with
+    each seed's SFT run as a literal init_ckpt (docs/results/README.md). Rebuilt from that
+    command, the config hashes to what each card recorded, and its hash without the seed is the
+    one the cards carry, so compare gives the three seeds one mean ± sd row."""
+    from exe_coder.paths import CONFIGS_DIR
+    from exe_coder.train.config import apply_overrides, load_config
+    from exe_coder.train.runcard import config_hashes
+
+    base = load_config(CONFIGS_DIR / f"{config}.toml")
+    for seed in (1, 2, 1337):
+        folder = DOCS / "results" / stage / f"{runs}_seed{seed}"
+        rebuilt = apply_overrides(base, [
+            f"run.seed={seed}", f'run.name="{runs}_seed{seed}"', f'run.output_dir="outputs/checkpoints/{runs}_seed{seed}"',
+            f'rl.init_ckpt="outputs/checkpoints/{start}_seed{seed}"'])
+        for _, report in load_reports(sorted(folder.glob("*.json"))):
+            card = report.run_card
+            assert (card.config_sha256, card.config_sha256_except_seed) == config_hashes(rebuilt)
+    _, groups, _ = compare([DOCS / "results" / stage], "test")
+    (group,) = [g for g in groups if g.run == f"{runs}_seed{{1,1337,2}}"]
+    assert group.seeds == [1, 2, 1337]

@@ -30,11 +30,22 @@ def spec():
     return load_spec(SPEC)
 
 
+# docs/probes/stage4_fresh{,2}.spec: frames written apart from stage4's (sessions 15 and 34), for
+# a one-off check of reading beyond both phrasebooks; each loads only while its wording stays out
+# of training. Name -> (frames, frames with a wording stage3 trains on).
+PROBES = {"stage4_fresh": (15, {"f02", "f03"}), "stage4_fresh2": (16, set())}
+
+
+@pytest.fixture(scope="module", params=sorted(PROBES))
+def probe_name(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def probe():
-    # docs/probes/stage4_fresh.spec: frames written apart from stage4's, for a one-off check of
-    # reading beyond both phrasebooks; it loads only while its wording stays out of training
-    return load_spec(REPO_ROOT / "docs" / "probes" / "stage4_fresh.spec")
+def probe(probe_name):
+    spec = load_spec(REPO_ROOT / "docs" / "probes" / f"{probe_name}.spec")
+    assert len(spec.templates_for("test")) == PROBES[probe_name][0]
+    return spec
 
 
 @pytest.fixture(scope="module")
@@ -83,18 +94,18 @@ def test_thousands_of_distinct_phrasings_and_none_held_out_in_train(spec):
 def test_fresh_probe_shares_no_wording_with_either_stage4_phrasebook(spec, probe):
     fresh = {t.id for t in probe.templates_for("test")}
     stage4_ids = set(spec.train_template_ids) | set(spec.heldout_template_ids)
-    assert len(fresh) == 15 and not fresh & (stage4_ids | set(probe.train_template_ids))
+    assert not fresh & (stage4_ids | set(probe.train_template_ids))
     assert not split_wordings(probe, "test") & (split_wordings(spec, "train") | split_wordings(spec, "test"))
 
 
-def test_stage3s_training_wording_reaches_only_h01_of_stage4s_held_out_frames(spec, probe):
+def test_stage3s_training_wording_reaches_only_h01_of_stage4s_held_out_frames(spec, probe, probe_name):
     """sft_stage4_from_stage3 starts from a model trained on stage3's phrasings, so a held-out
     stage4 frame with a wording stage3 trains on is not held out from it: today h01 ("find / give
-    me the total of {a} and {b}", stage3's t27) and the fresh probe's f02 and f03, which the
-    README's figures leave out where they say so. A phrasebook edit that leaks another frame fails
-    here."""
+    me the total of {a} and {b}", stage3's t27) and the first fresh probe's f02 and f03, which the
+    README's figures leave out where they say so; none of the second probe's. A phrasebook edit
+    that leaks another frame fails here."""
     stage3_train = split_wordings(load_spec(SPECS_DIR / "stage3.spec"), "train")
-    for split_spec, expected in ((spec, {"h01"}), (probe, {"f02", "f03"})):
+    for split_spec, expected in ((spec, {"h01"}), (probe, PROBES[probe_name][1])):
         leaked = {t.id for t in split_spec.templates_for("test") if wordings(split_spec, [t]) & stage3_train}
         assert leaked == expected
 

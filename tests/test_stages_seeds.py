@@ -21,7 +21,7 @@ from exe_coder.stages import STAGE_CONFIGS, StagePaths, parse_seeds, run_stage_s
 runner = CliRunner()
 
 
-@given(st.lists(st.integers(-(10**6), 10**6), min_size=2, max_size=6, unique=True), st.sampled_from(["", " "]))
+@given(st.lists(st.integers(-(10**6), 10**6), min_size=1, max_size=6, unique=True), st.sampled_from(["", " "]))
 def test_a_list_of_distinct_integers_is_read_in_order(seeds, pad):
     assert parse_seeds(",".join(f"{pad}{s}{pad}" for s in seeds)) == seeds
 
@@ -30,7 +30,7 @@ def test_a_list_of_distinct_integers_is_read_in_order(seeds, pad):
     "text,why",
     [("1,2,1", "seed 1 is given twice"), ("3,03", "seed 3 is given twice"), ("1,x", "'x' is not an integer"),
      ("1,,2", "'' is not an integer"), ("1.5,2", "'1.5' is not an integer"), ("1_0,2", "'1_0' is not an integer"),
-     ("7", "two or more seeds"), ("", "'' is not an integer"), ("1,\n2x", "'2x' is not an integer")],
+     ("", "'' is not an integer"), ("1,\n2x", "'2x' is not an integer")],
 )
 def test_a_bad_seed_list_is_a_one_line_error(text, why):
     with pytest.raises(UserError, match=why) as err:
@@ -74,6 +74,23 @@ def test_the_cli_hands_the_seeds_and_overrides_to_run_stage_seeds(monkeypatch, t
     assert seen["stage"] == "stage0" and seen["seeds"] == [3, 1, 2]
     assert seen["overrides"] == ["train.max_steps=3"]  # no run.seed: each seed sets its own
     assert "| the table |" in result.output and "x_seeds.md" in result.output
+
+
+def test_one_seed_runs_named_as_a_groups_seed_with_no_mean(tmp_path):
+    """--seeds 7 names the run <name>_seed7 in <output_dir>_seed7, where the next stage's
+    "{seed}" start finds it; one seed has no spread, so its table has no mean ± sd row."""
+    work = tmp_path / "w"
+    data_dir = work / "data" / "stage0"
+    config = acceptance_config(CONFIGS_DIR / f"{STAGE_CONFIGS['stage0']}.toml", work, data_dir, steps=4)
+    paths = StagePaths(spec=SPECS_DIR / "stage0.spec", config=config,
+                       predictions_dir=work / "predictions", reports_dir=work / "reports")
+    one = run_stage_seeds("stage0", [7], paths=paths, force=True, sizes={"train": 8, "val": 4, "test": 4},
+                          data_dir=data_dir, binaries_dir=work / "bin" / "stage0")
+    assert one.results[7].run_dir == work / "checkpoints_seed7"
+    card = json.loads((work / "reports" / "stage0" / "acceptance_seed7" / "run_card.json").read_text())
+    assert card["seed"] == 7 and card["run_name"] == "acceptance_seed7"
+    assert one.groups == [] and "mean ± sd)" not in one.table
+    assert [(r.run, r.split) for r in one.rows] == [("acceptance_seed7", "test"), ("acceptance_seed7", "val")]
 
 
 def test_two_seeds_share_one_build_keep_their_own_outputs_and_get_a_mean_and_sd(tmp_path, monkeypatch):

@@ -500,3 +500,19 @@ def test_a_seeded_chain_starts_each_seed_from_its_own_start_and_is_one_family():
     assert family(1, f"{start}_seed2") != family(base.run.seed, start)
     with pytest.raises(UserError, match=r"the one placeholder it may hold is \{seed\}"):
         apply_overrides(base, [f'init.warmstart_ckpt="{start}_{{name}}"'])
+
+
+def test_rl_seeds_started_from_their_sft_seeds_by_name_or_placeholder_are_one_family():
+    """RL seed N starts from SFT seed N, written as "<sft>_seed{seed}" or, as sessions 29-33 ran
+    it, the path itself: both are one recipe, so compare groups them; another seed's start is not."""
+    from exe_coder.train.runcard import config_hashes
+
+    base = load_config(CONFIGS_DIR / "rl_mainline.toml")
+    start = base.rl.init_ckpt
+
+    def family(seed: int, ckpt: str) -> str:
+        return config_hashes(apply_overrides(base, [f"run.seed={seed}", f'rl.init_ckpt="{ckpt}"']))[1]
+
+    assert family(base.run.seed, start) == family(1, f"{start}_seed1") == family(2, f"{start}_seed{{seed}}")
+    assert family(1, f"{start}_seed2") != family(1, f"{start}_seed1")
+    assert family(1, "outputs/checkpoints/other_seed1") != family(1, f"{start}_seed1")

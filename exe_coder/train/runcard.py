@@ -115,14 +115,17 @@ def _mlx_device() -> str | None:
 
 def config_hashes(config: TrainConfig) -> tuple[str, str]:
     """(sha256 of the config, sha256 of it without run.seed, run.name and run.output_dir, and
-    with the seed's own suffix taken off the start it warmstarts from)."""
+    with the seed's own suffix taken off the runs it starts from: the SFT warmstart and RL's
+    init_ckpt)."""
     raw = config.model_dump(mode="json", exclude_none=True)
     for key in _LABEL_KEYS:
         raw["run"].pop(key, None)
     # seed N of a chain starts from seed N of the run before (<output_dir>_seedN, by name or by
     # "{seed}"); the seed whose start has no suffix is the same recipe, so one family
-    start = config.init.start_checkpoint(config.run.seed)
-    raw["init"]["warmstart_ckpt"] = start.removesuffix(f"_seed{config.run.seed}")
+    seed = config.run.seed
+    raw["init"]["warmstart_ckpt"] = config.init.start_checkpoint(seed).removesuffix(f"_seed{seed}")
+    if "rl" in raw:
+        raw["rl"]["init_ckpt"] = config.rl.start_checkpoint(seed).removesuffix(f"_seed{seed}")
     rest = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
     return config.sha256(), rest
 
