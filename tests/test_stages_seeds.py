@@ -76,14 +76,20 @@ def test_the_cli_hands_the_seeds_and_overrides_to_run_stage_seeds(monkeypatch, t
     assert "| the table |" in result.output and "x_seeds.md" in result.output
 
 
+def _stage0_in(tmp_path, steps: int):
+    """(work folder, data folder, StagePaths) of a short stage0 run that writes only under tmp_path."""
+    work = tmp_path / "w"
+    data_dir = work / "data" / "stage0"
+    config = acceptance_config(CONFIGS_DIR / f"{STAGE_CONFIGS['stage0']}.toml", work, data_dir, steps=steps)
+    paths = StagePaths(spec=SPECS_DIR / "stage0.spec", config=config,
+                       predictions_dir=work / "predictions", reports_dir=work / "reports")
+    return work, data_dir, paths
+
+
 def test_one_seed_runs_named_as_a_groups_seed_with_no_mean(tmp_path):
     """--seeds 7 names the run <name>_seed7 in <output_dir>_seed7, where the next stage's
     "{seed}" start finds it; one seed has no spread, so its table has no mean ± sd row."""
-    work = tmp_path / "w"
-    data_dir = work / "data" / "stage0"
-    config = acceptance_config(CONFIGS_DIR / f"{STAGE_CONFIGS['stage0']}.toml", work, data_dir, steps=4)
-    paths = StagePaths(spec=SPECS_DIR / "stage0.spec", config=config,
-                       predictions_dir=work / "predictions", reports_dir=work / "reports")
+    work, data_dir, paths = _stage0_in(tmp_path, steps=4)
     one = run_stage_seeds("stage0", [7], paths=paths, force=True, sizes={"train": 8, "val": 4, "test": 4},
                           data_dir=data_dir, binaries_dir=work / "bin" / "stage0")
     assert one.results[7].run_dir == work / "checkpoints_seed7"
@@ -99,11 +105,7 @@ def test_two_seeds_share_one_build_keep_their_own_outputs_and_get_a_mean_and_sd(
     builds = []
     real_build = build.build_stage
     monkeypatch.setattr(build, "build_stage", lambda *a, **k: builds.append(a) or real_build(*a, **k))
-    work = tmp_path / "w"
-    data_dir = work / "data" / "stage0"
-    config = acceptance_config(CONFIGS_DIR / f"{STAGE_CONFIGS['stage0']}.toml", work, data_dir, steps=10)
-    paths = StagePaths(spec=SPECS_DIR / "stage0.spec", config=config,
-                       predictions_dir=work / "predictions", reports_dir=work / "reports")
+    work, data_dir, paths = _stage0_in(tmp_path, steps=10)
     many = run_stage_seeds(
         "stage0", [5, 6], paths=paths, force=True, sizes={"train": 12, "val": 6, "test": 6},
         data_dir=data_dir, binaries_dir=work / "bin" / "stage0", overrides=["train.eval_interval=10"],
