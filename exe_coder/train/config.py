@@ -76,6 +76,16 @@ class OptimizerConfig(ConfigTable):
 SEED_PLACEHOLDER = "{seed}"
 
 
+def _check_seed_placeholder(field: str, path: str) -> None:
+    """A start path may hold {seed} and no other placeholder."""
+    if re.search(r"[{}]", path.replace(SEED_PLACEHOLDER, "")):
+        raise ValueError(f"{field} {path!r}: the one placeholder it may hold is {SEED_PLACEHOLDER}")
+
+
+def _fill_seed(path: str, seed: int) -> str:
+    return path.replace(SEED_PLACEHOLDER, str(seed))
+
+
 class InitConfig(ConfigTable):
     mode: Literal["scratch", "warmstart", "warmstart_textmix"] = "scratch"
     # the run dir or weights file to start from; "{seed}" in it is replaced by run.seed, so seed N
@@ -88,8 +98,7 @@ class InitConfig(ConfigTable):
     def _warmstart(self) -> InitConfig:
         if self.mode != "scratch" and not self.warmstart_ckpt:
             raise ValueError(f"mode = {self.mode!r} needs warmstart_ckpt")
-        if re.search(r"[{}]", self.warmstart_ckpt.replace(SEED_PLACEHOLDER, "")):
-            raise ValueError(f"warmstart_ckpt {self.warmstart_ckpt!r}: the one placeholder it may hold is {SEED_PLACEHOLDER}")
+        _check_seed_placeholder("warmstart_ckpt", self.warmstart_ckpt)
         if self.mode == "warmstart_textmix" and self.textmix_ratio <= 0.0:
             raise ValueError("mode = 'warmstart_textmix' needs textmix_ratio > 0")
         if self.mode != "warmstart_textmix" and self.textmix_ratio != 0.0:
@@ -98,7 +107,7 @@ class InitConfig(ConfigTable):
 
     def start_checkpoint(self, seed: int) -> str:
         """warmstart_ckpt with its {seed} placeholder filled: the run a run of this seed starts from."""
-        return self.warmstart_ckpt.replace(SEED_PLACEHOLDER, str(seed))
+        return _fill_seed(self.warmstart_ckpt, seed)
 
 
 class RLConfig(ConfigTable):
@@ -123,8 +132,7 @@ class RLConfig(ConfigTable):
 
     @model_validator(mode="after")
     def _mode(self) -> RLConfig:
-        if re.search(r"[{}]", self.init_ckpt.replace(SEED_PLACEHOLDER, "")):
-            raise ValueError(f"init_ckpt {self.init_ckpt!r}: the one placeholder it may hold is {SEED_PLACEHOLDER}")
+        _check_seed_placeholder("init_ckpt", self.init_ckpt)
         if self.mode == "scratch_exploratory" and self.init_ckpt:
             raise ValueError("mode = 'scratch_exploratory' starts from random weights; remove init_ckpt")
         if self.mode == "scratch_exploratory" and self.beta != 0.0:
@@ -133,7 +141,7 @@ class RLConfig(ConfigTable):
 
     def start_checkpoint(self, seed: int) -> str:
         """init_ckpt with its {seed} placeholder filled: the SFT run a run of this seed starts from."""
-        return self.init_ckpt.replace(SEED_PLACEHOLDER, str(seed))
+        return _fill_seed(self.init_ckpt, seed)
 
 
 class TrainSection(ConfigTable):
