@@ -30,10 +30,10 @@ def spec():
     return load_spec(SPEC)
 
 
-# docs/probes/stage4_fresh{,2}.spec: frames written apart from stage4's (sessions 15 and 34), for
+# docs/probes/stage4_fresh{,2,3}.spec: frames written apart from stage4's (sessions 15, 34, 35), for
 # a one-off check of reading beyond both phrasebooks; each loads only while its wording stays out
 # of training. Name -> (frames, frames with a wording stage3 trains on).
-PROBES = {"stage4_fresh": (15, {"f02", "f03"}), "stage4_fresh2": (16, set())}
+PROBES = {"stage4_fresh": (15, {"f02", "f03"}), "stage4_fresh2": (16, set()), "stage4_fresh3": (20, set())}
 
 
 @pytest.fixture(scope="module", params=sorted(PROBES))
@@ -281,7 +281,35 @@ def test_stage4_replay_variant_trains_on_stage4s_frames_and_compose_without_h01s
     assert wordings(compose, [theirs["c09"]]) & h01 and not c09 & h01
 
 
-@pytest.mark.parametrize("name", ["shapes_variant", "replay_variant"])
+# docs/variants/stage4_stories.spec (session 35): stage4 whose training split also holds stories
+# in which a verb or a situation tells the operation; an experiment (docs/experiments.md).
+STORIES = REPO_ROOT / "docs" / "variants" / "stage4_stories.spec"
+
+
+@pytest.fixture(scope="module")
+def stories_variant():
+    return load_spec(STORIES)
+
+
+@pytest.fixture(scope="module")
+def story_wordings(stories_variant):
+    return wordings(stories_variant, stories_variant.prompt_set("stories").templates)
+
+
+def test_stage4_stories_variant_adds_stories_in_both_operations(spec, stories_variant, story_wordings):
+    stories = stories_variant.prompt_set("stories").templates
+    assert [t.id for t in stories_variant.templates_for("train")] == list(spec.train_template_ids) + [t.id for t in stories]
+    assert len(stories) == 28 and sum(t.op == "sub" for t in stories) == 14
+    assert len(story_wordings) >= 100_000
+    assert not story_wordings & split_wordings(stories_variant, "test")
+
+
+def test_no_story_is_a_probe_phrasing(story_wordings, probe):
+    # the probes include stage4's training phrasebook only, so their loader cannot see this one
+    assert not story_wordings & split_wordings(probe, "test")
+
+
+@pytest.mark.parametrize("name", ["shapes_variant", "replay_variant", "stories_variant"])
 def test_stage4_variants_keep_stage4s_val_and_test(request, spec, name):
     """A variant's figures compare with stage4's because its val and test splits are stage4's own."""
     other = request.getfixturevalue(name)
