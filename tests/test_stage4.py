@@ -30,8 +30,8 @@ def spec():
     return load_spec(SPEC)
 
 
-# docs/probes/stage4_fresh{,2,3,4}.spec: frames written apart from stage4's (sessions 15, 34 and
-# 35; the last two by helpers who had read no phrasebook, the fourth sealed), for a one-off check
+# docs/probes/stage4_fresh{,2,3,4,5}.spec: frames written apart from stage4's (sessions 15, 34, 35
+# and 36; the last three by helpers who had read no phrasebook, the fifth sealed), for a one-off check
 # of reading beyond both phrasebooks; each loads only while its wording stays out of training.
 # Name -> (frames, frames with a wording stage3 trains on).
 PROBES = {
@@ -39,6 +39,7 @@ PROBES = {
     "stage4_fresh2": (16, set()),
     "stage4_fresh3": (20, set()),
     "stage4_fresh4": (20, set()),
+    "stage4_fresh5": (20, set()),
 }
 
 
