@@ -17,6 +17,7 @@ from exe_coder.evaluate.metrics import (
     operand_errors,
     read_predictions,
     read_training_log,
+    reading_errors,
     reward,
 )
 from exe_coder.runtime.outcome import Outcome, OutcomeKind
@@ -200,6 +201,51 @@ def test_each_wrong_answer_has_a_wrong_operand_and_each_wrong_operand_one_kind(a
     if counts["a sign"] + counts["b sign"]:
         assert {abs(pa), abs(pb)} & {abs(a), abs(b)}
 
+
+
+def test_reading_errors_name_how_each_wrong_answer_read_its_prompt():
+    # "take 40 away from 1234 (in 2019)": the gold patch is (1234, -40), the answer 1194
+    ex = example(a=1234, b=-40, prompt="In 2019, take 40 away from 1234.")
+    preds = [
+        oracle(ex),
+        wrong_patch(ex, -40, 1234),  # the operands the other way round: a right answer, not counted
+        wrong_patch(ex, 1234, 40),  # read as a sum: the other operation
+        wrong_patch(ex, 40, 1234),  # the same, the other way round
+        wrong_patch(ex, 40, -1234),  # 40 - 1234: the difference reversed
+        wrong_patch(ex, -1234, -40),  # a's sign flipped
+        wrong_patch(ex, 2019, -40),  # the year taken for an operand
+        wrong_patch(ex, 1243, -40),  # one field misread
+        wrong_patch(ex, 1234, 1234),  # one operand written twice: one field misread
+        wrong_patch(ex, 1243, -41),  # both fields misread
+        failed(ex, OutcomeKind.CRASH),  # the right patch whose binary crashed
+        unparsed(ex),
+    ]
+    assert reading_errors(preds) == {
+        "no patch": 1, "other operation": 2, "reversed": 1, "a's sign": 1, "distractor": 1, "one misread": 2,
+        "both misread": 1, "right sum, no answer": 1,
+    }
+    assert reading_errors([oracle(ex)]) == dict.fromkeys(reading_errors(preds), 0)
+    track_b = oracle(ex).model_copy(update={"track": "strict_one_shot", "parsed": False, "a": None, "b": None})
+    assert reading_errors([track_b]) == {}  # Track B writes no operands
+
+
+def test_a_distractor_is_read_in_thousands_groups():
+    ex = example(a=5, b=7, prompt="Order 1,250: what is 5 plus 7?")
+    assert reading_errors([wrong_patch(ex, 1250, 7)])["distractor"] == 1
+    assert reading_errors([wrong_patch(ex, 250, 7)])["one misread"] == 1  # a part of a number is not one
+
+
+@given(st.integers(-5000, 5000), st.integers(-5000, 5000), st.integers(-5000, 5000), st.integers(-5000, 5000))
+def test_each_wrong_answer_has_one_reading_kind_whichever_way_round(a, b, pa, pb):
+    """A right answer counts nothing, a wrong one exactly one kind, the same kind with the
+    fields swapped (the answer does not see their order), and a kind of the right magnitudes
+    only where the magnitudes are right."""
+    ex = example(a=a, b=b)
+    counts = reading_errors([wrong_patch(ex, pa, pb)])
+    assert counts == reading_errors([wrong_patch(ex, pb, pa)])
+    assert sum(counts.values()) == (0 if pa + pb == a + b else 1)
+    if counts["other operation"] + counts["reversed"] + counts["a's sign"]:
+        assert sorted((abs(pa), abs(pb))) == sorted((abs(a), abs(b)))
 
 def test_latency_median_and_p95():
     preds = [oracle(e, ms=float(i + 1)) for i, e in enumerate(_examples(21))]  # 1..21 ms

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -159,6 +160,54 @@ def operand_errors(predictions: Sequence[Prediction]) -> dict[str, int]:
 
 def _same_magnitudes(gold: tuple[int, int], pred: tuple[int, int]) -> int:
     return sum(abs(g) == abs(x) for g, x in zip(gold, pred))
+
+
+READING_ERROR_KINDS = (
+    "no patch", "other operation", "reversed", "a's sign", "distractor", "one misread", "both misread",
+    "right sum, no answer",
+)
+
+# a number written in digits, thousands groups and all ("1,250"); read only to name an error kind
+_DIGIT_NUMBER = re.compile(r"\d+(?:,\d{3})*")
+
+
+def reading_errors(predictions: Sequence[Prediction]) -> dict[str, int]:
+    """How each wrong answer misread its prompt, one kind an answer. With the gold patch (a, b)
+    (a difference's b already negated) and the model's (x, y), in either order:
+
+    - the right magnitudes: x + y = a - b is the other operation (a sum read as a difference or
+      the reverse, or b's written sign missed); -(a + b) the difference reversed (b - a, "order");
+      b - a a's sign flipped;
+    - a field holding another number the prompt writes in digits (a year, a count): a distractor;
+    - otherwise one or both fields hold digits the prompt does not give them: misread.
+
+    A pure function of the predictions, order-blind like the answer itself. Empty for Track B,
+    which writes no operands."""
+    track_a = [p for p in predictions if p.track not in IMAGE_TRACKS]
+    if not track_a:
+        return {}
+    counts = dict.fromkeys(READING_ERROR_KINDS, 0)
+    for p in (p for p in track_a if not p.answer_correct):
+        counts[_reading_error(p)] += 1
+    return counts
+
+
+def _reading_error(p: Prediction) -> str:
+    if not p.parsed or p.a is None or p.b is None:
+        return "no patch"
+    a, b, x, y = p.example.a, p.example.b, p.a, p.b
+    if x + y == a + b:
+        return "right sum, no answer"  # the binary did not print it
+    gold = {abs(a), abs(b)}
+    if sorted((abs(x), abs(y))) == sorted((abs(a), abs(b))):
+        if x + y == a - b:
+            return "other operation"
+        return "reversed" if x + y == -(a + b) else "a's sign"  # the fourth sum, b - a
+    written = {int(s.replace(",", "")) for s in _DIGIT_NUMBER.findall(p.example.prompt)} - gold
+    strays = [v for v in (abs(x), abs(y)) if v not in gold]
+    if any(v in written for v in strays):
+        return "distractor"
+    return "both misread" if len(strays) == 2 else "one misread"  # none: one operand written twice
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:

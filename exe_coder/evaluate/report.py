@@ -33,6 +33,7 @@ from exe_coder.evaluate.metrics import (
     operand_errors,
     read_predictions,
     read_training_log,
+    reading_errors,
 )
 from exe_coder.evaluate.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, MIN_JUDGE_N, Interval
 from exe_coder.evaluate.plots import slice_accuracy_png, training_curves_png
@@ -111,6 +112,7 @@ class EvalReport(BaseModel):
     latency_ms: dict[str, LatencyStats]
     error_taxonomy: dict[str, int]
     operand_errors: dict[str, int] = {}  # Track A: wrong operands of wrong answers, by kind (metrics.operand_errors)
+    reading_errors: dict[str, int] = {}  # Track A: each wrong answer's misreading (metrics.reading_errors)
     slices: Slices
     milestone_gates: dict[str, GateResult]
     baseline: BaselineSummary | None = None
@@ -171,6 +173,7 @@ def build_report(
         latency_ms=latency_stats(predictions),
         error_taxonomy=error_taxonomy(predictions),
         operand_errors=operand_errors(predictions),
+        reading_errors=reading_errors(predictions),
         slices=slices,
         milestone_gates=milestone_gates(metrics, training, slices),
         baseline=summary,
@@ -289,6 +292,14 @@ def render_markdown(report: EvalReport, title: str = "Evaluation report") -> str
                   "a patch with the operands the other way round is compared that way round).", "",
                   "| kind | count |", "|---|---:|"]
         lines += [f"| {kind} | {count} |" for kind, count in r.operand_errors.items()]
+    if r.reading_errors:
+        lines += ["", "## Wrong answers by reading", "",
+                  "Each wrong answer once, the first kind that fits: the right magnitudes read as the other operation "
+                  "(or b's written sign missed), as the difference reversed (b - a), or with a's sign flipped; a field "
+                  "holding another number the prompt writes in digits (distractor); digits the prompt does not give "
+                  "(one field or both).", "",
+                  "| kind | count |", "|---|---:|"]
+        lines += [f"| {kind} | {count} |" for kind, count in r.reading_errors.items()]
     lines += ["", "## Wrong examples", ""]
     if not r.failures_total:
         lines.append("None: every answer right from the right patch.")
