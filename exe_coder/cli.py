@@ -318,13 +318,17 @@ def infer_cmd(
         None, "--track", help="Decode under another track of the same target (default: the weights'), "
         "e.g. strict_one_shot_structured: Track B with the image's structure held fixed (an ablation).",
     ),
+    too_long_wrong: bool = typer.Option(
+        False, "--too-long-wrong", help="Score a prompt longer than the model's context as no answer "
+        "(parse_error) instead of stopping with an error naming it.",
+    ),
 ) -> None:
     """Decode every example (grammar-constrained), reconstruct, verify; write one Prediction a line."""
     _use_fast_blas()
     from exe_coder import files
     from exe_coder.dataset.records import load_examples
     from exe_coder.decode.generate import Sampling
-    from exe_coder.decode.infer import make_predictor, run_inference, summarize, write_predictions
+    from exe_coder.decode.infer import TOO_LONG, make_predictor, run_inference, summarize, write_predictions
 
     sampling = Sampling(temperature=temperature, top_k=top_k, seed=seed)
     files.check_destination(out)  # before the slow part, not after it
@@ -334,9 +338,13 @@ def infer_cmd(
     examples = load_examples(input)[:limit]
     _check_binaries_folder(save_binaries)
     predictions = run_inference(
-        examples, predictor, track, batch_size=batch_size, progress=True, save_dir=save_binaries
+        examples, predictor, track, batch_size=batch_size, progress=True, save_dir=save_binaries,
+        too_long_wrong=too_long_wrong,
     )
     write_predictions(predictions, out)
+    too_long = sum(p.outcome.detail == TOO_LONG for p in predictions)
+    if too_long:
+        typer.echo(f"{too_long} prompt(s) longer than the model's context scored as no answer", err=True)
     s = summarize(predictions)
     typer.echo(
         f"{mode.value}: {len(predictions)} examples, track {track}: "

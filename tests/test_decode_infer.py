@@ -19,6 +19,7 @@ from exe_coder.dataset.build import build_stage
 from exe_coder.dataset.records import Example, patch_text
 from exe_coder.decode.grammar import compile_grammar
 from exe_coder.decode.infer import (
+    TOO_LONG,
     ModelPredictor,
     OraclePredictor,
     RegexBaselinePredictor,
@@ -281,6 +282,34 @@ def test_a_prompt_too_long_names_the_example(tiny_model):
     long_example = example(1, 2, 7, prompt="What is 1 plus 2? " + "z" * tiny_model.seq_len)
     with pytest.raises(UserError, match="example val-00007: prompt is"):
         run_inference([example(1, 2, 0), long_example], ModelPredictor(tiny_model, PatchTrack(g.min_int, g.max_int)), PatchTrack(g.min_int, g.max_int))
+
+
+def test_a_prompt_too_long_can_be_scored_as_no_answer(tiny_model):
+    g = compile_grammar(-1000, 1000)
+    predictor, track = ModelPredictor(tiny_model, PatchTrack(g.min_int, g.max_int)), PatchTrack(g.min_int, g.max_int)
+    fitting = "x" * (tiny_model.seq_len - 2 - g.max_tokens)  # BOS + prompt + SEP + output == seq_len
+    examples = [example(1, 2, 0), example(1, 2, 1, prompt=fitting + "y"), example(3, 4, 2, prompt=fitting)]
+    assert [predictor.fits(e.prompt) for e in examples] == [True, False, True]
+    preds = run_inference(examples, predictor, track, batch_size=2, too_long_wrong=True)
+    assert [p.example.id for p in preds] == [e.id for e in examples]  # every row, in order
+    assert [p.outcome.detail == TOO_LONG for p in preds] == [False, True, False]
+    assert preds[1].outcome.label == "parse_error" and not preds[1].answer_correct and preds[1].text == ""
+    alone = run_inference([examples[0], examples[2]], predictor, track, batch_size=2)  # the same decoding
+    assert [p.text for p in preds[::2]] == [p.text for p in alone]
+    assert run_inference(examples[1:2], predictor, track, too_long_wrong=True)[0].outcome.detail == TOO_LONG
+
+
+def test_infer_too_long_wrong_writes_every_row_and_says_how_many(tmp_path, stage0_val, tiny_model, weights):
+    long = stage0_val[1].model_copy(update={"prompt": "What is 1 plus 2? " + "z" * tiny_model.seq_len})
+    val = _write_jsonl(tmp_path / "val.jsonl", [stage0_val[0], long])
+    args = ["infer", "--weights", str(weights), "--input", str(val), "--out", str(tmp_path / "p.jsonl")]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code != 0 and "prompt is" in str(refused.exception) and not (tmp_path / "p.jsonl").exists()
+    r = CliRunner().invoke(app, [*args, "--too-long-wrong"])
+    assert r.exit_code == 0, r.output
+    assert "1 prompt(s) longer than the model's context" in r.output
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [row["outcome"]["detail"] == TOO_LONG for row in rows] == [False, True]
 
 
 def test_infer_out_a_folder_is_a_one_line_error(tmp_path, stage0_val):

@@ -73,6 +73,20 @@ class PromptTooLong(ValueError):
         )
 
 
+def output_budget(grammar: TokenMasks | None, max_tokens: int | None) -> int:
+    """The most tokens ``generate`` writes a row: ``max_tokens``, else the grammar's longest sentence."""
+    if max_tokens is not None:
+        return max_tokens
+    return grammar.max_tokens if grammar is not None else UNCONSTRAINED_MAX_TOKENS
+
+
+def fits(model: CausalLM, prompt: str, grammar: TokenMasks | None, max_tokens: int | None = None) -> bool:
+    """Whether ``prompt`` and its longest output fit the model's ``seq_len`` (what ``generate``
+    refuses with ``PromptTooLong`` otherwise)."""
+    seq_len = getattr(model, "seq_len", None)
+    return seq_len is None or len(Tokenizer().encode_prompt(prompt)) + output_budget(grammar, max_tokens) <= seq_len
+
+
 def left_pad(prompts: list[str], tokenizer: Tokenizer = Tokenizer()) -> tuple[mx.array, mx.array]:
     """``tokens[B, T]`` (PAD on the left) and ``pad_left[B]``."""
     encoded = [tokenizer.encode_prompt(p) for p in prompts]
@@ -124,8 +138,7 @@ def generate(
     whole sequence every step (slow; it exists to check the cache)."""
     if not prompts:
         return Generation([], [], [], [], [])
-    if max_tokens is None:
-        max_tokens = grammar.max_tokens if grammar is not None else UNCONSTRAINED_MAX_TOKENS
+    max_tokens = output_budget(grammar, max_tokens)
     tokens, pad_left = left_pad(prompts)
     B, width = tokens.shape
     seq_len = getattr(model, "seq_len", None)  # the longest sequence (prompt + target) it was built for

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from exe_coder import files
 from exe_coder.codegen.emit import write_executable
 from exe_coder.dataset.records import Example, load_examples, patch_text
-from exe_coder.decode.generate import GREEDY, CausalLM, PromptTooLong, Sampling, generate
+from exe_coder.decode.generate import GREEDY, CausalLM, PromptTooLong, Sampling, fits, generate
 from exe_coder.decode.grammar import DecodeGrammar
 from exe_coder.decode.prediction import Latency, Prediction
 from exe_coder.decode.prompt_check import prompt_warnings
@@ -39,6 +39,7 @@ from exe_coder.runtime.outcome import Outcome, OutcomeKind
 from exe_coder.runtime.verify import verify
 
 MODES = ("sft_patch_model", "oracle", "regex_baseline")
+TOO_LONG = "prompt too long for the model's context (seq_len)"  # the outcome's detail where so
 T = TypeVar("T")
 
 
@@ -47,6 +48,10 @@ class Predictor(Protocol):
 
     def predict(self, examples: Sequence[Example]) -> list[str]:
         """One decode-language text per example (``""`` when there is nothing to say)."""
+        ...
+
+    def fits(self, prompt: str) -> bool:
+        """Whether the predictor can read ``prompt`` at all (a model's context is finite)."""
         ...
 
 
@@ -60,6 +65,9 @@ class OraclePredictor:
     def predict(self, examples: Sequence[Example]) -> list[str]:
         return [self.track.target(e) for e in examples]
 
+    def fits(self, prompt: str) -> bool:
+        return True
+
 
 @dataclass
 class RegexBaselinePredictor:
@@ -69,6 +77,9 @@ class RegexBaselinePredictor:
 
     def predict(self, examples: Sequence[Example]) -> list[str]:
         return self.predict_prompts([e.prompt for e in examples])
+
+    def fits(self, prompt: str) -> bool:
+        return True
 
     def predict_prompts(self, prompts: Sequence[str]) -> list[str]:
         from exe_coder.decode.regex_baseline import extract_operands
@@ -94,6 +105,9 @@ class ModelPredictor:
             return self.predict_prompts([e.prompt for e in examples])
         except PromptTooLong as err:
             raise UserError(f"example {examples[err.row].id}: {err}") from None
+
+    def fits(self, prompt: str) -> bool:
+        return fits(self.model, prompt, self.track.constraint, self.track.max_tokens)
 
     def predict_prompts(self, prompts: Sequence[str]) -> list[str]:
         """One text a prompt; ``PromptTooLong`` names the row that does not fit."""
@@ -154,20 +168,36 @@ def run_inference(
     batch_size: int = 32,
     progress: bool = False,
     save_dir: Path | None = None,
+    too_long_wrong: bool = False,
 ) -> list[Prediction]:
     """Every example through predict -> realize -> verify, in order.
+
+    A prompt the predictor cannot read (longer than a model's context) stops the run with a
+    ``UserError`` naming it; with ``too_long_wrong`` it is scored as no answer instead
+    (``too_long_prediction``), as a model that cannot read a prompt gets it wrong.
 
     ``latency.generate_ms`` is the batch's generation time divided by its rows (the amortised
     cost a prompt pays in a batch of ``batch_size``); use ``batch_size=1`` for single-prompt latency.
     """
     out: list[Prediction] = []
     for batch in in_batches(examples, batch_size, f"infer {predictor.mode}", progress):
+        readable = [i for i, e in enumerate(batch) if not too_long_wrong or predictor.fits(e.prompt)]
         t0 = time.perf_counter()
-        texts = predictor.predict(batch)
-        per_row_ms = (time.perf_counter() - t0) * 1e3 / len(batch)
-        for example, text in zip(batch, texts, strict=True):
-            out.append(predict_one(example, text, track, predictor.mode, per_row_ms, save_dir))
+        predicted = predictor.predict([batch[i] for i in readable]) if readable else []
+        texts = dict(zip(readable, predicted, strict=True))
+        per_row_ms = (time.perf_counter() - t0) * 1e3 / max(len(readable), 1)
+        for i, example in enumerate(batch):
+            if i in texts:
+                out.append(predict_one(example, texts[i], track, predictor.mode, per_row_ms, save_dir))
+            else:
+                out.append(too_long_prediction(example, track, predictor.mode))
     return out
+
+
+def too_long_prediction(example: Example, track: Track, mode: str) -> Prediction:
+    """A prompt longer than the model's context: no text, so no answer (``parse_error``)."""
+    outcome = Outcome(kind=OutcomeKind.PARSE_ERROR, detail=TOO_LONG)
+    return Prediction(example=example, mode=mode, text="", parsed=False, outcome=outcome, track=track.name)
 
 
 def in_batches(items: Sequence[T], batch_size: int, description: str, progress: bool) -> Iterator[Sequence[T]]:
