@@ -39,7 +39,7 @@ from exe_coder.runtime.outcome import Outcome, OutcomeKind
 from exe_coder.runtime.verify import verify
 
 MODES = ("sft_patch_model", "oracle", "regex_baseline")
-TOO_LONG = "prompt too long for the model's context (seq_len)"  # the outcome's detail where so
+TOO_LONG = "prompt too long for the model's context (seq_len)"  # the detail of a prompt scored unread
 T = TypeVar("T")
 
 
