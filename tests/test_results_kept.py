@@ -52,3 +52,18 @@ def test_the_shipped_rl_runs_are_their_configs_and_group_as_one(stage, config, s
     _, groups, _ = compare([DOCS / "results" / stage], "test")
     (group,) = [g for g in groups if g.run == f"{runs}_seed{{1,1337,2}}"]
     assert group.seeds == [1, 2, 1337]
+
+
+def test_every_kept_probe_read_loads_and_names_its_probe():
+    """The blind-probe reads behind docs/experiments.md's figures (``docs/probes/results/<probe>/
+    <model>/report.{json,md}``, from ``infer`` then ``evaluate`` as each probe spec's header gives
+    them) load as reports of a shipped probe's whole test split."""
+    files = sorted((DOCS / "probes" / "results").rglob("*.json"))
+    loaded = load_reports(files)
+    assert len(loaded) == len(files) >= 2
+    probes = {p.stem for p in (DOCS / "probes").glob("*.spec")}
+    for path, report in loaded:
+        assert path.name == "report.json" and path.with_suffix(".md").is_file(), path
+        assert path.parent.parent.name in probes, path
+        assert report.split == "test" and report.metrics.n == 2000, path
+        assert report.reading_errors, path  # read since the report counts them
