@@ -418,6 +418,10 @@ def probe_cmd(
         None, "--save-binaries", help="Keep every executable built, as DIR/line<N> (mode 0755)."
     ),
     show: int = typer.Option(10, "--show", min=0, help="Wrong answers listed."),
+    too_long_wrong: bool = typer.Option(
+        False, "--too-long-wrong", help="Score a prompt longer than the model's context as no answer "
+        "(a row with a warning) instead of stopping with an error naming its line.",
+    ),
 ) -> None:
     """Your own prompts, with their answers, through a trained model (or the regex baseline):
     each becomes an executable that the verifier runs; prints the answer accuracy with its 95%
@@ -442,7 +446,7 @@ def probe_cmd(
         track, program = track_for(PatchTrack.name), "add"
         predictor = RegexBaselinePredictor()
     rows = run_probe(items, predictor, track, program, batch_size=batch_size, progress=True,
-                     save_dir=save_binaries, source=input)
+                     save_dir=save_binaries, source=input, too_long_wrong=too_long_wrong)
     wrong = [r for r in rows if r.correct is False]
     for r in wrong[:show]:
         read = f"a={r.a}, b={r.b}" if r.a is not None else excerpt(r.text.strip()) if r.text.strip() else "nothing"

@@ -492,6 +492,20 @@ def test_probe_with_a_model_needs_weights_and_names_a_too_long_prompt(tmp_path, 
     assert isinstance(r.exception, UserError) and str(r.exception).startswith(f"{path}:2: prompt is")
 
 
+def test_probe_too_long_wrong_scores_a_long_prompt_as_no_answer(tmp_path, weights):
+    path = _probe_file(tmp_path, json.dumps({"prompt": "z" * 200, "answer": 1}), '{"prompt": "What is 1 plus 2?", "answer": 3}',
+                       json.dumps({"prompt": "y" * 200}))
+    out = tmp_path / "rows.jsonl"
+    r = CliRunner().invoke(app, ["probe", str(path), "--weights", str(weights), "--too-long-wrong", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["line"] for row in rows] == [1, 2, 3]
+    assert [row["warnings"] == [TOO_LONG] for row in rows] == [True, False, True]
+    assert (rows[0]["correct"], rows[2]["correct"], rows[0]["verdict"]) == (False, None, "parse_error")
+    assert rows[1]["verdict"] != "parse_error"  # the short prompt is decoded as without the flag
+    assert "2 with a warning, first line 1: prompt too long" in r.output
+
+
 def test_probe_with_a_model_decodes_each_prompt(tmp_path, weights, monkeypatch):
     _decodes_to(monkeypatch, "A=10;B=3\n")  # whatever the prompt
     path = _probe_file(tmp_path, '{"prompt": "What is 6 plus 7?", "answer": 13}', '{"prompt": "What is 6 plus 6?", "answer": 12}')

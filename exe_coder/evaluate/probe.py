@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from exe_coder import files
 from exe_coder.decode.generate import PromptTooLong
-from exe_coder.decode.infer import in_batches, operand_warnings, save_binary, verify_reconstruction
+from exe_coder.decode.infer import TOO_LONG, in_batches, operand_warnings, save_binary, verify_reconstruction
 from exe_coder.decode.track import Track
 from exe_coder.errors import UserError, excerpt
 from exe_coder.evaluate.intervals import wilson
@@ -124,17 +124,28 @@ def run_probe(
     progress: bool = False,
     save_dir: Path | None = None,
     source: str | Path | None = None,
+    too_long_wrong: bool = False,
 ) -> list[ProbeRow]:
     """Every prompt through the predictor (``infer``'s model or regex baseline), then realize and
-    verify, in file order; ``source``, the probe file, is named when a prompt is too long."""
+    verify, in file order. A prompt longer than the model's context stops the probe, naming
+    ``source``, the probe file, and its line; with ``too_long_wrong`` it is a row with no answer."""
     rows: list[ProbeRow] = []
     for batch in in_batches(items, batch_size, f"probe {predictor.mode}", progress):
+        readable = [i for i, item in enumerate(batch) if not too_long_wrong or predictor.fits(item.prompt)]
         try:
-            texts = predictor.predict_prompts([item.prompt for item in batch])
+            predicted = predictor.predict_prompts([batch[i].prompt for i in readable]) if readable else []
         except PromptTooLong as err:
-            raise UserError(str(err), source, batch[err.row].line) from None
-        rows.extend(probe_one(item, text, track, program, save_dir) for item, text in zip(batch, texts, strict=True))
+            raise UserError(str(err), source, batch[readable[err.row]].line) from None
+        texts = dict(zip(readable, predicted, strict=True))
+        rows.extend(probe_one(item, texts[i], track, program, save_dir) if i in texts else too_long_row(item)
+                    for i, item in enumerate(batch))
     return rows
+
+
+def too_long_row(item: ProbePrompt) -> ProbeRow:
+    """A prompt longer than the model's context: nothing decoded, so no answer."""
+    return ProbeRow(line=item.line, prompt=item.prompt, answer=item.answer, text="", verdict="parse_error",
+                    correct=None if item.answer is None else False, warnings=[TOO_LONG])
 
 
 def summary_lines(rows: Sequence[ProbeRow]) -> list[str]:
