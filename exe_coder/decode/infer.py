@@ -181,17 +181,35 @@ def run_inference(
     """
     out: list[Prediction] = []
     for batch in in_batches(examples, batch_size, f"infer {predictor.mode}", progress):
-        readable = [i for i, e in enumerate(batch) if not too_long_wrong or predictor.fits(e.prompt)]
         t0 = time.perf_counter()
-        predicted = predictor.predict([batch[i] for i in readable]) if readable else []
-        texts = dict(zip(readable, predicted, strict=True))
-        per_row_ms = (time.perf_counter() - t0) * 1e3 / max(len(readable), 1)
-        for i, example in enumerate(batch):
-            if i in texts:
-                out.append(predict_one(example, texts[i], track, predictor.mode, per_row_ms, save_dir))
-            else:
+        texts = predict_readable(predictor.predict, batch, predictor, too_long_wrong)
+        per_row_ms = (time.perf_counter() - t0) * 1e3 / max(sum(t is not None for t in texts), 1)
+        for example, text in zip(batch, texts, strict=True):
+            if text is None:
                 out.append(too_long_prediction(example, track, predictor.mode))
+            else:
+                out.append(predict_one(example, text, track, predictor.mode, per_row_ms, save_dir))
     return out
+
+
+class _HasPrompt(Protocol):  # an Example or a probe's prompt
+    @property
+    def prompt(self) -> str: ...
+
+
+P = TypeVar("P", bound=_HasPrompt)
+
+
+def predict_readable(
+    predict: Callable[[list[P]], list[str]], items: Sequence[P], predictor: Predictor, too_long_wrong: bool
+) -> list[str | None]:
+    """``predict`` over the items, one text an item; with ``too_long_wrong``, ``None`` in place of
+    a prompt the predictor cannot read, and the others decoded as they would be without it."""
+    readable = [i for i, item in enumerate(items) if not too_long_wrong or predictor.fits(item.prompt)]
+    texts: list[str | None] = [None] * len(items)
+    for i, text in zip(readable, predict([items[i] for i in readable]) if readable else [], strict=True):
+        texts[i] = text
+    return texts
 
 
 def too_long_prediction(example: Example, track: Track, mode: str) -> Prediction:

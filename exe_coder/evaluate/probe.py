@@ -25,7 +25,14 @@ from pydantic import BaseModel, ConfigDict
 
 from exe_coder import files
 from exe_coder.decode.generate import PromptTooLong
-from exe_coder.decode.infer import TOO_LONG, in_batches, operand_warnings, save_binary, verify_reconstruction
+from exe_coder.decode.infer import (
+    TOO_LONG,
+    in_batches,
+    operand_warnings,
+    predict_readable,
+    save_binary,
+    verify_reconstruction,
+)
 from exe_coder.decode.track import Track
 from exe_coder.errors import UserError, excerpt
 from exe_coder.evaluate.intervals import wilson
@@ -131,14 +138,13 @@ def run_probe(
     ``source``, the probe file, and its line; with ``too_long_wrong`` it is a row with no answer."""
     rows: list[ProbeRow] = []
     for batch in in_batches(items, batch_size, f"probe {predictor.mode}", progress):
-        readable = [i for i, item in enumerate(batch) if not too_long_wrong or predictor.fits(item.prompt)]
         try:
-            predicted = predictor.predict_prompts([batch[i].prompt for i in readable]) if readable else []
-        except PromptTooLong as err:
-            raise UserError(str(err), source, batch[readable[err.row]].line) from None
-        texts = dict(zip(readable, predicted, strict=True))
-        rows.extend(probe_one(item, texts[i], track, program, save_dir) if i in texts else too_long_row(item)
-                    for i, item in enumerate(batch))
+            texts = predict_readable(lambda chosen: predictor.predict_prompts([p.prompt for p in chosen]), batch,
+                                     predictor, too_long_wrong)
+        except PromptTooLong as err:  # only without too_long_wrong, so its row is the batch's
+            raise UserError(str(err), source, batch[err.row].line) from None
+        rows.extend(too_long_row(item) if text is None else probe_one(item, text, track, program, save_dir)
+                    for item, text in zip(batch, texts, strict=True))
     return rows
 
 
