@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exe_coder.dataset.build import build_stage
 from exe_coder.dataset.numwords import WordStyle, from_words, to_grouped, to_mixed, to_words
 from exe_coder.dataset.operand_spans import plan
 from exe_coder.dataset.sample import quotas, sample_stage
@@ -16,7 +17,7 @@ from exe_coder.errors import UserError
 from exe_coder.paths import SPECS_DIR
 from exe_coder.spec import load_spec
 from exe_coder.spec.model import NUMERAL_STYLES, SPLITS, cells, sign_pattern
-from tests._spec_text import SPEC, write_spec
+from tests._spec_text import PROMPTS, SPEC, write_spec
 
 SIGNS = ["++", "+-", "-+", "--"]
 PAIRS = ["core/core", "core/heldout", "heldout/core", "heldout/heldout"]
@@ -231,3 +232,55 @@ def test_any_feasible_spec_samples_to_a_dataset_that_passes_its_quality_checks(t
     }
     report = assess(spec, records, sizes)
     assert report.ok, report.failures()
+
+
+# A second training prompt set beside tiny's `train` (t1-t3), for prompt-set shares.
+EXTRA_PROMPTS = 'prompts extra {\n    x1 "Combine {a} and {b}"\n    x2 "Sum of {a} with {b}"\n}\n'
+
+
+def _shared_spec(folder, prompts_field: str, size: int = 400):
+    """tiny's spec whose train split reads ``prompts_field`` (e.g. "prompts train 2, extra")."""
+    folder.mkdir(exist_ok=True)
+    text = SPEC.replace("split train 40 { prompts train pairs core/core }",
+                        f"split train {size} {{ {prompts_field} pairs core/core }}")
+    return load_spec(write_spec(folder, text, PROMPTS + EXTRA_PROMPTS))
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(100, 600))
+def test_prompt_set_shares_set_how_often_each_template_comes_up(tmp_path_factory, share_train, share_extra, size):
+    """`prompts train k, extra m`: templates go round in turn, each of `train` k times and each of
+    `extra` m times a round, so every template's count is its share times the number of rounds
+    (give or take the last, partial one), and the split is still balanced over its cells."""
+    spec = _shared_spec(tmp_path_factory.mktemp("shares"), f"prompts train {share_train}, extra {share_extra}", size)
+    assert spec.split("train").prompt_shares == [share_train, share_extra]
+    counts = Counter(d.template_id for d in sample_stage(spec)["train"])
+    turns = 3 * share_train + 2 * share_extra
+    rounds_lo, rounds_hi = size // turns, -(-size // turns)
+    for template, share in [("t1", share_train), ("t2", share_train), ("t3", share_train),
+                            ("x1", share_extra), ("x2", share_extra)]:
+        assert share * rounds_lo <= counts[template] <= share * rounds_hi, (template, counts)
+    assert sum(counts.values()) == size
+
+
+def test_shares_of_one_draw_what_no_shares_draw(tmp_path):
+    """Shares of 1 are the default: the same draws, so a spec that gains `1`s keeps its data (a
+    spec without numbers also leaves them out of its canonical form, so its hash is unchanged)."""
+    plain = _shared_spec(tmp_path / "plain", "prompts train, extra")
+    ones = _shared_spec(tmp_path / "ones", "prompts train 1, extra 1")
+    assert plain.split("train").prompt_shares is None and ones.split("train").prompt_shares == [1, 1]
+    assert sample_stage(plain) == sample_stage(ones)
+    assert "prompt_shares" not in plain.canonical_json() and "prompt_shares" in ones.canonical_json()
+    weighted = _shared_spec(tmp_path / "weighted", "prompts train 3, extra")
+    assert sample_stage(weighted)["train"] != sample_stage(plain)["train"]
+
+
+def test_a_build_with_shares_passes_its_quality_checks_and_its_card_says_so(tmp_path):
+    """Unbalanced templates are on purpose here: the build's quality gate still passes (every
+    template present, cells balanced) and the dataset card names the shares."""
+    spec = _shared_spec(tmp_path / "spec", "prompts train 2, extra 1", size=48)
+    result = build_stage(spec, tmp_path / "data", tmp_path / "bin", jobs=1, progress=False)
+    assert result.quality.ok
+    assert result.quality.splits["train"].templates == {"t1": 12, "t2": 12, "t3": 12, "x1": 6, "x2": 6}
+    card = (tmp_path / "data" / "README.md").read_text()
+    assert "In train, prompt sets come up train 2 : extra 1" in card

@@ -47,6 +47,12 @@ CASES = [
      "`subtrahend` given twice", "tiny.spec", 12),
     ("subtrahend sign weighted twice", ("{ prompts train pairs core/core }", "{ prompts train pairs core/core subtrahend { positive 1  positive 2 } }"), None,
      "subtrahend sign 'positive' weighted twice", "tiny.spec", 12),
+    ("prompt set share of zero", ("{ prompts train pairs core/core }", "{ prompts train 0 pairs core/core }"), None,
+     "prompt set 'train': a share must be a positive integer", "tiny.spec", 12),
+    ("negative prompt set share", ("{ prompts train pairs core/core }", "{ prompts train -2 pairs core/core }"), None,
+     "a share must be a positive integer", "tiny.spec", 12),
+    ("prompt set listed twice", ("{ prompts train pairs core/core }", "{ prompts train, train 2 pairs core/core }"), None,
+     "split train: prompt set 'train' listed twice", "tiny.spec", 12),
     ("no subtrahend sign weighted", ("{ prompts train pairs core/core }", "{ prompts train pairs core/core subtrahend { negative 0 } }"), None, "at least one subtrahend sign", "tiny.spec", 12),
 ]
 

@@ -328,7 +328,27 @@ def test_no_story_is_a_probe_phrasing(story_wordings, probe):
     assert not story_wordings & split_wordings(probe, "test")
 
 
-@pytest.mark.parametrize("name", ["shapes_variant", "replay_variant", "stories_variant"])
+# docs/variants/stage4_stories_shared.spec (session 38): the stories variant with the phrasebook
+# taking three turns for each story's one.
+SHARED = REPO_ROOT / "docs" / "variants" / "stage4_stories_shared.spec"
+
+
+@pytest.fixture(scope="module")
+def shared_variant():
+    return load_spec(SHARED)
+
+
+def test_stage4_shared_variant_trains_on_the_stories_a_fifth_of_the_time(stories_variant, shared_variant):
+    train = shared_variant.split("train")
+    assert train.prompt_sets == ["read", "stories"] and train.prompt_shares == [3, 1]
+    assert shared_variant.templates_for("train") == stories_variant.templates_for("train")
+    stories = {t.id for t in shared_variant.prompt_set("stories").templates}
+    draws = sample_stage(shared_variant, {"train": 2840, "val": 20, "test": 20})["train"]
+    # 38 frames x 3 turns and 28 x 1 a round: 20 rounds of 142
+    assert sum(d.template_id in stories for d in draws) == 20 * 28
+
+
+@pytest.mark.parametrize("name", ["shapes_variant", "replay_variant", "stories_variant", "shared_variant"])
 def test_stage4_variants_keep_stage4s_val_and_test(request, spec, name):
     """A variant's figures compare with stage4's because its val and test splits are stage4's own."""
     other = request.getfixturevalue(name)

@@ -482,6 +482,11 @@ def dataset_card(spec: Spec, manifest: dict, quality: QualityReport) -> str:
         f" {s.subtrahend.negative}, so its sign patterns are skewed in b on purpose."
         for s in spec.splits if s.subtrahend is not None
     )
+    skewed += "".join(
+        f" In {s.name}, prompt sets come up {' : '.join(f'{n} {k}' for n, k in zip(s.prompt_sets, s.prompt_shares))},"
+        " so its templates are not balanced across sets."
+        for s in spec.splits if s.prompt_shares is not None
+    )
     return f"""---
 license: {DATA_LICENSE.lower()}
 pretty_name: exe-coder {stage}

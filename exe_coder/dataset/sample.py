@@ -6,8 +6,9 @@ on the number of workers, and stages that share a seed and a train declaration s
 train split exactly (stage1, stage1a and stage1b differ only where they are meant to).
 
 Each split is stratified: its size is shared out evenly over the cells sign pattern x
-magnitude pair it declares, and over its templates (a split that weights the sign its sub
-frames write the subtrahend with re-draws b's sign for those frames). No (template, a, b) and no prompt text
+magnitude pair it declares, and over its templates (in the ratio of their prompt sets' shares,
+where the split gives them; a split that weights the sign its sub frames write the subtrahend
+with re-draws b's sign for those frames). No (template, a, b) and no prompt text
 is drawn twice in a stage, so no prompt text is in two splits.
 """
 
@@ -175,7 +176,7 @@ def _sample_split(
     }
     slots = [cell for cell, n in quotas(spec, split, size) for _ in range(n)]
     rng.shuffle(slots)
-    templates = spec.templates_for(split)
+    templates = spec.template_turns(split)
     rng.shuffle(templates)
 
     draws: list[Draw] = []

@@ -226,9 +226,30 @@ def _split(d: Decl) -> SplitSpec:
     if "subtrahend" in got:
         weights = _weights(got["subtrahend"], "subtrahend sign", "subtrahend", SUBTRAHEND_SIGNS)
         subtrahend = SubtrahendWeights(**weights, where=got["subtrahend"].where)
+    prompt_sets, shares = _prompt_shares(name, got["prompts"].value)
     return SplitSpec(
-        name=name, size=size, prompt_sets=got["prompts"].value, pairs=pairs, subtrahend=subtrahend, where=d.where
+        name=name,
+        size=size,
+        prompt_sets=prompt_sets,
+        prompt_shares=shares,
+        pairs=pairs,
+        subtrahend=subtrahend,
+        where=d.where,
     )
+
+
+def _prompt_shares(split: str, shares: list[Decl]) -> tuple[list[str], list[int] | None]:
+    """A split's prompt sets and their shares (None where no set is given one: all alike)."""
+    names: list[str] = []
+    for s in shares:
+        if s.keyword in names:
+            raise _fail(f"split {split}: prompt set {excerpt(s.keyword)} listed twice", s.where)
+        if s.value is not None and s.value < 1:
+            raise _fail(f"split {split}: prompt set {excerpt(s.keyword)}: a share must be a positive integer", s.where)
+        names.append(s.keyword)
+    if all(s.value is None for s in shares):
+        return names, None
+    return names, [1 if s.value is None else s.value for s in shares]
 
 
 # --- semantic checks ------------------------------------------------------------------------

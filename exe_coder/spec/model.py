@@ -188,16 +188,21 @@ class SplitSpec(_Node):
     name: Split
     size: int
     prompt_sets: list[str]
+    prompt_shares: list[int] | None = None  # one a prompt set; None: every set alike
     pairs: list[MagnitudePair]
     subtrahend: SubtrahendWeights | None = None  # None: b's sign balanced like a's
 
     @model_serializer(mode="wrap")
-    def _without_absent_subtrahend(self, handler):
-        """Leave an undeclared table out, so specs without it hash as before it existed."""
+    def _without_absent_tables(self, handler):
+        """Leave undeclared tables out, so specs without them hash as before they existed."""
         data = handler(self)
-        if self.subtrahend is None:
-            data.pop("subtrahend", None)
+        for key in ("prompt_shares", "subtrahend"):
+            if getattr(self, key) is None:
+                data.pop(key, None)
         return data
+
+    def share_of(self, prompt_set: str) -> int:
+        return 1 if self.prompt_shares is None else self.prompt_shares[self.prompt_sets.index(prompt_set)]
 
 
 class Spec(_Node):
@@ -239,6 +244,16 @@ class Spec(_Node):
             for t in self.prompt_set(set_name).templates:
                 seen.setdefault(t.id, t)
         return list(seen.values())
+
+    def template_turns(self, split: Split) -> list[PromptTemplate]:
+        """The order a split's examples take their templates in, round and round: each template
+        once, or as many times as its prompt set's share."""
+        s = self.split(split)
+        turns: dict[str, tuple[PromptTemplate, int]] = {}
+        for set_name in s.prompt_sets:
+            for t in self.prompt_set(set_name).templates:
+                turns.setdefault(t.id, (t, s.share_of(set_name)))
+        return [t for t, share in turns.values() for _ in range(share)]
 
     @property
     def train_template_ids(self) -> list[str]:

@@ -147,7 +147,10 @@ class SpecTransformer(Transformer):
         return self._decl("split", (_one_of(c[0], SPLITS, "split"), int(c[1]), list(c[2:])), meta)
 
     def split_prompts(self, meta, c):
-        return self._decl("prompts", [str(t) for t in c], meta)
+        return self._decl("prompts", list(c), meta)
+
+    def prompt_share(self, meta, c):
+        return self._decl(str(c[0]), int(c[1]) if len(c) == 2 else None, meta)
 
     def split_pairs(self, meta, c):
         return self._decl("pairs", [str(t) for t in c], meta)
