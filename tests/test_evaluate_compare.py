@@ -20,10 +20,10 @@ from exe_coder.evaluate.report import build_report
 from exe_coder.train.runcard import RunCard
 
 
-def _card(name: str, seed: int, family: str, train_s: float) -> RunCard:
+def _card(name: str, seed: int, family: str, train_s: float, manifest: str | None = None) -> RunCard:
     return RunCard(written_by="run-stage", run_name=name, dataset="data/processed/stage1", exe_coder_version="0",
                    python="3", platform="p", machine="m", blas="b", seed=seed, config_sha256=f"{family}-{seed}",
-                   config_sha256_except_seed=family, phases_s={"build": 1.0, "train": train_s})
+                   config_sha256_except_seed=family, manifest_sha256=manifest, phases_s={"build": 1.0, "train": train_s})
 
 
 def _report(path, *, right: int, n: int = 10, split: str = "test", card: RunCard | None = None):
@@ -56,6 +56,19 @@ def test_rows_per_run_and_mean_sd_per_config_across_seeds(reports):
     mean, sd = group.mean_sd["answer_accuracy"]
     assert mean == pytest.approx(0.7) and sd == pytest.approx(statistics.stdev([0.8, 0.6]))
     assert group.train_s == 110.0
+
+
+def test_one_config_on_two_builds_of_a_stage_is_two_runs(tmp_path):
+    """A variant spec built under a stage's name trains with the stage's config: its seeds group
+    with each other by their data's manifest, never with the stage's own seeds."""
+    root = tmp_path / "reports"
+    for name, seed, manifest, right in [("stage_s1", 1, "M1", 9), ("stage_s2", 2, "M1", 8),
+                                        ("variant_s1", 1, "M2", 5), ("variant_s2", 2, "M2", 4)]:
+        _report(root / name / "stage1_test.json", right=right, card=_card(name, seed, "A", 10.0, manifest))
+    rows, groups, _ = compare([root])
+    assert seed_clashes(rows) == []  # the variant's seed 1 is not "seed 1 of A again"
+    assert sorted((g.run, g.mean_sd["answer_accuracy"][0]) for g in groups) == [
+        ("stage_s{1,2}", pytest.approx(0.85)), ("variant_s{1,2}", pytest.approx(0.45))]
 
 
 def test_a_seed_seen_twice_with_other_figures_is_named_not_averaged(reports, tmp_path):

@@ -1,9 +1,10 @@
 """One table across runs and seeds (``exe-coder compare``): the README's results tables.
 
 Each report is one row: its headline metrics with 95% intervals, its gates and its training
-time. Reports of one config with different seeds (their run cards share
-``config_sha256_except_seed``) also get a summary row: the mean and sample standard deviation
-across seeds, so a reader sees how much of a difference between configs is seed noise.
+time. Reports of one config on one build of its data with different seeds (their run cards
+share ``config_sha256_except_seed`` and ``manifest_sha256``) also get a summary row: the mean and
+sample standard deviation across seeds, so a reader sees how much of a difference between
+configs is seed noise.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Row:
     values: dict[str, tuple[float | None, float | None, float | None]]  # metric -> (value, lo, hi)
     gates: dict[str, bool]
     train_s: float | None
-    family: str | None  # config hash without the seed
+    family: tuple[str, str | None] | None  # (config hash without the seed, training data's manifest hash)
     source: str
     track: str | None = None  # what the predictions were decoded under (None: reports before it was kept)
 
@@ -123,21 +124,24 @@ def row_of(path: Path, report: EvalReport) -> Row:
     )
 
 
-def _family(report: EvalReport) -> str | None:
-    """The config hash without the seed, of the run's config as this code reads it where the run
-    folder is here (a run trained before a key existed, at its default, then groups with runs
-    after), else the one its card recorded."""
+def _family(report: EvalReport) -> tuple[str, str | None] | None:
+    """What seeds of one run share: the config hash without the seed, and the hash of the training
+    data's manifest (one config trained on two builds of a stage, such as a variant spec built
+    under the stage's name, is two runs). The config hash is of the run's config as this code
+    reads it where the run folder is here (a run trained before a key existed, at its default,
+    then groups with runs after), else the one its card recorded."""
     from exe_coder.train.config import parse_config
     from exe_coder.train.runcard import config_hashes
 
+    card = report.run_card
+    manifest = card.manifest_sha256 if card else None
     config_file = Path(report.ckpt or "") / "config.toml"
     if report.ckpt and config_file.is_file():
         try:
-            return config_hashes(parse_config(config_file.read_text(encoding="utf-8"), config_file))[1]
+            return config_hashes(parse_config(config_file.read_text(encoding="utf-8"), config_file))[1], manifest
         except UserError:
             pass  # a config this code no longer reads: the card's hash
-    card = report.run_card
-    return card.config_sha256_except_seed if card else None
+    return (card.config_sha256_except_seed, manifest) if card else None
 
 
 def _metric_source(report: EvalReport, name: str):
