@@ -254,7 +254,10 @@ def test_prompt_set_shares_set_how_often_each_template_comes_up(tmp_path_factory
     (give or take the last, partial one), and the split is still balanced over its cells."""
     spec = _shared_spec(tmp_path_factory.mktemp("shares"), f"prompts train {share_train}, extra {share_extra}", size)
     assert spec.split("train").prompt_shares == [share_train, share_extra]
-    counts = Counter(d.template_id for d in sample_stage(spec)["train"])
+    draws = sample_stage(spec)["train"]
+    counts = Counter(d.template_id for d in draws)
+    cells_drawn = Counter((d.sign_pattern, d.magnitude_pair) for d in draws)
+    assert len(cells_drawn) == 4 and max(cells_drawn.values()) - min(cells_drawn.values()) <= 1
     turns = 3 * share_train + 2 * share_extra
     rounds_lo, rounds_hi = size // turns, -(-size // turns)
     for template, share in [("t1", share_train), ("t2", share_train), ("t3", share_train),
